@@ -1,0 +1,70 @@
+/*
+ * The strict JSON decoder: builds Lua values straight from a byte range (the
+ * libcurl receive buffer), with no Lua string of the whole document.
+ *
+ * Rules (RFC 8259, strict):
+ *   - objects -> tables; arrays -> tables 1..n carrying the shared array
+ *     metatable (so an empty array can be told from an empty object);
+ *   - integers -> Lua integers on 5.3+ when they fit, else doubles; other
+ *     numbers -> correctly rounded doubles, independent of the C locale;
+ *   - strings: every escape, \u surrogate pairs to UTF-8; invalid UTF-8 and
+ *     unpaired surrogates are errors;
+ *   - null inside an object leaves the key absent, unless keep_null is set,
+ *     in which case it is the null sentinel (lightuserdata NULL, the same
+ *     value as cjson.null); null in an array or at top level is always the
+ *     sentinel (an array keeps its length);
+ *   - nesting deeper than max_depth is an error.
+ * Tables are presized from what earlier tables at the same position held
+ * (the shape cache), so a page of alike users costs about one allocation
+ * per table.
+ */
+#ifndef PSG_JSON_DECODE_H
+#define PSG_JSON_DECODE_H
+
+#include <stddef.h>
+
+#include "buffer.h"
+#include "compat.h"
+
+#define PSG_JSON_DEFAULT_MAX_DEPTH 128
+
+typedef struct psg_json_shapes psg_json_shapes;
+
+typedef struct psg_json_opts {
+    int keep_null;     /* non-zero: null object members become the sentinel */
+    int max_depth;     /* 0 means PSG_JSON_DEFAULT_MAX_DEPTH */
+} psg_json_opts;
+
+typedef struct psg_json_error {
+    size_t offset;     /* byte offset of the offending byte */
+    char message[160]; /* "unexpected character 'x' at byte 12" style text */
+} psg_json_error;
+
+/* The shape cache: plain C memory, owned by whoever decodes repeatedly (a
+ * transport or a decoder userdata). NULL is allowed everywhere: no learning. */
+psg_json_shapes *psg_json_shapes_new(void);
+void psg_json_shapes_free(psg_json_shapes *shapes);
+
+/*
+ * Decodes s[0..len). On success pushes exactly one value and returns 1. On
+ * malformed input pushes nothing, fills *err and returns 0. It may raise a
+ * Lua memory error; all scratch memory lives in *scratch (owned by a
+ * userdata), so nothing leaks when it does. The array metatable is taken
+ * from the registry (psg_json_push_array_mt).
+ */
+int psg_json_decode(lua_State *L, const char *s, size_t len, const psg_json_opts *opts,
+                    psg_json_shapes *shapes, psg_buf *scratch, psg_json_error *err);
+
+/* Pushes the shared array metatable (created on first use, kept in the
+ * registry). */
+void psg_json_push_array_mt(lua_State *L);
+
+/* Registers the Lua-visible decoder on the table at the top of the stack:
+ *   core.decoder{ keep_null = bool, max_depth = n } -> decoder userdata
+ *   decoder:decode(str) -> value | nil, message, offset
+ *   decoder:close() / __gc / __close
+ *   core.array_mt  (the shared array metatable)
+ *   core.null      (the null sentinel) */
+void psg_json_register(lua_State *L);
+
+#endif

@@ -1,0 +1,102 @@
+# passage-lua: build, run the demo, test.
+#   make demo   starts the embedded emulator, runs examples/admin.lua, stops it
+#   make test   installs what is missing, builds, lints, runs every spec
+# Both install their missing Debian packages first (apt-get; root or sudo).
+
+VERSION      := 0.1.0
+LUA_VERSION  ?= 5.4
+BUILD        := build
+PORT         ?= $(or $(PASSAGE_EMULATOR_PORT),8787)
+export PASSAGE_EMULATOR_PORT := $(PORT)
+
+# Headers and interpreter per Lua flavour; LUA_VERSION=jit builds for LuaJIT.
+LUA_INC_5.1  := /usr/include/lua5.1
+LUA_INC_5.3  := /usr/include/lua5.3
+LUA_INC_5.4  := /usr/include/lua5.4
+LUA_INC_jit  := /usr/include/luajit-2.1
+LUA_BIN_5.1  := lua5.1
+LUA_BIN_5.3  := lua5.3
+LUA_BIN_5.4  := lua5.4
+LUA_BIN_jit  := luajit
+LUA_INC      := $(LUA_INC_$(LUA_VERSION))
+LUA          := $(LUA_BIN_$(LUA_VERSION))
+
+CC           ?= cc
+WARN         := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+OPT          ?= -O2 -g
+CFLAGS_ALL   := -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC $(WARN) $(OPT) -I$(LUA_INC) $(EXTRA_CFLAGS)
+LDFLAGS_ALL  := -shared $(EXTRA_LDFLAGS)
+LIBS         := -lcurl
+
+OUT          := $(BUILD)/$(LUA_VERSION)
+CORE_SO      := $(OUT)/passage/core.so
+SRCS         := $(wildcard src/*.c)
+OBJS         := $(patsubst src/%.c,$(OUT)/obj/%.o,$(SRCS))
+HDRS         := $(wildcard src/*.h)
+
+# Where specs, the demo and benchmarks find the modules of this checkout.
+LUA_ENV      := LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' LUA_CPATH='$(OUT)/?.so;;'
+
+DEB_PACKAGES := lua5.4 liblua5.4-dev libcurl4-openssl-dev lua-cjson lua-busted luarocks \
+                lua-check nginx-light libnginx-mod-http-lua lua-resty-core curl wrk \
+                lua5.1 liblua5.1-0-dev lua5.3 liblua5.3-dev luajit2 libluajit2-5.1-dev \
+                valgrind clang libclang-rt-14-dev clang-format
+SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all build deps demo test spec lint format format-check emulator emulator-stop \
+        smoke rock asan valgrind fuzz bench clean
+
+all: build
+build: $(CORE_SO)
+
+$(OUT)/obj/%.o: src/%.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DPSG_VERSION='"$(VERSION)"' -c $< -o $@
+
+$(CORE_SO): $(OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $(OBJS) $(LIBS)
+
+# Installs only what is missing, so a prepared machine pays nothing.
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# ---- emulator -------------------------------------------------------------
+emulator: deps
+	@$(LUA_ENV) lua5.4 lua/passage/emulator/control.lua start
+
+emulator-stop:
+	@$(LUA_ENV) lua5.4 lua/passage/emulator/control.lua stop
+
+# ---- demo -----------------------------------------------------------------
+demo: deps build
+	@$(MAKE) --no-print-directory emulator
+	@$(LUA_ENV) $(LUA) examples/admin.lua; rc=$$?; \
+	$(MAKE) --no-print-directory emulator-stop; exit $$rc
+
+# ---- tests ----------------------------------------------------------------
+test: deps build lint
+	@$(MAKE) --no-print-directory spec
+	@$(MAKE) --no-print-directory smoke
+
+# The spec helper starts the emulator when it is not already answering and
+# stops what it started.
+spec: build
+	$(LUA_ENV) busted --lua=lua5.4 $(BUSTED_ARGS)
+
+lint:
+	luacheck -q lua spec bench examples
+
+format:
+	clang-format -i src/*.c src/*.h
+
+format-check:
+	clang-format --dry-run --Werror src/*.c src/*.h
+
+clean:
+	rm -rf $(BUILD)

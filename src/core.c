@@ -1,0 +1,44 @@
+/*
+ * luaopen_passage_core: the C half of passage-lua.
+ *
+ * C does what Lua cannot do well: drive libcurl (transport.c, request.c) and
+ * turn response bytes into Lua values (json_decode.c). Everything an API user
+ * touches (argument checks, URLs, errors, retries) is Lua, in lua/passage/.
+ *
+ * Lua-visible contract of this module:
+ *   core._VERSION                       the package version (checked by users.lua)
+ *   core.now_ms()                       monotonic clock, milliseconds (a number)
+ *   core.null, core.array_mt            the null sentinel and the array metatable
+ *   core.decoder(opts)                  a standalone decoder (json_decode.c)
+ *   core.transport(opts)                a libcurl multi handle (transport.c)
+ */
+#include <time.h>
+
+#include "compat.h"
+#include "json_decode.h"
+#include "transport.h"
+
+#ifndef PSG_VERSION
+#error "PSG_VERSION must be defined by the build (see Makefile and rockspec)"
+#endif
+
+static int core_now_ms(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec * 1000.0 + (lua_Number)ts.tv_nsec / 1e6);
+    return 1;
+}
+
+int luaopen_passage_core(lua_State *L);
+
+int luaopen_passage_core(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {{"now_ms", core_now_ms}, {NULL, NULL}};
+    psg_newlib(L, funcs);
+    lua_pushliteral(L, PSG_VERSION);
+    lua_setfield(L, -2, "_VERSION");
+    psg_json_register(L);
+    psg_transport_register(L);
+    return 1;
+}

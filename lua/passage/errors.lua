@@ -1,0 +1,91 @@
+-- Runtime failures of passage.users: the `err` of every `nil, err` return.
+--
+-- An error is a plain table with stable fields and a __tostring, so scripts
+-- can branch on `err.kind` / `err.status` / `err.code` and still print it:
+--   kind      "http" | "timeout" | "connect" | "tls" | "network" | "decode"
+--             | "too_large" | "cancelled"
+--   status    HTTP status when the server answered (nil otherwise)
+--   code      Passage's error code ("user_not_found", ...), an open string
+--   message   human text: the server's `error`, or what went wrong locally
+--   body      the raw response body when it was not JSON (an HTML 502 page)
+--   attempts  how many attempts were made
+--   operation the call that failed ("get_user", ...)
+--   retry_after  seconds the server asked to wait, when it said so
+-- The API key is never part of an error: nothing here sees request headers.
+local errors = {}
+
+local Error = {}
+Error.__index = Error
+errors.Error = Error
+
+-- The longest slice of a non-JSON body kept in the printed form; the whole
+-- body stays available in err.body.
+local PRINTED_BODY_MAX = 200
+
+local function one_line(s, max)
+    s = s:gsub("%s+", " ")
+    if #s > max then
+        s = s:sub(1, max) .. "..."
+    end
+    return s
+end
+
+function Error:__tostring()
+    local parts = { "passage" }
+    if self.operation then
+        parts[#parts + 1] = " " .. self.operation
+    end
+    parts[#parts + 1] = ": "
+    if self.kind == "http" then
+        parts[#parts + 1] = "HTTP " .. tostring(self.status)
+        if self.code then
+            parts[#parts + 1] = " " .. self.code
+        end
+        if self.message then
+            parts[#parts + 1] = ": " .. self.message
+        elseif self.body then
+            parts[#parts + 1] = ": " .. one_line(self.body, PRINTED_BODY_MAX)
+        end
+    else
+        parts[#parts + 1] = self.kind
+        if self.status then
+            parts[#parts + 1] = " (HTTP " .. tostring(self.status) .. ")"
+        end
+        if self.message then
+            parts[#parts + 1] = ": " .. self.message
+        end
+    end
+    if self.attempts and self.attempts > 1 then
+        parts[#parts + 1] = " (after " .. self.attempts .. " attempts)"
+    end
+    return table.concat(parts)
+end
+
+-- Builds an error; `fields` is taken over, not copied.
+function errors.new(kind, fields)
+    fields = fields or {}
+    fields.kind = kind
+    return setmetatable(fields, Error)
+end
+
+function errors.is_error(v)
+    return getmetatable(v) == Error
+end
+
+-- The error for a finished transfer whose HTTP status is not a success.
+-- `response` is the table of passage.core's request:response().
+function errors.from_http(response)
+    local body = response.body
+    local fields = { status = response.status }
+    if type(body) == "table" and type(body.code) == "string" then
+        fields.code = body.code
+        if type(body.error) == "string" then
+            fields.message = body.error
+        end
+    elseif response.raw then
+        fields.body = response.raw
+    end
+    return errors.new("http", fields)
+end
+
+return errors

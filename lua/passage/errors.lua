@@ -88,4 +88,32 @@ function errors.from_http(response)
     return errors.new("http", fields)
 end
 
+-- Bad arguments --------------------------------------------------------
+-- Checks deep inside the library throw an ArgumentError; the public entry
+-- point catches it and raises a plain message pointing at the script's
+-- line, so no check has to count stack levels.
+
+local ArgumentError = {}
+ArgumentError.__tostring = function(e)
+    return e.message
+end
+
+-- Throws a bad-argument error ("passage.users: " .. message).
+function errors.argument(fmt, ...)
+    error(setmetatable({ message = "passage.users: " .. string.format(fmt, ...) }, ArgumentError))
+end
+
+-- Calls f(...) and returns its one result; a bad-argument error inside it
+-- is raised again at `level` (1 = the function calling checked).
+function errors.checked(level, f, ...)
+    local ok, v = pcall(f, ...)
+    if ok then
+        return v
+    end
+    if getmetatable(v) == ArgumentError then
+        error(v.message, level + 1)
+    end
+    error(v, 0)
+end
+
 return errors

@@ -11,6 +11,8 @@
 -- Timestamps may be Unix seconds (numbers) or strings in the API's layout
 -- 2006-01-02T15:04:05.000000Z. Operators per field follow the spec: the
 -- counters and timestamps take ne/gt/lt only.
+local errors = require "passage.errors"
+
 local filters = {}
 
 local ALL_OPS = { ne = true, gt = true, lt = true, like = true, not_like = true }
@@ -46,9 +48,7 @@ local function is_whole(v)
 end
 filters.is_whole = is_whole
 
-local function fail(level, fmt, ...)
-    error("passage.users: " .. string.format(fmt, ...), level + 1)
-end
+local fail = errors.argument
 
 local function whole_string(v)
     return string.format("%d", v)
@@ -67,49 +67,49 @@ end
 local TIME_PATTERN = "^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%d%d%d%dZ$"
 
 -- One value of a field to its wire text (without the operator prefix).
-local function value_text(field, spec, op, v, level)
+local function value_text(field, spec, op, v)
     local kind = spec.kind
     if kind == "count" then
         if not is_whole(v) or v < 0 then
-            fail(level, "filter %s: expected a whole number >= 0, got %s", field, tostring(v))
+            fail("filter %s: expected a whole number >= 0, got %s", field, tostring(v))
         end
         return whole_string(v)
     elseif kind == "time" then
         if type(v) == "number" then
             if v ~= v or v < 0 or v >= 253402300800 then
-                fail(level, "filter %s: Unix time out of range: %s", field, tostring(v))
+                fail("filter %s: Unix time out of range: %s", field, tostring(v))
             end
             return filters.format_time(v)
         elseif type(v) == "string" and v:match(TIME_PATTERN) then
             return v
         end
-        fail(level, "filter %s: expected Unix seconds or a 2006-01-02T15:04:05.000000Z string, got %s",
+        fail("filter %s: expected Unix seconds or a 2006-01-02T15:04:05.000000Z string, got %s",
             field, tostring(v))
     end
     if type(v) ~= "string" or v == "" then
-        fail(level, "filter %s: expected a non-empty string, got %s", field, tostring(v))
+        fail("filter %s: expected a non-empty string, got %s", field, tostring(v))
     end
     if kind == "status" and op ~= "like" and op ~= "not_like" and not STATUSES[v] then
-        fail(level, "filter status: %q is not one of active, inactive, pending", v)
+        fail("filter status: %q is not one of active, inactive, pending", v)
     end
     return v
 end
 
-local function filter_text(field, value, level)
+local function filter_text(field, value)
     local spec = filters.FIELDS[field]
     if type(value) ~= "table" then
-        local text = value_text(field, spec, nil, value, level + 1)
+        local text = value_text(field, spec, nil, value)
         -- A plain value that starts like "ne:" would be read as an operator.
         local prefix = type(value) == "string" and value:match("^([%a_]+):")
         if prefix and ALL_OPS[prefix] then
-            fail(level, "filter %s: plain value %q reads as an operator; write { %s = ... }",
+            fail("filter %s: plain value %q reads as an operator; write { %s = ... }",
                 field, value, prefix)
         end
         return text
     end
     local op, v = next(value)
     if op == nil or next(value, op) ~= nil then
-        fail(level, "filter %s: give exactly one operator, as in { gt = ... }", field)
+        fail("filter %s: give exactly one operator, as in { gt = ... }", field)
     end
     if type(op) ~= "string" or not spec.ops[op] then
         local names = {}
@@ -117,13 +117,13 @@ local function filter_text(field, value, level)
             names[#names + 1] = name
         end
         table.sort(names)
-        fail(level, "filter %s: operator %s not allowed (use %s)", field, tostring(op),
+        fail("filter %s: operator %s not allowed (use %s)", field, tostring(op),
             table.concat(names, ", "))
     end
-    return op .. ":" .. value_text(field, spec, op, v, level + 1)
+    return op .. ":" .. value_text(field, spec, op, v)
 end
 
-local function order_item_text(item, level)
+local function order_item_text(item)
     local field, dir
     if type(item) == "string" then
         field, dir = item:match("^([%w_]+):(%a+)$")
@@ -134,49 +134,48 @@ local function order_item_text(item, level)
         field, dir = item[1], item[2] or "ASC"
     end
     if type(field) ~= "string" or type(dir) ~= "string" then
-        fail(level, "order_by: expected \"field:ASC|DESC\" or { field, \"ASC\"|\"DESC\" }, got %s",
+        fail("order_by: expected \"field:ASC|DESC\" or { field, \"ASC\"|\"DESC\" }, got %s",
             tostring(item))
     end
     dir = dir:upper()
     if dir ~= "ASC" and dir ~= "DESC" then
-        fail(level, "order_by: direction %q is not ASC or DESC", dir)
+        fail("order_by: direction %q is not ASC or DESC", dir)
     end
     if field == "identifier" then
-        fail(level, "order_by: the API cannot order by identifier")
+        fail("order_by: the API cannot order by identifier")
     end
     if not filters.ORDERABLE[field] then
-        fail(level, "order_by: unknown field %q", field)
+        fail("order_by: unknown field %q", field)
     end
     return field .. ":" .. dir
 end
 
-function filters.order_by_text(order, level)
-    level = (level or 1) + 1
+function filters.order_by_text(order)
     local items = {}
     if type(order) == "string" then
         for item in (order .. ","):gmatch("([^,]*),") do
-            items[#items + 1] = order_item_text(item, level)
+            items[#items + 1] = order_item_text(item)
         end
     elseif type(order) == "table" then
         if order[1] == nil then
-            fail(level, "order_by: empty list")
+            fail("order_by: empty list")
         end
         for i = 1, #order do
-            items[i] = order_item_text(order[i], level)
+            items[i] = order_item_text(order[i])
         end
     else
-        fail(level, "order_by: expected a string or a list, got %s", type(order))
+        fail("order_by: expected a string or a list, got %s", type(order))
     end
     return table.concat(items, ",")
 end
 
-local function whole_param(params, name, min, max, level)
+local function whole_param(params, name, min, max)
     local v = params[name]
     if v == nil then
         return nil
     end
     if not is_whole(v) or v < min or (max and v > max) then
-        fail(level, "%s: expected a whole number in %d..%s, got %s", name, min,
+        fail("%s: expected a whole number in %d..%s, got %s", name, min,
             max and tostring(max) or "", tostring(v))
     end
     return whole_string(v)
@@ -185,35 +184,34 @@ end
 local PAGING = { page = true, limit = true, created_before = true, order_by = true }
 
 -- Checks `params` and returns the query as an array of { name, text } in a
--- fixed order (page, limit, created_before, order_by, then filters). Raises
--- a clear error at `level` (relative to the caller) on anything invalid.
-function filters.to_query(params, level)
-    level = (level or 1) + 1
+-- fixed order (page, limit, created_before, order_by, then filters). Throws
+-- an argument error (passage.errors) on anything invalid.
+function filters.to_query(params)
     local q = {}
     if params == nil then
         return q
     end
     if type(params) ~= "table" then
-        fail(level, "list params: expected a table, got %s", type(params))
+        fail("list params: expected a table, got %s", type(params))
     end
     for name in pairs(params) do
         if not PAGING[name] and not filters.FIELDS[name] then
-            fail(level, "list params: unknown parameter %s", tostring(name))
+            fail("list params: unknown parameter %s", tostring(name))
         end
     end
-    local page = whole_param(params, "page", 1, nil, level)
-    local limit = whole_param(params, "limit", 1, filters.MAX_LIMIT, level)
-    local created_before = whole_param(params, "created_before", 0, nil, level)
+    local page = whole_param(params, "page", 1, nil)
+    local limit = whole_param(params, "limit", 1, filters.MAX_LIMIT)
+    local created_before = whole_param(params, "created_before", 0, nil)
     if page then q[#q + 1] = { "page", page } end
     if limit then q[#q + 1] = { "limit", limit } end
     if created_before then q[#q + 1] = { "created_before", created_before } end
     if params.order_by ~= nil then
-        q[#q + 1] = { "order_by", filters.order_by_text(params.order_by, level) }
+        q[#q + 1] = { "order_by", filters.order_by_text(params.order_by) }
     end
     for _, field in ipairs(FILTER_ORDER) do
         local v = params[field]
         if v ~= nil then
-            q[#q + 1] = { field, filter_text(field, v, level) }
+            q[#q + 1] = { field, filter_text(field, v) }
         end
     end
     return q

@@ -1,0 +1,489 @@
+-- passage.users: the Passage Management API v1 user operations.
+--
+--   local users = require "passage.users"
+--   local client = users.new { api_key = os.getenv "PASSAGE_API_KEY" }
+--   local user, err = client:get_user(app_id, user_id)
+--
+-- Bad arguments raise at once, before any request. Runtime failures return
+-- nil, err (see passage.errors). Every call can also be started without
+-- waiting: client:start("get_user", app_id, user_id) returns a handle, and
+-- client:poll(timeout_ms) drives all transfers (see README, "Concurrency").
+local core = require "passage.core"
+local engine = require "passage.engine"
+local errors = require "passage.errors"
+local filters = require "passage.filters"
+local url = require "passage.url"
+
+-- A private encoder instance: the global cjson configuration belongs to the
+-- host application and is never changed here.
+local cjson = require("cjson").new()
+
+local users = {
+    _VERSION = "0.1.0",
+    null = core.null,          -- JSON null where a null is kept (keep_null)
+    array_mt = core.array_mt,  -- the metatable of every decoded JSON array
+}
+
+if core._VERSION ~= users._VERSION then
+    error(string.format("passage.users %s found passage.core %s: reinstall the rock",
+        users._VERSION, tostring(core._VERSION)))
+end
+
+local DEFAULT_BASE_URL = "https://api.passage.id/v1"
+
+-- Client options: name -> { type, default }.
+local OPTIONS = {
+    api_key = { "string" },
+    base_url = { "string", DEFAULT_BASE_URL },
+    connect_timeout_ms = { "number", 10000 },
+    timeout_ms = { "number", 30000 },          -- a whole call, retries included
+    attempt_timeout_ms = { "number" },         -- one attempt (default: what is left)
+    max_attempts = { "number", 4 },
+    retry_base_delay_ms = { "number", 100 },
+    retry_max_delay_ms = { "number", 5000 },
+    retry_after_max_ms = { "number", 30000 },  -- longest Retry-After honoured
+    max_response_bytes = { "number", 16 * 1024 * 1024 },
+    max_host_connections = { "number" },
+    ca_file = { "string" },
+    ca_path = { "string" },
+    unsafe_skip_tls_verify = { "boolean", false },
+    user_agent = { "string" },
+    keep_null = { "boolean", false },
+}
+
+local argerror = errors.argument
+
+local function check_options(opts)
+    if type(opts) ~= "table" then
+        argerror("new: expected an options table, got %s", type(opts))
+    end
+    local o = {}
+    for name, value in pairs(opts) do
+        local spec = OPTIONS[name]
+        if not spec then
+            argerror("new: unknown option %s", tostring(name))
+        end
+        if type(value) ~= spec[1] then
+            argerror("new: option %s: expected %s, got %s", name, spec[1], type(value))
+        end
+        if spec[1] == "number" and not (value >= 0 and filters.is_whole(value)) then
+            argerror("new: option %s: expected a whole number >= 0, got %s", name, tostring(value))
+        end
+        o[name] = value
+    end
+    for name, spec in pairs(OPTIONS) do
+        if o[name] == nil then
+            o[name] = spec[2]
+        end
+    end
+    if type(o.api_key) ~= "string" or o.api_key:match("^%s*$") then
+        argerror("new: api_key is required")
+    end
+    -- A key holding CR, LF or any control byte could add a header.
+    if o.api_key:find("[%c\128-\255 ]") then
+        argerror("new: api_key holds a control, space or non-ASCII byte")
+    end
+    if o.user_agent and o.user_agent:find("%c") then
+        argerror("new: user_agent holds a control byte")
+    end
+    local base = o.base_url:gsub("/+$", "")
+    if not base:match("^https?://[^/?#%s]+[^?#%s%c]*$") then
+        argerror("new: base_url must be an http(s) URL without query or fragment, got %q",
+            o.base_url)
+    end
+    o.base_url = base
+    if o.max_attempts < 1 then
+        argerror("new: max_attempts must be at least 1")
+    end
+    if o.timeout_ms < 1 then
+        argerror("new: timeout_ms must be at least 1")
+    end
+    return o
+end
+
+local Client = {}
+Client.__index = Client
+
+-- The API key lives here, out of the client table, so that printing or
+-- dumping a client (or an error) can never show it.
+local secrets = setmetatable({}, { __mode = "k" })
+
+function users.new(opts)
+    local o = check_options(opts)
+    local transport = core.transport {
+        connect_timeout_ms = o.connect_timeout_ms,
+        timeout_ms = o.timeout_ms,
+        max_response_bytes = o.max_response_bytes,
+        ca_file = o.ca_file,
+        ca_path = o.ca_path,
+        tls_verify = not o.unsafe_skip_tls_verify,
+        user_agent = o.user_agent,
+        keep_null = o.keep_null,
+        max_host_connections = o.max_host_connections,
+    }
+    local self = setmetatable({
+        base_url = o.base_url,
+        options = {
+            timeout_ms = o.timeout_ms,
+            attempt_timeout_ms = o.attempt_timeout_ms,
+            max_attempts = o.max_attempts,
+            retry_base_delay_ms = o.retry_base_delay_ms,
+            retry_max_delay_ms = o.retry_max_delay_ms,
+            retry_after_max_ms = o.retry_after_max_ms,
+        },
+        transport = transport,
+    }, Client)
+    self.engine = engine.new(transport, self.options)
+    local common = {
+        "Authorization: Bearer " .. o.api_key,
+        "Accept: application/json",
+        "Passage-Version: passage-lua " .. users._VERSION,
+    }
+    local with_body = { common[1], common[2], common[3], "Content-Type: application/json" }
+    secrets[self] = { headers = common, headers_with_body = with_body }
+    return self
+end
+
+function Client:__tostring()
+    if not self.transport then
+        return "passage.users client (closed)"
+    end
+    return "passage.users client (" .. self.base_url .. ")"
+end
+
+function Client:close()
+    if self.transport then
+        self.engine:cancel_all()
+        self.transport:close()
+        self.transport = nil
+        secrets[self] = nil
+    end
+end
+Client.__gc = Client.close
+Client.__close = Client.close
+
+-- Argument checks -------------------------------------------------------
+
+local function check_id(what, v)
+    if type(v) ~= "string" then
+        argerror("%s: expected a string, got %s", what, type(v))
+    end
+    if v:match("^%s*$") then
+        argerror("%s: must not be empty", what)
+    end
+end
+
+local function check_metadata(md)
+    if type(md) ~= "table" then
+        argerror("user_metadata: expected a table, got %s", type(md))
+    end
+    for k, v in pairs(md) do
+        if type(k) ~= "string" then
+            argerror("user_metadata: keys must be strings, got %s", type(k))
+        end
+        local t = type(v)
+        if t == "number" then
+            if v ~= v or v == math.huge or v == -math.huge then
+                argerror("user_metadata.%s: not a finite number", k)
+            end
+        elseif t ~= "string" and t ~= "boolean" then
+            argerror("user_metadata.%s: expected a string, number or boolean, got %s", k, t)
+        end
+    end
+end
+
+local USER_FIELDS = { email = "string", phone = "string", user_metadata = "table" }
+
+local function check_user_request(what, req, need_identifier)
+    if type(req) ~= "table" then
+        argerror("%s: expected a request table, got %s", what, type(req))
+    end
+    local n = 0
+    for k, v in pairs(req) do
+        local want = USER_FIELDS[k]
+        if not want then
+            argerror("%s: unknown field %s", what, tostring(k))
+        end
+        if type(v) ~= want then
+            argerror("%s: field %s: expected %s, got %s", what, k, want, type(v))
+        end
+        n = n + 1
+    end
+    if req.user_metadata then
+        check_metadata(req.user_metadata)
+    end
+    if need_identifier and (req.email or "") == "" and (req.phone or "") == "" then
+        argerror("%s: an email or a phone is required", what)
+    end
+    if n == 0 then
+        argerror("%s: nothing to update", what)
+    end
+end
+
+-- Response checks: a 2xx whose body is not what the spec promises is a
+-- "decode" error, never a half-filled table handed to the script.
+
+local function decode_error(message)
+    return errors.new("decode", { message = message })
+end
+
+local USER_TYPES = {
+    id = "string", email = "string", phone = "string", status = "string",
+    created_at = "string", updated_at = "string", last_login_at = "string",
+    login_count = "number", email_verified = "boolean", phone_verified = "boolean",
+}
+
+local function bad_user(u)
+    if type(u) ~= "table" then
+        return "expected a user object"
+    end
+    for field, want in pairs(USER_TYPES) do
+        local t = type(u[field])
+        if t ~= want and u[field] ~= nil then
+            return string.format("user field %s: expected %s, got %s", field, want, t)
+        end
+    end
+    if type(u.id) ~= "string" then
+        return "user without an id"
+    end
+    return nil
+end
+
+local function user_result(response)
+    local body = response.body
+    local user = type(body) == "table" and body.user or nil
+    local problem = bad_user(user)
+    if problem then
+        return nil, decode_error("response: " .. problem)
+    end
+    return user
+end
+
+local function true_result()
+    return true
+end
+
+local function list_result(response)
+    local body = response.body
+    if type(body) ~= "table" or type(body.users) ~= "table" then
+        return nil, decode_error("response: expected a list with users")
+    end
+    for _, field in ipairs { "total_users", "page", "limit", "created_before" } do
+        if type(body[field]) ~= "number" then
+            return nil, decode_error("response: list field " .. field .. " is not a number")
+        end
+    end
+    local list = body.users
+    for i = 1, #list do
+        local problem = bad_user(list[i])
+        if problem then
+            return nil, decode_error(string.format("response: users[%d]: %s", i, problem))
+        end
+    end
+    return body
+end
+
+local function devices_result(response)
+    local body = response.body
+    if type(body) ~= "table" or type(body.devices) ~= "table" then
+        return nil, decode_error("response: expected a devices list")
+    end
+    return body.devices
+end
+
+-- Operations --------------------------------------------------------------
+-- Each builds a call for the engine; `level` points error messages at the
+-- script line that called the client.
+
+local function path(self, ...)
+    local parts = { self.base_url, "apps" }
+    local args = { ... }
+    for i = 1, #args do
+        local a = args[i]
+        parts[#parts + 1] = a.raw or url.segment(a)
+    end
+    return table.concat(parts, "/")
+end
+
+local USERS = { raw = "users" }
+
+local function call(self, operation, method, target, finish, idempotent, body)
+    local s = secrets[self]
+    return {
+        operation = operation,
+        method = method,
+        url = target,
+        headers = body and s.headers_with_body or s.headers,
+        body = body,
+        idempotent = idempotent,
+        finish = finish,
+    }
+end
+
+local function list_call(self, operation, app_id, params, finish)
+    local query = url.query(filters.to_query(params))
+    local target = path(self, app_id, USERS)
+    if query ~= "" then
+        target = target .. "?" .. query
+    end
+    return call(self, operation, "GET", target, finish, true)
+end
+
+local prepare = {}
+
+function prepare.get_user(self, app_id, user_id)
+    check_id("app_id", app_id)
+    check_id("user_id", user_id)
+    return call(self, "get_user", "GET", path(self, app_id, USERS, user_id), user_result, true)
+end
+
+function prepare.create_user(self, app_id, req)
+    check_id("app_id", app_id)
+    check_user_request("create_user", req, true)
+    return call(self, "create_user", "POST", path(self, app_id, USERS), user_result, false,
+        cjson.encode(req))
+end
+
+function prepare.update_user(self, app_id, user_id, req)
+    check_id("app_id", app_id)
+    check_id("user_id", user_id)
+    check_user_request("update_user", req, false)
+    return call(self, "update_user", "PATCH", path(self, app_id, USERS, user_id), user_result,
+        true, cjson.encode(req))
+end
+
+function prepare.delete_user(self, app_id, user_id)
+    check_id("app_id", app_id)
+    check_id("user_id", user_id)
+    return call(self, "delete_user", "DELETE", path(self, app_id, USERS, user_id), true_result, true)
+end
+
+function prepare.activate_user(self, app_id, user_id)
+    check_id("app_id", app_id)
+    check_id("user_id", user_id)
+    return call(self, "activate_user", "PATCH",
+        path(self, app_id, USERS, user_id, { raw = "activate" }), user_result, true)
+end
+
+function prepare.deactivate_user(self, app_id, user_id)
+    check_id("app_id", app_id)
+    check_id("user_id", user_id)
+    return call(self, "deactivate_user", "PATCH",
+        path(self, app_id, USERS, user_id, { raw = "deactivate" }), user_result, true)
+end
+
+function prepare.list_paginated_users(self, app_id, params)
+    check_id("app_id", app_id)
+    return list_call(self, "list_paginated_users", app_id, params, list_result)
+end
+
+function prepare.list_user_devices(self, app_id, user_id)
+    check_id("app_id", app_id)
+    check_id("user_id", user_id)
+    return call(self, "list_user_devices", "GET",
+        path(self, app_id, USERS, user_id, { raw = "devices" }), devices_result, true)
+end
+
+function prepare.delete_user_device(self, app_id, user_id, device_id)
+    check_id("app_id", app_id)
+    check_id("user_id", user_id)
+    check_id("device_id", device_id)
+    return call(self, "delete_user_device", "DELETE",
+        path(self, app_id, USERS, user_id, { raw = "devices" }, device_id), true_result, true)
+end
+
+function prepare.revoke_user_refresh_tokens(self, app_id, user_id)
+    check_id("app_id", app_id)
+    check_id("user_id", user_id)
+    return call(self, "revoke_user_refresh_tokens", "DELETE",
+        path(self, app_id, USERS, user_id, { raw = "tokens" }), true_result, true)
+end
+
+-- As the official SDKs do it: a list with limit=1 on the lower-cased
+-- identifier, then a get of the user found.
+function prepare.get_user_by_identifier(self, app_id, identifier)
+    check_id("app_id", app_id)
+    check_id("identifier", identifier)
+    local function found(response)
+        local list, err = list_result(response)
+        if not list then
+            return nil, err
+        end
+        local first = list.users[1]
+        if not first then
+            return nil, errors.new("not_found", {
+                code = "user_not_found",
+                message = "no user with identifier " .. identifier:lower(),
+            })
+        end
+        return nil, nil, prepare.get_user(self, app_id, first.id)
+    end
+    local c = list_call(self, "get_user_by_identifier", app_id,
+        { limit = 1, identifier = identifier:lower() }, found)
+    return c
+end
+
+users.OPERATIONS = {}
+for name in pairs(prepare) do
+    users.OPERATIONS[#users.OPERATIONS + 1] = name
+end
+table.sort(users.OPERATIONS)
+
+-- Both entry points (the blocking method and start) call this directly,
+-- so level 3 is the script's line: 1 here, 2 the entry point, 3 the script.
+local function start_call(self, name, ...)
+    if not self.transport then
+        error("passage.users: " .. name .. " on a closed client", 3)
+    end
+    local c = errors.checked(3, prepare[name], self, ...)
+    return self.engine:start(c)
+end
+
+-- Starts `operation` without waiting; returns a request handle with
+-- :done(), :result(), :wait(), :cancel().
+function Client:start(operation, ...)
+    if type(operation) ~= "string" or not prepare[operation] then
+        error("passage.users: start: unknown operation " .. tostring(operation), 2)
+    end
+    local handle = start_call(self, operation, ...) -- not a tail call: keeps error levels
+    return handle
+end
+
+for name in pairs(prepare) do
+    Client[name] = function(self, ...)
+        return self.engine:wait(start_call(self, name, ...))
+    end
+end
+
+-- Drives every transfer of this client for at most timeout_ms (0 never
+-- blocks) and returns the handles that finished.
+function Client:poll(timeout_ms)
+    if not self.transport then
+        error("passage.users: poll on a closed client", 2)
+    end
+    if timeout_ms ~= nil and (type(timeout_ms) ~= "number" or timeout_ms < 0) then
+        error("passage.users: poll: timeout_ms must be a number >= 0", 2)
+    end
+    return self.engine:poll(timeout_ms or 0)
+end
+
+function Client:pending()
+    return self.transport and self.engine:pending() or 0
+end
+
+-- The socket interface, for hosts that run their own reactor: watch the
+-- sockets of socket_changes(), call socket_action(fd, events) when one is
+-- ready and socket_action() when timer_ms() has passed.
+function Client:socket_changes()
+    return self.transport:socket_changes()
+end
+
+function Client:timer_ms()
+    return self.engine:timer_ms()
+end
+
+function Client:socket_action(fd, events)
+    return self.engine:socket_action(fd, events)
+end
+
+return users

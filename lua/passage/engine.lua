@@ -219,6 +219,12 @@ function Engine:wait(h)
     return h:result()
 end
 
+-- Gives a handle taken by poll back to the queue of the next poll.
+function Engine:requeue(h)
+    h.taken = nil
+    self.finished[#self.finished + 1] = h
+end
+
 function Engine:pending()
     local n = #self.backing_off
     for _ in pairs(self.in_flight) do

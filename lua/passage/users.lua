@@ -8,6 +8,7 @@
 -- nil, err (see passage.errors). Every call can also be started without
 -- waiting: client:start("get_user", app_id, user_id) returns a handle, and
 -- client:poll(timeout_ms) drives all transfers (see README, "Concurrency").
+local bulk = require "passage.bulk"
 local core = require "passage.core"
 local engine = require "passage.engine"
 local errors = require "passage.errors"
@@ -28,6 +29,8 @@ if core._VERSION ~= users._VERSION then
     error(string.format("passage.users %s found passage.core %s: reinstall the rock",
         users._VERSION, tostring(core._VERSION)))
 end
+
+local unpack_args = table.unpack or unpack -- luacheck: globals unpack
 
 local DEFAULT_BASE_URL = "https://api.passage.id/v1"
 
@@ -453,6 +456,50 @@ for name in pairs(prepare) do
     Client[name] = function(self, ...)
         return self.engine:wait(start_call(self, name, ...))
     end
+end
+
+-- Runs many calls with at most opts.max_in_flight (default 16) in flight.
+-- `calls` is a list of { "operation", args... }; every call is checked
+-- before the first request. Returns results in input order, each
+-- { value = v } or { err = e }.
+function Client:bulk(calls, opts)
+    if not self.transport then
+        error("passage.users: bulk on a closed client", 2)
+    end
+    if type(calls) ~= "table" then
+        error("passage.users: bulk: expected a list of calls, got " .. type(calls), 2)
+    end
+    local max_in_flight = 16
+    if opts ~= nil then
+        if type(opts) ~= "table" then
+            error("passage.users: bulk: expected an options table, got " .. type(opts), 2)
+        end
+        for k in pairs(opts) do
+            if k ~= "max_in_flight" then
+                error("passage.users: bulk: unknown option " .. tostring(k), 2)
+            end
+        end
+        max_in_flight = opts.max_in_flight or max_in_flight
+        if not filters.is_whole(max_in_flight) or max_in_flight < 1 then
+            error("passage.users: bulk: max_in_flight must be a whole number >= 1", 2)
+        end
+    end
+    local prepared = {}
+    for i = 1, #calls do
+        local c = calls[i]
+        local name = type(c) == "table" and c[1]
+        if type(name) ~= "string" or not prepare[name] then
+            error(string.format("passage.users: bulk: call %d: unknown operation %s", i,
+                tostring(name)), 2)
+        end
+        local ok, call_or_err = pcall(prepare[name], self, unpack_args(c, 2))
+        if not ok then
+            local message = tostring(call_or_err):gsub("^passage%.users: ", "")
+            error(string.format("passage.users: bulk: call %d: %s", i, message), 2)
+        end
+        prepared[i] = call_or_err
+    end
+    return bulk.run(self.engine, prepared, max_in_flight)
 end
 
 -- Drives every transfer of this client for at most timeout_ms (0 never

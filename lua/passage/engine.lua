@@ -266,6 +266,20 @@ function Engine:cancel(h)
     finish(self, h, nil, errors.new("cancelled", { message = "cancelled by the caller" }))
 end
 
+-- Cancels `h` and forgets it: it will not show up in a later poll. For
+-- internal prefetches whose results nobody will read.
+function Engine:discard(h)
+    self:cancel(h)
+    h.taken = true
+    local list = self.finished
+    for i = #list, 1, -1 do
+        if list[i] == h then
+            table.remove(list, i)
+            break
+        end
+    end
+end
+
 -- Ends every call still running; used when the client closes.
 function Engine:cancel_all()
     for req, h in pairs(self.in_flight) do

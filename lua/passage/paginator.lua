@@ -1,0 +1,263 @@
+-- passage.paginator: walk every user of an app with one for loop.
+--
+--   for user in paginator.users(client, app_id, { status = "active" }) do ... end
+--   for page in paginator.pages(client, app_id, params) do ... end
+--   local all, err = paginator.collect(client, app_id, params)
+--
+-- params are those of client:list_paginated_users (filters as Lua values,
+-- see passage.filters) without `page`, which the walk owns. The optional
+-- last argument holds walk options: { in_flight = K } keeps K pages in
+-- flight at once (default 1).
+--
+-- The window is stable: the first page's created_before is pinned and sent
+-- with every later page, so users created during the walk do not shift
+-- pages. Users that stop matching or are deleted during the walk (the loop
+-- body deactivating or deleting them, typically) do shift later pages to
+-- the left; the walk sees that in total_users, steps back, and skips the
+-- ids it has already yielded, so every user that existed at the start and
+-- still matches is seen exactly once. Memory holds at most K pages plus
+-- the ids of the last few pages.
+local errors = require "passage.errors"
+local filters = require "passage.filters"
+local users = require "passage.users"
+
+local paginator = {}
+
+local DEFAULT_LIMIT = 500
+-- How many pages back a walk can step after removals; more than this many
+-- pages' worth of users removed between two pages ends the walk with an
+-- error rather than a silent gap.
+local REMEMBERED_PAGES = 8
+
+local function check_walk(client, app_id, params, opts)
+    if type(client) ~= "table" or type(client.start) ~= "function" then
+        errors.argument("paginator: expected a passage.users client, got %s", type(client))
+    end
+    if params ~= nil and type(params) ~= "table" then
+        errors.argument("paginator: expected a params table, got %s", type(params))
+    end
+    local p = {}
+    for k, v in pairs(params or {}) do
+        p[k] = v
+    end
+    if p.page ~= nil then
+        errors.argument("paginator: page is set by the walk; leave it out")
+    end
+    p.limit = p.limit or DEFAULT_LIMIT
+    filters.to_query(p) -- every filter checked before the first request
+    local in_flight = 1
+    if opts ~= nil then
+        if type(opts) ~= "table" then
+            errors.argument("paginator: expected an options table, got %s", type(opts))
+        end
+        for k in pairs(opts) do
+            if k ~= "in_flight" then
+                errors.argument("paginator: unknown option %s", tostring(k))
+            end
+        end
+        in_flight = opts.in_flight or 1
+        if not filters.is_whole(in_flight) or in_flight < 1 or in_flight > 64 then
+            errors.argument("paginator: in_flight must be a whole number in 1..64")
+        end
+    end
+    if type(app_id) ~= "string" or app_id:match("^%s*$") then
+        errors.argument("paginator: app_id must be a non-empty string")
+    end
+    return p, in_flight
+end
+
+local Walk = {}
+Walk.__index = Walk
+
+local function new_walk(client, app_id, params, in_flight)
+    return setmetatable({
+        client = client,
+        app_id = app_id,
+        params = params,
+        in_flight = in_flight,
+        limit = params.limit,
+        next_page = 1,    -- the next page number to request
+        last_page = nil,  -- known once total_users is
+        total = nil,      -- total_users of the last accepted page
+        queue = {},       -- handles of requested pages, in page order
+        recent = {},      -- id sets of the last accepted pages
+        done = false,
+    }, Walk)
+end
+
+function Walk:request(page)
+    local p = {}
+    for k, v in pairs(self.params) do
+        p[k] = v
+    end
+    p.page = page
+    local h = self.client:start("list_paginated_users", self.app_id, p)
+    self.queue[#self.queue + 1] = { page = page, handle = h }
+end
+
+-- Keeps up to in_flight pages requested, never past the last page.
+function Walk:fill()
+    local want = self.total and self.in_flight or 1
+    while #self.queue < want and (not self.last_page or self.next_page <= self.last_page) do
+        self:request(self.next_page)
+        self.next_page = self.next_page + 1
+    end
+end
+
+function Walk:drop_queue()
+    for _, q in ipairs(self.queue) do
+        self.client.engine:discard(q.handle)
+    end
+    self.queue = {}
+end
+
+function Walk:seen(id)
+    local recent = self.recent
+    for i = 1, #recent do
+        if recent[i][id] then
+            return true
+        end
+    end
+    return false
+end
+
+function Walk:remember(list)
+    local ids = {}
+    for i = 1, #list do
+        ids[list[i].id] = true
+    end
+    table.insert(self.recent, 1, ids)
+    self.recent[REMEMBERED_PAGES + 1] = nil
+end
+
+function Walk:set_total(total)
+    self.total = total
+    self.last_page = math.max(1, math.ceil(total / self.limit))
+end
+
+-- The next page table (users already yielded removed), or nil at the end.
+-- Raises the err table when a page fails.
+function Walk:next()
+    while not self.done do
+        self:fill()
+        local q = table.remove(self.queue, 1)
+        if not q then
+            self.done = true
+            return nil
+        end
+        local page, err = q.handle:wait()
+        if not page then
+            self:close()
+            error(err, 0)
+        end
+        if not self.params.created_before then
+            -- Pin the window: every later page lists the same users.
+            self.params.created_before = page.created_before
+        end
+        if page.limit and page.limit > 0 then
+            self.limit = page.limit
+        end
+        local total = page.total_users
+        local shift = self.total and total - self.total or 0
+        if shift < 0 then
+            -- Users before our position went away: the rest moved left.
+            local accepted = (q.page - 1) * self.limit -- positions already read
+            local resume = math.floor((accepted + shift) / self.limit) + 1
+            if q.page - resume > REMEMBERED_PAGES - 1 then
+                self:close()
+                error(errors.new("changed", {
+                    operation = "paginator",
+                    message = string.format(
+                        "%d users left the listing between two pages; restart the walk", -shift),
+                }), 0)
+            end
+            self:drop_queue()
+            self:set_total(total)
+            self.next_page = math.max(1, resume)
+        else
+            if shift ~= 0 or not self.total then
+                self:set_total(total)
+            end
+            local fresh = {}
+            local list = page.users
+            for i = 1, #list do
+                if not self:seen(list[i].id) then
+                    fresh[#fresh + 1] = list[i]
+                end
+            end
+            self:remember(list)
+            if #list == 0 or #list < self.limit or q.page >= self.last_page then
+                self.done = true
+                self:drop_queue()
+            end
+            page.users = setmetatable(fresh, getmetatable(list))
+            return page
+        end
+    end
+    return nil
+end
+
+function Walk:close()
+    self.done = true
+    self:drop_queue()
+end
+Walk.__close = Walk.close
+
+-- The state object of a for loop is closed when the loop ends early
+-- (break, error) on Lua 5.4, so prefetched pages are not left running.
+local function walk_for(client, app_id, params, opts)
+    local p, in_flight = errors.checked(3, check_walk, client, app_id, params, opts)
+    return new_walk(client, app_id, p, in_flight)
+end
+
+-- Iterates page tables (as list_paginated_users returns them).
+function paginator.pages(client, app_id, params, opts)
+    local walk = walk_for(client, app_id, params, opts)
+    return Walk.next, walk, nil, walk
+end
+
+-- Iterates users, one page in memory (K with in_flight).
+function paginator.users(client, app_id, params, opts)
+    local walk = walk_for(client, app_id, params, opts)
+    local list, i = nil, 0
+    local function next_user()
+        while true do
+            if list then
+                i = i + 1
+                local user = list[i]
+                if user then
+                    return user
+                end
+            end
+            local page = walk:next()
+            if not page then
+                return nil
+            end
+            list, i = page.users, 0
+        end
+    end
+    return next_user, walk, nil, walk
+end
+
+-- Every matching user in one array, or nil, err.
+function paginator.collect(client, app_id, params, opts)
+    local walk = walk_for(client, app_id, params, opts)
+    local all = setmetatable({}, users.array_mt)
+    local ok, err = pcall(function()
+        for page in Walk.next, walk do
+            local list = page.users
+            for i = 1, #list do
+                all[#all + 1] = list[i]
+            end
+        end
+    end)
+    if not ok then
+        if errors.is_error(err) then
+            return nil, err
+        end
+        error(err, 0)
+    end
+    return all
+end
+
+return paginator

@@ -1,0 +1,74 @@
+local filters = require "passage.filters"
+local url = require "passage.url"
+
+local function query(params)
+    return url.query(filters.to_query(params))
+end
+
+describe("list query", function()
+    it("puts paging first, then filters, in a fixed order", function()
+        assert.equal("page=2&limit=50&created_before=1700000000&order_by=created_at:DESC,id:ASC"
+            .. "&status=active&login_count=gt:3",
+            query { login_count = { gt = 3 }, status = "active", page = 2, limit = 50,
+                created_before = 1700000000, order_by = { { "created_at", "DESC" }, "id:ASC" } })
+    end)
+
+    it("writes every operator the spec allows", function()
+        for _, op in ipairs { "ne", "gt", "lt", "like", "not_like" } do
+            assert.equal("identifier=" .. op .. ":x", query { identifier = { [op] = "x" } })
+        end
+        assert.equal("id=ne:abc", query { id = { ne = "abc" } })
+    end)
+
+    it("encodes values so they cannot add parameters", function()
+        assert.equal("identifier=like:%25@x.com%26admin%3Dtrue",
+            query { identifier = { like = "%@x.com&admin=true" } })
+        assert.equal("id=a%2Fb%3Fc%23d%20e%0D%0A", query { id = "a/b?c#d e\r\n" })
+    end)
+
+    it("formats Unix seconds in the API's timestamp layout", function()
+        assert.equal("created_at=gt:2023-11-14T22:13:20.000000Z", query { created_at = { gt = 1700000000 } })
+        assert.equal("2023-11-14T22:13:20.250000Z", filters.format_time(1700000000.25))
+        assert.equal("updated_at=2006-01-02T15:04:05.000000Z",
+            query { updated_at = "2006-01-02T15:04:05.000000Z" })
+    end)
+
+    local function rejects(params, pattern)
+        local ok, err = pcall(filters.to_query, params)
+        assert.is_false(ok)
+        assert.matches(pattern, tostring(err))
+    end
+
+    it("rejects what the API would refuse, before any request", function()
+        rejects({ limit = 501 }, "limit")
+        rejects({ limit = 0 }, "limit")
+        rejects({ page = 0 }, "page")
+        rejects({ page = 1.5 }, "page")
+        rejects({ nickname = "x" }, "unknown parameter nickname")
+        rejects({ login_count = { like = "1%" } }, "operator like not allowed")
+        rejects({ created_at = { not_like = 1 } }, "operator not_like not allowed")
+        rejects({ status = "banned" }, "not one of active, inactive, pending")
+        rejects({ status = { gt = 3, lt = 4 } }, "exactly one operator")
+        rejects({ order_by = "identifier:ASC" }, "cannot order by identifier")
+        rejects({ order_by = "email:UP" }, "direction")
+        rejects({ order_by = "nickname:ASC" }, "unknown field")
+        rejects({ created_at = "yesterday" }, "2006%-01%-02")
+        rejects({ login_count = -1 }, "whole number")
+        rejects({ identifier = "ne:bob@example.com" }, "reads as an operator")
+        rejects("status=active", "expected a table")
+    end)
+
+    it("accepts like patterns for status", function()
+        assert.equal("status=like:act%25", query { status = { like = "act%" } })
+    end)
+end)
+
+describe("path segments", function()
+    it("encode every byte that could change the path", function()
+        assert.equal("%2E%2E%2Fx", url.segment("../x"))
+        assert.equal("a%2Fb%3Fc", url.segment("a/b?c"))
+        assert.equal("%2E%2E", url.segment(".."))
+        assert.equal("abc-_~XYZ019", url.segment("abc-_~XYZ019"))
+        assert.equal("%0D%0AHost%3A%20evil", url.segment("\r\nHost: evil"))
+    end)
+end)

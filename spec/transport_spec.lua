@@ -21,6 +21,12 @@ local function wait(tr, req, limit_ms)
     return returned
 end
 
+local function fetch_url(tr, url)
+    local req = tr:start("GET", url, {})
+    wait(tr, req)
+    return req:response()
+end
+
 local function fetch(tr, method, path, headers, body, timeout)
     local req = tr:start(method, server.url(path), headers or {}, body, timeout)
     wait(tr, req)
@@ -330,6 +336,26 @@ describe("passage.core transport", function()
             local resp = fetch(tr, "GET", "/chunked?n=300000")
             assert.are.equal("too_large", resp.kind)
             assert.is_true(resp.body_size <= 100000)
+            tr:close()
+        end)
+
+        it("verifies TLS peers unless told not to", function()
+            if not server.tls_url() then return pending("no openssl for a test certificate") end
+            local tr = core.transport()
+            local req = tr:start("GET", server.tls_url("/json"), {})
+            wait(tr, req)
+            local resp = req:response()
+            assert.are.equal("tls", resp.kind)
+            assert.is_false(resp.sent)
+            assert.is_string(resp.message)
+            tr:close()
+
+            tr = core.transport({ tls_verify = false })
+            assert.are.equal("alice", fetch_url(tr, server.tls_url("/json")).body.name)
+            tr:close()
+
+            tr = core.transport({ ca_file = server.cert_file })
+            assert.are.equal("alice", fetch_url(tr, server.tls_url("/json")).body.name)
             tr:close()
         end)
 

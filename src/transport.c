@@ -12,7 +12,7 @@
  *       timeout_ms            integer >= 0, default 30000: total per transfer
  *                             (0: no total limit)
  *       max_response_bytes    integer >= 0, default 16 MiB; a bigger body ends
- *                             the transfer with kind "too_large"
+ *                             the transfer with kind "too_large" (0: no cap)
  *       ca_file, ca_path      strings (CA bundle file / directory)
  *       tls_verify            boolean, default true; false disables both peer
  *                             and host name verification
@@ -366,6 +366,9 @@ static int l_perform(lua_State *L)
     luaL_checkstack(L, 4, "passage.transport");
     multi_check(L, curl_multi_perform(tr->multi, &running), "curl_multi_perform");
     collect_finished(tr);
+    /* A host that drives with perform() never reads socket changes; drop
+     * them so the list stays short (it is searched on every change). */
+    tr->n_changes = 0;
     if (tr->n_finished == 0 && timeout > 0) {
         /* Also sleeps when nothing is in flight: that is the backoff sleep. */
         multi_check(L, curl_multi_poll(tr->multi, NULL, 0, timeout, NULL), "curl_multi_poll");

@@ -8,7 +8,9 @@
 --   ...
 --   server.stop()
 --
--- PASSAGE_TEST_SERVER_PORT overrides the port.
+-- PASSAGE_TEST_SERVER_PORT overrides the port. When openssl is available the
+-- same locations are also served over https on the next port, with a fresh
+-- self-signed certificate for 127.0.0.1 (server.tls_url(), server.cert_file).
 
 local M = {}
 
@@ -43,6 +45,7 @@ http {
 
     server {
         listen 127.0.0.1:PORT;
+        TLS_LISTEN
 
         # A small JSON document.
         location = /json {
@@ -203,6 +206,12 @@ function M.url(path)
     return "http://127.0.0.1:" .. M.port() .. (path or "")
 end
 
+-- nil when the server runs without TLS.
+function M.tls_url(path)
+    if not M.cert_file then return nil end
+    return "https://127.0.0.1:" .. (M.port() + 1) .. (path or "")
+end
+
 -- Starts the server (once); returns its base URL.
 function M.start()
     if M.prefix then return M.url() end
@@ -213,12 +222,18 @@ function M.start()
     local prefix = tmp .. "-nginx"
     assert(sh("mkdir -p '" .. prefix .. "/logs' '" .. prefix .. "/tmp' '" .. prefix .. "/conf'"))
     local is_root = (io.popen("id -u"):read("*l") == "0")
-    local conf = CONF:gsub("MODULES", MODULES):gsub("PREFIX", prefix):gsub("PORT", tostring(port))
-        :gsub("USER_LINE", is_root and "user root;" or "")
+    local cert, key = prefix .. "/conf/cert.pem", prefix .. "/conf/key.pem"
+    local tls = sh(string.format("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1"
+        .. " -addext subjectAltName=IP:127.0.0.1 -keyout '%s' -out '%s' >/dev/null 2>&1", key, cert))
+    local tls_listen = tls and string.format("listen 127.0.0.1:%d ssl; ssl_certificate %s; "
+        .. "ssl_certificate_key %s;", port + 1, cert, key) or ""
+    local conf = CONF:gsub("TLS_LISTEN", tls_listen):gsub("MODULES", MODULES):gsub("PREFIX", prefix)
+        :gsub("PORT", tostring(port)):gsub("USER_LINE", is_root and "user root;" or "")
     write_file(prefix .. "/conf/nginx.conf", conf)
     assert(sh(string.format("%s -p '%s' -c '%s/conf/nginx.conf' -e '%s/logs/error.log'",
         NGINX, prefix, prefix, prefix)), "nginx failed to start, see " .. prefix .. "/logs/error.log")
     M.prefix = prefix
+    M.cert_file = tls and cert or nil
     local socket = require "socket"
     for _ = 1, 100 do
         if port_open(port) then return M.url() end
@@ -232,6 +247,7 @@ function M.stop()
     local prefix = M.prefix
     if not prefix then return end
     M.prefix = nil
+    M.cert_file = nil
     local pid = tonumber(read_file(prefix .. "/logs/nginx.pid") or "")
     if pid then
         sh("kill -QUIT " .. pid .. " 2>/dev/null")

@@ -26,7 +26,7 @@ WARN         := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-pro
 OPT          ?= -O2 -g
 CFLAGS_ALL   := -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC $(WARN) $(OPT) -I$(LUA_INC) $(EXTRA_CFLAGS)
 LDFLAGS_ALL  := -shared $(EXTRA_LDFLAGS)
-LIBS         := -lcurl
+LIBS         := -lcurl -lpthread -lm
 
 OUT          := $(BUILD)/$(LUA_VERSION)
 CORE_SO      := $(OUT)/passage/core.so

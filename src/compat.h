@@ -73,4 +73,22 @@ static inline int psg_getfield(lua_State *L, int idx, const char *k)
     return lua_type(L, -1);
 }
 
+/* A userdata with one user value slot. The transport and its requests keep
+ * their Lua-side companions (anchor table, cached response) there rather than
+ * in the registry, so a cycle between them can still be collected. 5.1 and
+ * LuaJIT spell the slot "environment" and require it to be a table. */
+#if LUA_VERSION_NUM >= 504
+#define psg_newuserdata(L, sz) lua_newuserdatauv((L), (sz), 1)
+#define psg_setuservalue(L, i) ((void)lua_setiuservalue((L), (i), 1))
+#define psg_getuservalue(L, i) ((void)lua_getiuservalue((L), (i), 1))
+#elif LUA_VERSION_NUM >= 502
+#define psg_newuserdata(L, sz) lua_newuserdata((L), (sz))
+#define psg_setuservalue(L, i) lua_setuservalue((L), (i))
+#define psg_getuservalue(L, i) ((void)lua_getuservalue((L), (i)))
+#else
+#define psg_newuserdata(L, sz) lua_newuserdata((L), (sz))
+#define psg_setuservalue(L, i) ((void)lua_setfenv((L), (i)))
+#define psg_getuservalue(L, i) lua_getfenv((L), (i))
+#endif
+
 #endif

@@ -1,0 +1,602 @@
+-- The libcurl transport (src/transport.c, src/request.c) against a private
+-- nginx (spec/support/test_server.lua).
+local core = require "passage.core"
+local server = require "support.test_server"
+local socket = require "socket"
+
+-- Timing bounds widen under valgrind or sanitizers (PASSAGE_SLOW=1).
+local SLOW = os.getenv("PASSAGE_SLOW") and 10 or 1
+
+local function now() return core.now_ms() end
+
+-- Drives tr with perform() until req is done (or the deadline passes);
+-- returns every request perform() handed back.
+local function wait(tr, req, limit_ms)
+    local returned = {}
+    local deadline = now() + (limit_ms or 10000) * SLOW
+    while not req:done() and now() < deadline do
+        for _, r in ipairs(tr:perform(50)) do returned[#returned + 1] = r end
+    end
+    assert.is_true(req:done(), "request did not finish in time")
+    return returned
+end
+
+local function fetch_url(tr, url)
+    local req = tr:start("GET", url, {})
+    wait(tr, req)
+    return req:response()
+end
+
+local function fetch(tr, method, path, headers, body, timeout)
+    local req = tr:start(method, server.url(path), headers or {}, body, timeout)
+    wait(tr, req)
+    return req:response(), req
+end
+
+describe("passage.core transport", function()
+    setup(function() server.start() end)
+    teardown(function() server.stop() end)
+
+    describe("options", function()
+        it("accepts no table, an empty table and every known option", function()
+            core.transport():close()
+            core.transport({}):close()
+            core.transport({
+                connect_timeout_ms = 1000, timeout_ms = 2000, max_response_bytes = 1024,
+                ca_file = "/etc/ssl/certs/ca-certificates.crt", ca_path = "/etc/ssl/certs",
+                tls_verify = false, user_agent = "x/1", keep_null = true, max_depth = 10,
+                max_host_connections = 4,
+            }):close()
+        end)
+
+        it("rejects unknown names and wrong types, naming the option", function()
+            assert.has_error(function() core.transport({ timeout = 1 }) end,
+                "unknown transport option 'timeout'")
+            assert.error_matches(function() core.transport({ timeout_ms = "1" }) end,
+                "'timeout_ms' must be a number")
+            assert.error_matches(function() core.transport({ timeout_ms = -1 }) end,
+                "'timeout_ms' must be a whole number")
+            assert.error_matches(function() core.transport({ connect_timeout_ms = 1.5 }) end,
+                "'connect_timeout_ms' must be a whole number")
+            assert.error_matches(function() core.transport({ tls_verify = 1 }) end,
+                "'tls_verify' must be a boolean")
+            assert.error_matches(function() core.transport({ keep_null = "yes" }) end,
+                "'keep_null' must be a boolean")
+            assert.error_matches(function() core.transport({ ca_file = false }) end,
+                "'ca_file' must be a string")
+            assert.error_matches(function() core.transport({ user_agent = "a\r\nb: c" }) end,
+                "'user_agent' must not contain CR, LF or NUL")
+            assert.error_matches(function() core.transport({ max_depth = {} }) end,
+                "'max_depth' must be a number")
+            assert.error_matches(function() core.transport({ [1] = true }) end,
+                "option names must be strings")
+            assert.error_matches(function() core.transport("x") end, "table expected")
+        end)
+    end)
+
+    describe("start", function()
+        local tr
+        before_each(function() tr = core.transport() end)
+        after_each(function() tr:close() end)
+
+        it("validates the method, the URL, headers, body and timeout", function()
+            assert.error_matches(function() tr:start("HEAD", server.url("/json"), {}) end,
+                "invalid option 'HEAD'")
+            assert.error_matches(function() tr:start("GET", server.url("/json\r\nX: y"), {}) end,
+                "url contains CR, LF or NUL")
+            assert.error_matches(function() tr:start("GET", server.url("/json\0"), {}) end,
+                "url contains CR, LF or NUL")
+            assert.error_matches(function() tr:start("GET", server.url("/json"), { 1 }) end,
+                "header 1 is not a string")
+            assert.error_matches(function() tr:start("GET", server.url("/json"), "x") end,
+                "table expected")
+            assert.error_matches(function() tr:start("GET", server.url("/json"), {}, {}) end,
+                "string expected")
+            assert.error_matches(function() tr:start("GET", server.url("/json"), {}, nil, 0) end,
+                "timeout_ms must be > 0")
+            assert.are.equal(0, tr:pending())
+        end)
+
+        it("refuses header injection without echoing the header", function()
+            local secret = "Authorization: Bearer sk_secret\r\nX-Evil: 1"
+            local ok, err = pcall(tr.start, tr, "GET", server.url("/json"), { "A: b", secret })
+            assert.is_false(ok)
+            assert.matches("header 2 contains CR, LF or NUL", err)
+            assert.is_nil(err:find("sk_secret", 1, true))
+            assert.has_error(function() tr:start("GET", server.url("/json"), { "A: b\nC: d" }) end)
+            assert.has_error(function() tr:start("GET", server.url("/json"), { "A: b\0" }) end)
+            assert.are.equal(0, tr:pending())
+        end)
+
+        it("does no I/O until perform", function()
+            local req = tr:start("GET", server.url("/json"), {})
+            assert.is_false(req:done())
+            assert.are.equal(1, tr:pending())
+            assert.has_error(function() req:response() end, "request is not done")
+            assert.matches("passage.request: GET in flight", tostring(req))
+            assert.are.equal("passage.transport: 1 in flight", tostring(tr))
+        end)
+    end)
+
+    describe("responses", function()
+        local tr
+        before_each(function() tr = core.transport() end)
+        after_each(function() tr:close() end)
+
+        it("reports every field of a JSON answer", function()
+            local resp, req = fetch(tr, "GET", "/json")
+            assert.is_nil(resp.kind)
+            assert.is_nil(resp.message)
+            assert.are.equal(0, resp.curl_code)
+            assert.is_true(resp.sent)
+            assert.are.equal(200, resp.status)
+            assert.is_nil(resp.retry_after)
+            assert.are.equal("application/json", resp.content_type)
+            assert.are.equal(#'{"name":"alice","n":3,"list":[1,2,3],"ok":true}', resp.body_size)
+            assert.are.same({ name = "alice", n = 3, list = { 1, 2, 3 }, ok = true }, resp.body)
+            assert.are.equal(core.array_mt, getmetatable(resp.body.list))
+            assert.is_nil(resp.decode_error)
+            assert.is_nil(resp.raw)
+            assert.is_number(resp.total_ms)
+            assert.is_true(resp.total_ms > 0)
+            assert.are.equal(1, resp.connects)
+            assert.are.equal(resp, req:response()) -- cached
+            assert.matches("passage.request: GET done", tostring(req))
+        end)
+
+        it("keeps a non-JSON body raw, with Retry-After and the status", function()
+            local resp = fetch(tr, "GET", "/status?code=429&retry_after=7")
+            assert.is_nil(resp.kind)
+            assert.are.equal(429, resp.status)
+            assert.are.equal("7", resp.retry_after)
+            assert.are.equal("text/plain", resp.content_type)
+            assert.are.equal("slow down", resp.raw)
+            assert.is_string(resp.decode_error)
+            assert.is_nil(resp.body)
+            assert.are.equal(9, resp.body_size)
+        end)
+
+        it("reports an empty body as neither body nor raw", function()
+            local resp = fetch(tr, "DELETE", "/empty")
+            assert.is_nil(resp.kind)
+            assert.are.equal(204, resp.status)
+            assert.are.equal(0, resp.body_size)
+            assert.is_nil(resp.body)
+            assert.is_nil(resp.raw)
+            assert.is_nil(resp.decode_error)
+        end)
+
+        it("sends the method, headers and body, with no Expect or form Content-Type", function()
+            local resp = fetch(tr, "POST", "/echo", { "X-Test: one" }, '{"a":1}')
+            local e = resp.body
+            assert.are.equal("POST", e.method)
+            assert.are.equal('{"a":1}', e.body)
+            assert.are.equal("7", e.content_length)
+            assert.are.equal("", e.content_type)
+            assert.are.equal("", e.expect)
+            assert.are.equal("one", e.x_test)
+            assert.are.equal("passage-lua/" .. core._VERSION, e.user_agent)
+            assert.matches("gzip", e.accept_encoding)
+
+            e = fetch(tr, "PATCH", "/echo", { "Content-Type: application/json" }, "{}").body
+            assert.are.equal("PATCH", e.method)
+            assert.are.equal("application/json", e.content_type)
+            assert.are.equal("{}", e.body)
+
+            e = fetch(tr, "PUT", "/echo", {}, nil).body
+            assert.are.equal("PUT", e.method)
+            assert.are.equal("0", e.content_length)
+
+            e = fetch(tr, "POST", "/echo", {}, nil).body
+            assert.are.equal("POST", e.method)
+            assert.are.equal("0", e.content_length)
+
+            e = fetch(tr, "DELETE", "/echo", {}, nil).body
+            assert.are.equal("DELETE", e.method)
+            e = fetch(tr, "GET", "/echo", {}, nil).body
+            assert.are.equal("GET", e.method)
+        end)
+
+        it("never sends Expect: 100-continue, even for a large body", function()
+            local big = string.rep("z", 2 * 1024 * 1024)
+            local e = fetch(tr, "POST", "/echo", {}, big).body
+            assert.are.equal("", e.expect)
+            assert.are.equal(tostring(#big), e.content_length)
+        end)
+
+        it("uses the user_agent option", function()
+            local t2 = core.transport({ user_agent = "custom/2" })
+            local e = fetch(t2, "GET", "/echo").body
+            assert.are.equal("custom/2", e.user_agent)
+            t2:close()
+        end)
+
+        it("does not follow redirects", function()
+            local resp = fetch(tr, "GET", "/redirect")
+            assert.is_nil(resp.kind)
+            assert.are.equal(302, resp.status)
+        end)
+
+        it("decompresses gzip bodies", function()
+            local resp = fetch(tr, "GET", "/gzip")
+            assert.is_nil(resp.kind)
+            assert.are.equal(500, #resp.body)
+            assert.are.equal(500, resp.body[500].id)
+            local expected = 2 + 499
+            for i = 1, 500 do expected = expected + #('{"id":' .. i .. ',"name":"user"}') end
+            assert.are.equal(expected, resp.body_size)
+        end)
+
+        it("reuses the connection across calls", function()
+            local a = fetch(tr, "GET", "/echo")
+            local b = fetch(tr, "GET", "/echo")
+            local c = fetch(tr, "POST", "/echo", {}, "x")
+            assert.are.equal(1, a.connects)
+            assert.are.equal(0, b.connects)
+            assert.are.equal(0, c.connects)
+            assert.are.equal(a.body.connection, b.body.connection)
+            assert.are.equal(a.body.connection, c.body.connection)
+        end)
+
+        it("runs many transfers at once", function()
+            local reqs, seen = {}, {}
+            for i = 1, 20 do reqs[i] = tr:start("GET", server.url("/slow?ms=100"), {}) end
+            assert.are.equal(20, tr:pending())
+            local deadline = now() + 5000 * SLOW
+            local n = 0
+            while n < 20 and now() < deadline do
+                for _, r in ipairs(tr:perform(100)) do
+                    assert.is_nil(seen[r])
+                    seen[r] = true
+                    n = n + 1
+                end
+            end
+            assert.are.equal(20, n)
+            assert.are.equal(0, tr:pending())
+            for i = 1, 20 do
+                assert.is_true(seen[reqs[i]])
+                assert.are.same({ slow = true }, reqs[i]:response().body)
+            end
+        end)
+    end)
+
+    describe("failures", function()
+        it("reports a refused connection as 'connect', not sent", function()
+            local tr = core.transport()
+            local req = tr:start("POST", "http://127.0.0.1:1/users", { "Authorization: Bearer k" }, "{}")
+            wait(tr, req)
+            local resp = req:response()
+            assert.are.equal("connect", resp.kind)
+            assert.is_false(resp.sent)
+            assert.are.equal(0, resp.status)
+            assert.are.equal(7, resp.curl_code)
+            assert.is_string(resp.message)
+            assert.is_nil(resp.message:find("Bearer", 1, true))
+            tr:close()
+        end)
+
+        it("refuses protocols other than http and https", function()
+            local tr = core.transport()
+            local req = tr:start("GET", "file:///etc/passwd", {})
+            wait(tr, req)
+            assert.are.equal("connect", req:response().kind)
+            assert.is_false(req:response().sent)
+            tr:close()
+        end)
+
+        it("times out within bounds, from the transport option", function()
+            local tr = core.transport({ timeout_ms = 300 })
+            local t0 = now()
+            local resp = fetch(tr, "GET", "/slow?ms=3000")
+            local took = now() - t0
+            assert.are.equal("timeout", resp.kind)
+            assert.is_true(resp.sent)
+            assert.are.equal(28, resp.curl_code)
+            assert.is_true(took >= 250 and took < 1000 * SLOW, "took " .. took)
+            tr:close()
+        end)
+
+        it("times out within bounds, from the per-request override", function()
+            local tr = core.transport({ timeout_ms = 30000 })
+            local t0 = now()
+            local resp = fetch(tr, "GET", "/trickle?ms=3000", {}, nil, 200)
+            local took = now() - t0
+            assert.are.equal("timeout", resp.kind)
+            assert.is_true(took >= 150 and took < 1000 * SLOW, "took " .. took)
+            tr:close()
+        end)
+
+        it("reports a dropped connection and a missing answer as 'network'", function()
+            local tr = core.transport()
+            local resp = fetch(tr, "GET", "/drop")
+            assert.are.equal("network", resp.kind)
+            assert.is_true(resp.sent)
+            assert.is_nil(resp.body)
+            assert.is_nil(resp.raw)
+            resp = fetch(tr, "GET", "/nothing")
+            assert.are.equal("network", resp.kind)
+            assert.is_true(resp.sent)
+            assert.are.equal(52, resp.curl_code)
+            tr:close()
+        end)
+
+        it("caps a body announced by Content-Length", function()
+            local tr = core.transport({ max_response_bytes = 1000 })
+            assert.is_nil(fetch(tr, "GET", "/big?n=1000").kind)
+            local resp = fetch(tr, "GET", "/big?n=1001")
+            assert.are.equal("too_large", resp.kind)
+            assert.matches("max_response_bytes", resp.message)
+            assert.is_nil(resp.body)
+            tr:close()
+        end)
+
+        it("caps a chunked body in the write callback", function()
+            local tr = core.transport({ max_response_bytes = 100000 })
+            assert.is_nil(fetch(tr, "GET", "/chunked?n=100000").kind)
+            local resp = fetch(tr, "GET", "/chunked?n=300000")
+            assert.are.equal("too_large", resp.kind)
+            assert.is_true(resp.body_size <= 100000)
+            tr:close()
+        end)
+
+        it("verifies TLS peers unless told not to", function()
+            if not server.tls_url() then return pending("no openssl for a test certificate") end
+            local tr = core.transport()
+            local req = tr:start("GET", server.tls_url("/json"), {})
+            wait(tr, req)
+            local resp = req:response()
+            assert.are.equal("tls", resp.kind)
+            assert.is_false(resp.sent)
+            assert.is_string(resp.message)
+            tr:close()
+
+            tr = core.transport({ tls_verify = false })
+            assert.are.equal("alice", fetch_url(tr, server.tls_url("/json")).body.name)
+            tr:close()
+
+            tr = core.transport({ ca_file = server.cert_file })
+            assert.are.equal("alice", fetch_url(tr, server.tls_url("/json")).body.name)
+            tr:close()
+        end)
+
+        it("has a 16 MiB default cap", function()
+            local tr = core.transport()
+            local resp = fetch(tr, "GET", "/big?n=" .. (16 * 1024 * 1024 + 1))
+            assert.are.equal("too_large", resp.kind)
+            tr:close()
+        end)
+    end)
+
+    describe("cancel and close", function()
+        it("cancels a request in flight", function()
+            local tr = core.transport()
+            local req = tr:start("GET", server.url("/slow?ms=2000"), {})
+            local other = tr:start("GET", server.url("/json"), {})
+            tr:perform(0)
+            req:cancel()
+            assert.is_true(req:done())
+            local resp = req:response()
+            assert.are.equal("cancelled", resp.kind)
+            assert.is_string(resp.message)
+            local got = wait(tr, other)
+            for _, r in ipairs(got) do assert.are_not.equal(req, r) end
+            assert.are.equal(0, tr:pending())
+            req:cancel() -- again: nothing happens
+            assert.are.equal(resp, req:response())
+            tr:close()
+        end)
+
+        it("reports a request cancelled before any I/O as not sent", function()
+            local tr = core.transport()
+            local req = tr:start("POST", server.url("/echo"), {}, "x")
+            req:cancel()
+            assert.is_false(req:response().sent)
+            assert.are.equal(0, tr:pending())
+            tr:close()
+        end)
+
+        it("aborts transfers in flight on close", function()
+            local tr = core.transport()
+            local reqs = {}
+            for i = 1, 3 do reqs[i] = tr:start("GET", server.url("/slow?ms=2000"), {}) end
+            tr:perform(10)
+            tr:close()
+            for i = 1, 3 do
+                assert.is_true(reqs[i]:done())
+                assert.are.equal("cancelled", reqs[i]:response().kind)
+            end
+            assert.are.equal("passage.transport: closed", tostring(tr))
+            assert.has_error(function() tr:perform(0) end, "transport is closed")
+            assert.has_error(function() tr:pending() end, "transport is closed")
+            assert.has_error(function() tr:start("GET", server.url("/json"), {}) end,
+                "transport is closed")
+            assert.has_error(function() tr:socket_changes() end, "transport is closed")
+            assert.has_error(function() tr:timer_ms() end, "transport is closed")
+            assert.has_error(function() tr:socket_action() end, "transport is closed")
+            tr:close() -- again: nothing happens
+        end)
+
+        it("keeps finished-but-unreturned requests usable after close", function()
+            local tr = core.transport()
+            local req = tr:start("GET", server.url("/json"), {})
+            local deadline = now() + 5000 * SLOW
+            -- socket_action drives without returning via perform here: wait via perform
+            while not req:done() and now() < deadline do tr:perform(20) end
+            tr:close()
+            assert.are.equal("alice", req:response().body.name)
+        end)
+
+        it("releases a request with close(), keeping a response already read", function()
+            local tr = core.transport()
+            local a = tr:start("GET", server.url("/slow?ms=2000"), {})
+            a:close()
+            assert.are.equal(0, tr:pending())
+            assert.are.equal("passage.request: closed", tostring(a))
+            assert.has_error(function() a:response() end, "request is closed")
+            local resp, b = fetch(tr, "GET", "/json")
+            b:close()
+            assert.are.equal(resp, b:response())
+            tr:close()
+        end)
+
+        if _VERSION == "Lua 5.4" then
+            it("supports to-be-closed variables", function()
+                local f = load([[
+                    local core, url = ...
+                    local tr <close> = core.transport()
+                    local req <close> = tr:start("GET", url, {})
+                    return tr, req
+                ]])
+                local tr, req = f(core, server.url("/slow?ms=2000"))
+                assert.are.equal("passage.transport: closed", tostring(tr))
+                assert.are.equal("passage.request: closed", tostring(req))
+            end)
+        end
+    end)
+
+    describe("garbage collection", function()
+        it("collects transports and requests dropped in flight, in any order", function()
+            for _ = 1, 20 do
+                local tr = core.transport()
+                for _ = 1, 5 do tr:start("GET", server.url("/slow?ms=2000"), {}) end
+                tr:perform(0)
+                tr = nil -- luacheck: ignore
+                collectgarbage()
+                collectgarbage()
+            end
+        end)
+
+        it("keeps dropped requests alive while the transport needs them", function()
+            local tr = core.transport()
+            for _ = 1, 10 do tr:start("GET", server.url("/json"), {}) end
+            collectgarbage()
+            collectgarbage()
+            local n, deadline = 0, now() + 5000 * SLOW
+            while tr:pending() > 0 and now() < deadline do
+                for _, r in ipairs(tr:perform(50)) do
+                    n = n + 1
+                    assert.are.equal("alice", r:response().body.name)
+                end
+                collectgarbage()
+            end
+            assert.are.equal(10, n)
+            tr:close()
+        end)
+
+        it("survives a held request outliving its transport", function()
+            local req
+            do
+                local tr = core.transport()
+                req = tr:start("GET", server.url("/slow?ms=100"), {})
+            end
+            collectgarbage()
+            collectgarbage()
+            -- the request keeps its transport alive; nothing was cancelled
+            assert.is_false(req:done())
+            req = nil -- luacheck: ignore
+            collectgarbage()
+            collectgarbage()
+        end)
+    end)
+
+    describe("perform", function()
+        it("never blocks with timeout 0", function()
+            local tr = core.transport()
+            tr:start("GET", server.url("/slow?ms=2000"), {})
+            local t0 = now()
+            for _ = 1, 20 do tr:perform(0) end
+            assert.is_true(now() - t0 < 100 * SLOW)
+            tr:close()
+        end)
+
+        it("sleeps the timeout when nothing is in flight", function()
+            local tr = core.transport()
+            local t0 = now()
+            local done = tr:perform(200)
+            local took = now() - t0
+            assert.are.same({}, done)
+            assert.is_true(took >= 190 and took < 400 * SLOW, "took " .. took)
+            tr:close()
+        end)
+
+        it("never blocks much longer than the timeout", function()
+            local tr = core.transport()
+            tr:start("GET", server.url("/slow?ms=3000"), {})
+            tr:perform(0)
+            for _ = 1, 5 do
+                local t0 = now()
+                tr:perform(100)
+                assert.is_true(now() - t0 < 200 * SLOW)
+            end
+            tr:close()
+        end)
+    end)
+
+    describe("socket interface", function()
+        -- A host event loop in miniature: luasocket's select over raw fds.
+        local function drive(tr, limit_ms)
+            local fds, finished = {}, {}
+            local deadline = now() + limit_ms * SLOW
+            local function take(list)
+                for _, r in ipairs(list) do finished[#finished + 1] = r end
+            end
+            take(tr:socket_action())
+            while tr:pending() > 0 and now() < deadline do
+                for _, c in ipairs(tr:socket_changes()) do
+                    assert.is_number(c.fd)
+                    fds[c.fd] = c.events ~= "remove" and c.events or nil
+                end
+                local rd, wr = {}, {}
+                for fd, ev in pairs(fds) do
+                    local o = { fd = fd, getfd = function() return fd end }
+                    if ev ~= "out" then rd[#rd + 1] = o end
+                    if ev ~= "in" then wr[#wr + 1] = o end
+                end
+                local t = tr:timer_ms()
+                assert.is_true(t >= -1)
+                local wait_s = (t < 0 or t > 100) and 0.1 or t / 1000
+                local r, w = socket.select(rd, wr, wait_s)
+                local ready = {}
+                for _, o in ipairs(r or {}) do ready[o.fd] = "in" end
+                for _, o in ipairs(w or {}) do ready[o.fd] = ready[o.fd] and "inout" or "out" end
+                for fd, ev in pairs(ready) do take(tr:socket_action(fd, ev)) end
+                if tr:timer_ms() == 0 then take(tr:socket_action()) end
+            end
+            return finished
+        end
+
+        it("runs transfers driven by socket_changes, timer_ms and socket_action", function()
+            local tr = core.transport()
+            assert.are.equal(-1, tr:timer_ms())
+            local a = tr:start("GET", server.url("/json"), {})
+            local b = tr:start("POST", server.url("/echo"), {}, "hello")
+            assert.is_true(tr:timer_ms() >= 0)
+            local finished = drive(tr, 5000)
+            assert.are.equal(2, #finished)
+            assert.are.equal("alice", a:response().body.name)
+            assert.are.equal("hello", b:response().body.body)
+            -- and again, on the kept-alive connection
+            local c = tr:start("GET", server.url("/json"), {})
+            assert.are.equal(1, #drive(tr, 5000))
+            assert.are.equal(0, c:response().connects)
+            tr:close()
+        end)
+
+        it("reports timeouts through the timer", function()
+            local tr = core.transport({ timeout_ms = 200 })
+            local a = tr:start("GET", server.url("/slow?ms=3000"), {})
+            local t0 = now()
+            assert.are.equal(1, #drive(tr, 5000))
+            assert.are.equal("timeout", a:response().kind)
+            assert.is_true(now() - t0 < 1000 * SLOW)
+            tr:close()
+        end)
+
+        it("validates its arguments", function()
+            local tr = core.transport()
+            assert.has_error(function() tr:socket_action(-1) end)
+            assert.has_error(function() tr:socket_action(3, "sideways") end)
+            tr:close()
+        end)
+    end)
+end)

@@ -1,0 +1,596 @@
+/*
+ * A request: one libcurl easy handle carrying one HTTP exchange on a
+ * transport (transport.c), and the response it produced.
+ *
+ * Lua-visible contract:
+ *
+ *   transport:start(method, url, headers, body [, timeout_ms]) -> request
+ *     method     "GET", "POST", "PATCH", "DELETE" or "PUT"
+ *     url        string; raises if it contains CR, LF or NUL
+ *     headers    nil or an array of "Name: value" strings; raises if one
+ *                contains CR, LF or NUL (the message names its position,
+ *                never its text: it may be the Authorization header)
+ *     body       nil or a string (copied). Content-Length is set; libcurl's
+ *                own Content-Type for a body and "Expect: 100-continue" are
+ *                never sent (a Content-Type given in headers is kept).
+ *     timeout_ms total time allowed for this transfer, > 0; overrides the
+ *                transport's timeout_ms (so a deadline can span retries)
+ *     Adds the transfer to the transport; no I/O happens here.
+ *
+ *   request:done() -> boolean
+ *   request:cancel()      stops the transfer if it is in flight; response()
+ *                         then reports kind "cancelled". perform() does not
+ *                         return a cancelled request.
+ *   request:close(), __gc, __close (5.4): cancel if in flight and release
+ *                         the memory now. response() still returns a
+ *                         response that was read before; otherwise raises.
+ *   tostring(request):    "passage.request: GET in flight" / "... done" /
+ *                         "passage.request: closed"
+ *
+ *   request:response() -> table (raises if the request is not done). The
+ *   same table is returned on every call. Fields:
+ *     kind          nil when the HTTP exchange completed (any status); else
+ *                   "timeout", "connect" (could not resolve or connect, or
+ *                   the URL was unusable: the request never left), "tls",
+ *                   "network" (send/receive error, dropped connection,
+ *                   partial body, bad protocol), "too_large", "cancelled"
+ *     message       text of the failure, nil on success. Taken from
+ *                   libcurl's error buffer, which never holds request
+ *                   headers.
+ *     curl_code     integer (CURLE_ABORTED_BY_CALLBACK for "cancelled")
+ *     sent          false when the request provably never reached the
+ *                   server: nothing was written (CURLINFO_REQUEST_SIZE 0)
+ *                   or resolving/connecting failed; true otherwise
+ *     status        HTTP status, 0 when none was received
+ *     retry_after   Retry-After header value or nil
+ *     content_type  Content-Type header value or nil
+ *     body_size     body bytes received, after decompression
+ *     body          the decoded JSON value, when the exchange completed and
+ *                   the body is non-empty JSON (decoded straight from the
+ *                   receive buffer: no Lua string of the body is made)
+ *     decode_error  decoder message when the body is non-empty but not JSON
+ *     raw           the body as a string in that case, else nil
+ *     total_ms      transfer time in milliseconds
+ *     connects      new connections this transfer opened (0: one was reused)
+ *   After response() the receive buffer is freed; the easy handle went back
+ *   to the transport's pool as soon as the transfer ended.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "request.h"
+#include "transport.h"
+
+/* ---- libcurl callbacks: C memory only ----------------------------------- */
+
+static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    psg_request *r = (psg_request *)userdata;
+    size_t n = size * nmemb;
+    /* CURLOPT_MAXFILESIZE only sees a declared Content-Length; chunked and
+     * compressed bodies are capped here. Returning short aborts the
+     * transfer. */
+    if (r->max_body > 0 && (curl_off_t)n > r->max_body - (curl_off_t)r->body.len) {
+        r->too_large = 1;
+        return 0;
+    }
+    if (!psg_buf_append(&r->body, ptr, n)) {
+        r->out_of_memory = 1;
+        return 0;
+    }
+    return n;
+}
+
+/* Copies a header value, trimmed of surrounding blanks and the line end,
+ * truncated to the fixed-size field. */
+static void copy_value(char *dst, size_t cap, const char *v, size_t len)
+{
+    while (len > 0 && (*v == ' ' || *v == '\t')) {
+        v++;
+        len--;
+    }
+    while (len > 0 &&
+           (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == ' ' || v[len - 1] == '\t'))
+        len--;
+    if (len >= cap)
+        len = cap - 1;
+    memcpy(dst, v, len);
+    dst[len] = '\0';
+}
+
+static int header_is(const char *line, size_t len, const char *name, size_t name_len)
+{
+    return len > name_len && line[name_len] == ':' && strncasecmp(line, name, name_len) == 0;
+}
+
+static size_t header_cb(char *line, size_t size, size_t nitems, void *userdata)
+{
+    psg_request *r = (psg_request *)userdata;
+    size_t len = size * nitems;
+    if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+        /* A new response begins (after a 1xx, or a retry on a fresh
+         * connection): only the final one's headers count. */
+        r->has_retry_after = r->has_content_type = 0;
+    } else if (header_is(line, len, "retry-after", 11)) {
+        copy_value(r->retry_after, sizeof r->retry_after, line + 12, len - 12);
+        r->has_retry_after = 1;
+    } else if (header_is(line, len, "content-type", 12)) {
+        copy_value(r->content_type, sizeof r->content_type, line + 13, len - 13);
+        r->has_content_type = 1;
+    }
+    return len;
+}
+
+/* ---- ending a transfer (C only; called from transport.c as well) -------- */
+
+static void gather_info(psg_request *r)
+{
+    long v = 0;
+    curl_off_t us = 0;
+    if (curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &v) == CURLE_OK)
+        r->status = v;
+    v = 0;
+    if (curl_easy_getinfo(r->easy, CURLINFO_REQUEST_SIZE, &v) == CURLE_OK)
+        r->request_size = v;
+    v = 0;
+    if (curl_easy_getinfo(r->easy, CURLINFO_NUM_CONNECTS, &v) == CURLE_OK)
+        r->connects = v;
+    if (curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME_T, &us) == CURLE_OK)
+        r->total_ms = (double)us / 1000.0;
+}
+
+/* Takes r out of libcurl and gives its easy handle back to the pool. */
+static void release_transfer(psg_request *r)
+{
+    psg_transport *tr = r->tr;
+    if (r->easy != NULL) {
+        gather_info(r);
+        if (tr != NULL && tr->multi != NULL)
+            curl_multi_remove_handle(tr->multi, r->easy);
+        psg_transport_put_easy(tr, r->easy);
+        r->easy = NULL;
+    }
+    curl_slist_free_all(r->headers);
+    r->headers = NULL;
+    if (tr != NULL)
+        psg_transport_unlink(tr, r);
+    r->done = 1;
+}
+
+void psg_request_finish(psg_request *r, CURLcode code)
+{
+    psg_transport *tr = r->tr;
+    release_transfer(r);
+    r->code = code;
+    psg_transport_link_finished(tr, r);
+}
+
+void psg_request_abort(psg_request *r, int why)
+{
+    if (r->list != PSG_LIST_INFLIGHT)
+        return;
+    release_transfer(r);
+    r->code = CURLE_ABORTED_BY_CALLBACK;
+    r->ended = why;
+}
+
+static void free_memory(psg_request *r)
+{
+    psg_buf_free(&r->body);
+    psg_buf_free(&r->scratch);
+}
+
+/* ---- Lua side ----------------------------------------------------------- */
+
+static psg_request *check_request(lua_State *L, int idx)
+{
+    return (psg_request *)luaL_checkudata(L, idx, PSG_REQUEST_MT);
+}
+
+/* Pushes the request's user value table. */
+static void push_companions(lua_State *L, int idx)
+{
+    psg_getuservalue(L, idx);
+}
+
+/* Cancels r if it is in flight and drops it from its transport's anchors. */
+static void detach(lua_State *L, int idx, psg_request *r)
+{
+    if (r->tr == NULL || r->list == PSG_LIST_NONE)
+        return;
+    if (r->list == PSG_LIST_INFLIGHT)
+        psg_request_abort(r, PSG_END_CANCELLED);
+    else
+        psg_transport_unlink(r->tr, r);
+    push_companions(L, idx);
+    lua_rawgeti(L, -1, 1);
+    if (psg_testudata(L, -1, PSG_TRANSPORT_MT) != NULL)
+        psg_transport_unanchor(L, lua_gettop(L), r);
+    lua_pop(L, 2);
+}
+
+static int l_done(lua_State *L)
+{
+    lua_pushboolean(L, check_request(L, 1)->done);
+    return 1;
+}
+
+static int l_cancel(lua_State *L)
+{
+    psg_request *r = check_request(L, 1);
+    if (r->list == PSG_LIST_INFLIGHT)
+        detach(L, 1, r);
+    return 0;
+}
+
+static int l_close(lua_State *L)
+{
+    psg_request *r = check_request(L, 1);
+    if (r->closed)
+        return 0;
+    detach(L, 1, r);
+    r->done = 1;
+    r->closed = 1;
+    free_memory(r);
+    return 0;
+}
+
+/* Finalizer: the anchor table is unreachable too (it is what kept r alive),
+ * so only C state is touched; r->tr, if still set, is a transport that has
+ * not been closed yet and therefore still exists. */
+static int l_gc(lua_State *L)
+{
+    psg_request *r = check_request(L, 1);
+    if (r->tr != NULL) {
+        if (r->list == PSG_LIST_INFLIGHT)
+            psg_request_abort(r, PSG_END_CANCELLED);
+        else if (r->list != PSG_LIST_NONE)
+            psg_transport_unlink(r->tr, r);
+    }
+    r->tr = NULL;
+    curl_slist_free_all(r->headers);
+    r->headers = NULL;
+    r->closed = 1;
+    free_memory(r);
+    return 0;
+}
+
+static int l_tostring(lua_State *L)
+{
+    psg_request *r = check_request(L, 1);
+    if (r->closed)
+        lua_pushliteral(L, "passage.request: closed");
+    else
+        lua_pushfstring(L, "passage.request: %s %s", r->method, r->done ? "done" : "in flight");
+    return 1;
+}
+
+static const char *kind_of(const psg_request *r)
+{
+    if (r->ended)
+        return "cancelled";
+    if (r->too_large || r->code == CURLE_FILESIZE_EXCEEDED)
+        return "too_large";
+    switch (r->code) {
+    case CURLE_OK:
+        return NULL;
+    case CURLE_OPERATION_TIMEDOUT:
+        return "timeout";
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        return "connect";
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_USE_SSL_FAILED:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_SHUTDOWN_FAILED:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+#if LIBCURL_VERSION_NUM >= 0x074d00
+    case CURLE_SSL_CLIENTCERT:
+#endif
+        return "tls";
+    default:
+        return "network";
+    }
+}
+
+static void set_string(lua_State *L, const char *k, const char *v)
+{
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static void set_whole(lua_State *L, const char *k, long long v)
+{
+    psg_pushwhole(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static void push_message(lua_State *L, const psg_request *r)
+{
+    if (r->ended == PSG_END_CANCELLED)
+        lua_pushliteral(L, "request cancelled");
+    else if (r->ended == PSG_END_TRANSPORT_CLOSED)
+        lua_pushliteral(L, "transport closed while the request was in flight");
+    else if (r->too_large)
+        lua_pushfstring(L, "response body larger than max_response_bytes (%f)",
+                        (lua_Number)r->max_body);
+    else if (r->out_of_memory)
+        lua_pushliteral(L, "out of memory storing the response body");
+    else if (r->errbuf[0] != '\0')
+        lua_pushstring(L, r->errbuf);
+    else
+        lua_pushstring(L, curl_easy_strerror(r->code));
+}
+
+/* Builds the response table. Everything that can raise happens before any
+ * C memory is released, so a failed attempt can simply be repeated. */
+static int l_response(lua_State *L)
+{
+    psg_request *r = check_request(L, 1);
+    const char *kind;
+    luaL_checkstack(L, 8, "passage.request");
+    if (!r->done)
+        return luaL_error(L, "request is not done");
+    push_companions(L, 1);
+    lua_rawgeti(L, -1, 2);
+    if (!lua_isnil(L, -1))
+        return 1;
+    lua_pop(L, 1);
+    if (r->closed)
+        return luaL_error(L, "request is closed");
+
+    kind = kind_of(r);
+    lua_createtable(L, 0, 14);
+    if (kind != NULL) {
+        set_string(L, "kind", kind);
+        push_message(L, r);
+        lua_setfield(L, -2, "message");
+    }
+    set_whole(L, "curl_code", (long long)r->code);
+    lua_pushboolean(L, r->request_size > 0 && !(kind != NULL && strcmp(kind, "connect") == 0));
+    lua_setfield(L, -2, "sent");
+    set_whole(L, "status", r->status);
+    if (r->has_retry_after)
+        set_string(L, "retry_after", r->retry_after);
+    if (r->has_content_type)
+        set_string(L, "content_type", r->content_type);
+    set_whole(L, "body_size", (long long)r->body.len);
+    lua_pushnumber(L, (lua_Number)r->total_ms);
+    lua_setfield(L, -2, "total_ms");
+    set_whole(L, "connects", r->connects);
+    if (kind == NULL && r->body.len > 0) {
+        psg_json_error err;
+        psg_json_shapes *shapes = r->tr != NULL ? r->tr->shapes : NULL;
+        memset(&err, 0, sizeof err);
+        if (psg_json_decode(L, r->body.data, r->body.len, &r->json, shapes, &r->scratch, &err)) {
+            lua_setfield(L, -2, "body");
+        } else {
+            set_string(L, "decode_error", err.message);
+            lua_pushlstring(L, r->body.data, r->body.len);
+            lua_setfield(L, -2, "raw");
+        }
+    }
+    /* Slot 2 was preallocated with the table, so caching cannot raise. */
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, -3, 2);
+    r->response_cached = 1;
+    free_memory(r);
+    return 1;
+}
+
+/* ---- transport:start ---------------------------------------------------- */
+
+static int has_ctl(const char *s, size_t len)
+{
+    return memchr(s, '\r', len) != NULL || memchr(s, '\n', len) != NULL ||
+           memchr(s, '\0', len) != NULL;
+}
+
+#define SETOPT(opt, val)                                                                           \
+    do {                                                                                           \
+        if (rc == CURLE_OK)                                                                        \
+            rc = curl_easy_setopt(easy, opt, val);                                                 \
+    } while (0)
+
+/* Applies every option of the transfer to a fresh (or reset) easy handle. */
+static CURLcode setup_easy(CURL *easy, psg_transport *tr, psg_request *r, const char *url,
+                           const char *body, size_t body_len, long timeout_ms)
+{
+    CURLcode rc = CURLE_OK;
+    SETOPT(CURLOPT_PRIVATE, (char *)r);
+    SETOPT(CURLOPT_URL, url);
+    SETOPT(CURLOPT_NOSIGNAL, 1L); /* may run in threads that own signals */
+    SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
+    SETOPT(CURLOPT_WRITEDATA, (void *)r);
+    SETOPT(CURLOPT_HEADERFUNCTION, header_cb);
+    SETOPT(CURLOPT_HEADERDATA, (void *)r);
+    SETOPT(CURLOPT_ERRORBUFFER, r->errbuf);
+    SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+    SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+    SETOPT(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+    SETOPT(CURLOPT_CONNECTTIMEOUT_MS, tr->connect_timeout_ms);
+    SETOPT(CURLOPT_TIMEOUT_MS, timeout_ms);
+    if (tr->max_response_bytes > 0)
+        SETOPT(CURLOPT_MAXFILESIZE_LARGE, tr->max_response_bytes);
+    SETOPT(CURLOPT_SSL_VERIFYPEER, tr->tls_verify ? 1L : 0L);
+    SETOPT(CURLOPT_SSL_VERIFYHOST, tr->tls_verify ? 2L : 0L);
+    if (tr->ca_file != NULL)
+        SETOPT(CURLOPT_CAINFO, tr->ca_file);
+    if (tr->ca_path != NULL)
+        SETOPT(CURLOPT_CAPATH, tr->ca_path);
+    SETOPT(CURLOPT_USERAGENT, tr->user_agent);
+    SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
+    SETOPT(CURLOPT_HTTPHEADER, r->headers);
+    if (body != NULL || strcmp(r->method, "GET") != 0) {
+        if (body != NULL || strcmp(r->method, "DELETE") != 0) {
+            /* Always a Content-Length, even 0, for methods that carry a
+             * body: some servers answer 411 otherwise. */
+            SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+            SETOPT(CURLOPT_COPYPOSTFIELDS, body != NULL ? body : "");
+        }
+        if (strcmp(r->method, "POST") != 0)
+            SETOPT(CURLOPT_CUSTOMREQUEST, r->method);
+    } else {
+        SETOPT(CURLOPT_HTTPGET, 1L);
+    }
+    /* Without zlib libcurl refuses this; plain bodies then still work. */
+    if (rc == CURLE_OK)
+        (void)curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
+    return rc;
+}
+
+int psg_request_start(lua_State *L)
+{
+    static const char *const methods[] = {"GET", "POST", "PATCH", "DELETE", "PUT", NULL};
+    psg_transport *tr = psg_transport_check_open(L, 1);
+    int m = luaL_checkoption(L, 2, NULL, methods);
+    size_t url_len, body_len = 0;
+    const char *url = luaL_checklstring(L, 3, &url_len);
+    const char *body = NULL;
+    const char *fail = NULL;
+    int n_headers = 0, i, has_content_type = 0, top;
+    long timeout_ms = tr->timeout_ms;
+    psg_request *r;
+    CURL *easy = NULL;
+    CURLcode rc;
+    CURLMcode mc;
+
+    /* Validation first: nothing is allocated until every argument is good. */
+    if (has_ctl(url, url_len))
+        return luaL_argerror(L, 3, "url contains CR, LF or NUL");
+    if (!lua_isnil(L, 4)) {
+        luaL_checktype(L, 4, LUA_TTABLE);
+        n_headers = (int)psg_rawlen(L, 4);
+        for (i = 1; i <= n_headers; i++) {
+            size_t len;
+            const char *h;
+            lua_rawgeti(L, 4, i);
+            if (lua_type(L, -1) != LUA_TSTRING)
+                return luaL_error(L, "header %d is not a string", i);
+            h = lua_tolstring(L, -1, &len);
+            /* The message never quotes the header: it may carry a secret. */
+            if (has_ctl(h, len))
+                return luaL_error(L, "header %d contains CR, LF or NUL", i);
+            if (len >= 13 && strncasecmp(h, "content-type:", 13) == 0)
+                has_content_type = 1;
+            lua_pop(L, 1);
+        }
+    }
+    if (!lua_isnoneornil(L, 5))
+        body = luaL_checklstring(L, 5, &body_len);
+    if (!lua_isnoneornil(L, 6)) {
+        lua_Number t = luaL_checknumber(L, 6);
+        if (!(t > 0))
+            return luaL_argerror(L, 6, "timeout_ms must be > 0");
+        timeout_ms = t > 2147483647.0 ? 2147483647L : (long)ceil(t);
+    }
+
+    /* The userdata owns everything from here on; its finalizer copes with
+     * any partial state. */
+    r = (psg_request *)psg_newuserdata(L, sizeof *r);
+    memset(r, 0, sizeof *r);
+    top = lua_gettop(L);
+    luaL_getmetatable(L, PSG_REQUEST_MT);
+    lua_setmetatable(L, top);
+    strcpy(r->method, methods[m]);
+    r->max_body = tr->max_response_bytes;
+    r->json = tr->json;
+    lua_createtable(L, 2, 0); /* { transport, cached response } */
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -2, 1);
+    psg_setuservalue(L, top);
+    psg_getuservalue(L, 1);
+    lua_pushlightuserdata(L, r);
+    lua_pushvalue(L, top);
+    lua_rawset(L, -3); /* the anchor: may raise, before any C resource */
+    lua_pop(L, 1);
+    r->tr = tr;
+
+    /* C resources; on failure the anchor is dropped again before raising. */
+    for (i = 1; i <= n_headers && fail == NULL; i++) {
+        struct curl_slist *l;
+        lua_rawgeti(L, 4, i);
+        l = curl_slist_append(r->headers, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        if (l == NULL)
+            fail = "out of memory";
+        else
+            r->headers = l;
+    }
+    if (fail == NULL) {
+        /* An empty value makes libcurl drop its own header of that name. */
+        struct curl_slist *l = curl_slist_append(r->headers, "Expect:");
+        if (l != NULL)
+            r->headers = l;
+        if (l != NULL && !has_content_type) {
+            l = curl_slist_append(r->headers, "Content-Type:");
+            if (l != NULL)
+                r->headers = l;
+        }
+        if (l == NULL)
+            fail = "out of memory";
+    }
+    if (fail == NULL && (easy = psg_transport_take_easy(tr)) == NULL)
+        fail = "out of memory";
+    if (fail == NULL && (rc = setup_easy(easy, tr, r, url, body, body_len, timeout_ms)) != CURLE_OK)
+        fail = curl_easy_strerror(rc);
+    if (fail == NULL && (mc = curl_multi_add_handle(tr->multi, easy)) != CURLM_OK)
+        fail = curl_multi_strerror(mc);
+    if (fail != NULL) {
+        if (easy != NULL)
+            psg_transport_put_easy(tr, easy);
+        curl_slist_free_all(r->headers);
+        r->headers = NULL;
+        r->tr = NULL;
+        r->done = 1;
+        r->closed = 1;
+        psg_transport_unanchor(L, 1, r);
+        return luaL_error(L, "cannot start request: %s", fail);
+    }
+    r->easy = easy;
+    psg_transport_link_inflight(tr, r);
+    lua_settop(L, top);
+    return 1;
+}
+
+void psg_request_register(lua_State *L)
+{
+    static const luaL_Reg methods[] = {{"done", l_done},
+                                       {"cancel", l_cancel},
+                                       {"close", l_close},
+                                       {"response", l_response},
+                                       {NULL, NULL}};
+    static const luaL_Reg meta[] = {
+        {"__gc", l_gc},
+#if LUA_VERSION_NUM >= 504
+        {"__close", l_close},
+#endif
+        {"__tostring", l_tostring},
+        {NULL, NULL}
+    };
+    if (luaL_newmetatable(L, PSG_REQUEST_MT)) {
+        psg_setfuncs(L, meta);
+        psg_newlib(L, methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushliteral(L, "passage.request");
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_pop(L, 1);
+}

@@ -1,0 +1,146 @@
+/*
+ * Private interface between transport.c (the multi handle) and request.c
+ * (one easy handle per request). Nothing here is seen by Lua directly; the
+ * Lua-visible contract is documented at the top of both .c files.
+ *
+ * Memory model, in one place because both files depend on it:
+ *   - Both structs live inside full userdata, so their addresses are stable
+ *     and libcurl may keep pointers to them (CURLOPT_PRIVATE, callback data).
+ *   - The transport anchors each started request in its user value table
+ *     (key: lightuserdata of the struct, value: the userdata) until the
+ *     request is returned by perform()/socket_action(), cancelled, or the
+ *     transport closes. So an in-flight request is never collected while its
+ *     transport lives, and libcurl never calls back into freed memory.
+ *   - A request's user value table holds its transport (slot 1), so a held
+ *     request keeps its transport alive, and its cached response (slot 2).
+ *   - r->tr is non-NULL only while the transport is open. Closing the
+ *     transport detaches every request it knows; a request finalizer that
+ *     finds r->tr set may therefore use it (the transport has not been
+ *     finalized yet, or it would have detached the request first).
+ *   - libcurl callbacks touch C memory only; Lua objects are built after
+ *     libcurl returns.
+ */
+#ifndef PSG_REQUEST_H
+#define PSG_REQUEST_H
+
+#include <curl/curl.h>
+
+#include "buffer.h"
+#include "compat.h"
+#include "json_decode.h"
+
+typedef struct psg_transport psg_transport;
+typedef struct psg_request psg_request;
+
+/* Which of the transport's lists a request is on. */
+enum { PSG_LIST_NONE = 0, PSG_LIST_INFLIGHT, PSG_LIST_FINISHED };
+
+/* Why a request ended without libcurl finishing it. */
+enum { PSG_END_NONE = 0, PSG_END_CANCELLED, PSG_END_TRANSPORT_CLOSED };
+
+#define PSG_RETRY_AFTER_MAX 64
+#define PSG_CONTENT_TYPE_MAX 256
+#define PSG_EASY_POOL_MAX 16
+
+/* One recorded socket state, the last one libcurl asked for on that fd. */
+typedef struct psg_sockchange {
+    curl_socket_t fd;
+    int what; /* CURL_POLL_IN / OUT / INOUT / REMOVE */
+} psg_sockchange;
+
+struct psg_transport {
+    CURLM *multi;
+    int closed;
+
+    /* Options applied to every easy handle. */
+    long connect_timeout_ms;
+    long timeout_ms;
+    curl_off_t max_response_bytes;
+    char *ca_file;
+    char *ca_path;
+    char *user_agent;
+    int tls_verify;
+    long max_host_connections;
+    psg_json_opts json;
+    psg_json_shapes *shapes;
+
+    /* Requests in flight, and finished ones not yet handed to Lua. Both are
+     * doubly linked so a request can unlink itself in O(1) when it is
+     * cancelled or collected. The finished list is kept in finishing order. */
+    psg_request *inflight;
+    size_t n_inflight;
+    psg_request *finished_head, *finished_tail;
+    size_t n_finished;
+
+    /* Reset easy handles ready for the next request. */
+    CURL *pool[PSG_EASY_POOL_MAX];
+    int n_pool;
+
+    /* What CURLMOPT_SOCKETFUNCTION / TIMERFUNCTION reported. */
+    psg_sockchange *changes;
+    size_t n_changes, cap_changes;
+    int changes_lost; /* a change could not be recorded (out of memory) */
+    int timer_set;
+    double timer_deadline_ms; /* monotonic clock */
+};
+
+struct psg_request {
+    psg_transport *tr; /* NULL once detached */
+    psg_request *prev, *next;
+    int list;
+    int closed;
+    int done;
+    int ended; /* PSG_END_*: ended by us rather than by libcurl */
+
+    CURL *easy; /* non-NULL only while in flight */
+    struct curl_slist *headers;
+    char method[8];
+
+    /* Written by the libcurl callbacks. */
+    psg_buf body;
+    curl_off_t max_body;
+    int too_large;
+    int out_of_memory;
+    char retry_after[PSG_RETRY_AFTER_MAX];
+    int has_retry_after;
+    char content_type[PSG_CONTENT_TYPE_MAX];
+    int has_content_type;
+    char errbuf[CURL_ERROR_SIZE];
+
+    /* Gathered from the easy handle when the transfer ended. */
+    CURLcode code;
+    long status;
+    long request_size;
+    long connects;
+    double total_ms;
+
+    /* Decoding happens in response(); the scratch buffer is owned here so a
+     * Lua error inside the decoder leaks nothing. */
+    psg_json_opts json;
+    psg_buf scratch;
+    int response_cached;
+};
+
+/* transport.c */
+double psg_now_ms(void);
+psg_transport *psg_transport_check_open(lua_State *L, int idx);
+CURL *psg_transport_take_easy(psg_transport *tr);
+void psg_transport_put_easy(psg_transport *tr, CURL *easy);
+void psg_transport_unlink(psg_transport *tr, psg_request *r);
+void psg_transport_link_inflight(psg_transport *tr, psg_request *r);
+void psg_transport_link_finished(psg_transport *tr, psg_request *r);
+/* Drops the anchor of r from the transport at tr_idx (never allocates, so it
+ * cannot raise). */
+void psg_transport_unanchor(lua_State *L, int tr_idx, psg_request *r);
+
+/* request.c */
+void psg_request_register(lua_State *L);
+int psg_request_start(lua_State *L); /* transport:start(...) */
+/* libcurl finished r with `code`: gather results, release the easy handle,
+ * move r to the finished list. C only. */
+void psg_request_finish(psg_request *r, CURLcode code);
+/* End an in-flight r without libcurl's verdict (cancel, transport close):
+ * gather what there is, release the easy handle, unlink. C only. */
+void psg_request_abort(psg_request *r, int why);
+
+#endif

@@ -1,0 +1,635 @@
+/*
+ * The transport: one libcurl multi handle per client. It owns the connection
+ * cache (keep-alive across calls), a small pool of reset easy handles, and
+ * the requests in flight (request.c).
+ *
+ * Lua-visible contract:
+ *
+ *   core.transport(opts) -> transport
+ *     opts is an optional table; an unknown name or a wrong type raises an
+ *     error naming the option. All are optional:
+ *       connect_timeout_ms    integer >= 0, default 10000 (0: libcurl's own)
+ *       timeout_ms            integer >= 0, default 30000: total per transfer
+ *                             (0: no total limit)
+ *       max_response_bytes    integer >= 0, default 16 MiB; a bigger body ends
+ *                             the transfer with kind "too_large" (0: no cap)
+ *       ca_file, ca_path      strings (CA bundle file / directory)
+ *       tls_verify            boolean, default true; false disables both peer
+ *                             and host name verification
+ *       user_agent            string, default "passage-lua/<version>"
+ *       keep_null             boolean, passed to the JSON decoder
+ *       max_depth             integer >= 0, passed to the JSON decoder
+ *       max_host_connections  integer >= 0, default 0 (libcurl's default)
+ *
+ *   transport:start(method, url, headers, body [, timeout_ms]) -> request
+ *     See request.c. Adds the transfer to the multi handle; no I/O.
+ *
+ *   transport:perform(timeout_ms) -> { request, ... }
+ *     Drives every transfer, returns those that finished (possibly none).
+ *     When none finished and timeout_ms > 0, waits for activity for up to
+ *     timeout_ms and drives them once more. With nothing in flight it simply
+ *     sleeps timeout_ms (the Lua layer's backoff sleep). perform(0) never
+ *     blocks. Cancelled requests are not returned (the canceller knows).
+ *
+ *   transport:pending() -> number of transfers in flight
+ *
+ *   For hosts with their own event loop (luv, cqueues, epoll, ...):
+ *   transport:socket_changes() -> { { fd = n, events = e }, ... }
+ *     The socket states libcurl asked for since the last call, the last one
+ *     per fd; events is "in", "out", "inout" or "remove".
+ *   transport:timer_ms() -> ms until libcurl wants socket_action() called
+ *     with no fd, or -1 when it wants no timer.
+ *   transport:socket_action([fd, events]) -> { request, ... }
+ *     fd ready for events ("in", "out", "inout", "err"; omitted: let libcurl
+ *     check); with no fd this is the timer action. Returns the requests that
+ *     finished. A host uses either perform() or this interface.
+ *
+ *   transport:close(), __gc, __close (5.4): abort every transfer in flight
+ *     (their requests report kind "cancelled") and free everything. Any
+ *     method on a closed transport raises "transport is closed", except
+ *     close(), which may be repeated.
+ *   tostring(transport): "passage.transport: 2 in flight" or
+ *     "passage.transport: closed".
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "request.h"
+#include "transport.h"
+
+#ifndef PSG_VERSION
+#error "PSG_VERSION must be defined by the build"
+#endif
+
+#define DEFAULT_CONNECT_TIMEOUT_MS 10000L
+#define DEFAULT_TIMEOUT_MS 30000L
+#define DEFAULT_MAX_RESPONSE_BYTES ((curl_off_t)16 * 1024 * 1024)
+
+/* ---- process-wide libcurl initialisation --------------------------------
+ * curl_global_init is not guaranteed thread-safe on every libcurl this may
+ * be built against, and the module can be loaded by several nginx worker
+ * threads at once, so it runs exactly once per process. It is never undone:
+ * another Lua state in the process may still be using libcurl. */
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static CURLcode global_result = CURLE_FAILED_INIT;
+
+static void global_init(void)
+{
+    global_result = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+double psg_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+/* ---- list and pool helpers (C only, used by request.c too) -------------- */
+
+void psg_transport_unlink(psg_transport *tr, psg_request *r)
+{
+    if (r->list == PSG_LIST_INFLIGHT) {
+        if (r->prev)
+            r->prev->next = r->next;
+        else
+            tr->inflight = r->next;
+        if (r->next)
+            r->next->prev = r->prev;
+        tr->n_inflight--;
+    } else if (r->list == PSG_LIST_FINISHED) {
+        if (r->prev)
+            r->prev->next = r->next;
+        else
+            tr->finished_head = r->next;
+        if (r->next)
+            r->next->prev = r->prev;
+        else
+            tr->finished_tail = r->prev;
+        tr->n_finished--;
+    }
+    r->prev = r->next = NULL;
+    r->list = PSG_LIST_NONE;
+}
+
+void psg_transport_link_inflight(psg_transport *tr, psg_request *r)
+{
+    r->prev = NULL;
+    r->next = tr->inflight;
+    if (tr->inflight)
+        tr->inflight->prev = r;
+    tr->inflight = r;
+    tr->n_inflight++;
+    r->list = PSG_LIST_INFLIGHT;
+}
+
+void psg_transport_link_finished(psg_transport *tr, psg_request *r)
+{
+    r->next = NULL;
+    r->prev = tr->finished_tail;
+    if (tr->finished_tail)
+        tr->finished_tail->next = r;
+    else
+        tr->finished_head = r;
+    tr->finished_tail = r;
+    tr->n_finished++;
+    r->list = PSG_LIST_FINISHED;
+}
+
+CURL *psg_transport_take_easy(psg_transport *tr)
+{
+    if (tr->n_pool > 0)
+        return tr->pool[--tr->n_pool];
+    return curl_easy_init();
+}
+
+/* Resets the handle before pooling it: a pooled handle must hold no pointer
+ * to the request it served (error buffer, callback data), which may be
+ * freed long before the handle is used again. */
+void psg_transport_put_easy(psg_transport *tr, CURL *easy)
+{
+    if (tr != NULL && !tr->closed && tr->n_pool < PSG_EASY_POOL_MAX) {
+        curl_easy_reset(easy);
+        tr->pool[tr->n_pool++] = easy;
+    } else {
+        curl_easy_cleanup(easy);
+    }
+}
+
+void psg_transport_unanchor(lua_State *L, int tr_idx, psg_request *r)
+{
+    psg_getuservalue(L, tr_idx);
+    if (lua_istable(L, -1)) {
+        lua_pushlightuserdata(L, r);
+        lua_pushnil(L);
+        lua_rawset(L, -3); /* assigning nil to a key never allocates */
+    }
+    lua_pop(L, 1);
+}
+
+/* ---- libcurl callbacks: C memory only ----------------------------------- */
+
+static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    psg_transport *tr = (psg_transport *)userp;
+    size_t i;
+    (void)easy;
+    (void)socketp;
+    for (i = 0; i < tr->n_changes; i++) {
+        if (tr->changes[i].fd == fd) {
+            tr->changes[i].what = what;
+            return 0;
+        }
+    }
+    if (tr->n_changes == tr->cap_changes) {
+        size_t cap = tr->cap_changes ? tr->cap_changes * 2 : 8;
+        psg_sockchange *p = (psg_sockchange *)realloc(tr->changes, cap * sizeof *p);
+        if (p == NULL) {
+            tr->changes_lost = 1; /* reported by socket_changes() */
+            return 0;
+        }
+        tr->changes = p;
+        tr->cap_changes = cap;
+    }
+    tr->changes[tr->n_changes].fd = fd;
+    tr->changes[tr->n_changes].what = what;
+    tr->n_changes++;
+    return 0;
+}
+
+/* libcurl gives a relative delay; keep a deadline so timer_ms() can answer
+ * correctly however long after the callback it is asked. */
+static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+    psg_transport *tr = (psg_transport *)userp;
+    (void)multi;
+    if (timeout_ms < 0) {
+        tr->timer_set = 0;
+    } else {
+        tr->timer_set = 1;
+        tr->timer_deadline_ms = psg_now_ms() + (double)timeout_ms;
+    }
+    return 0;
+}
+
+/* ---- transport userdata ------------------------------------------------- */
+
+static psg_transport *check_transport(lua_State *L, int idx)
+{
+    return (psg_transport *)luaL_checkudata(L, idx, PSG_TRANSPORT_MT);
+}
+
+psg_transport *psg_transport_check_open(lua_State *L, int idx)
+{
+    psg_transport *tr = check_transport(L, idx);
+    if (tr->closed)
+        luaL_error(L, "transport is closed");
+    return tr;
+}
+
+/* Moves every transfer libcurl reports as done to the finished list. C
+ * only: a CURLMsg is invalid once its handle leaves the multi handle, so the
+ * result is copied out first. */
+static void collect_finished(psg_transport *tr)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(tr->multi, &left)) != NULL) {
+        CURL *easy;
+        CURLcode code;
+        char *priv = NULL;
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        easy = msg->easy_handle;
+        code = msg->data.result;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
+        if (priv != NULL)
+            psg_request_finish((psg_request *)priv, code);
+    }
+}
+
+/* Pushes the finished requests as an array and drops them from the anchor
+ * table. The array is presized, so filling it cannot raise; if creating it
+ * raises, the finished list is intact and the next call returns them. */
+static int push_finished(lua_State *L, psg_transport *tr, int tr_idx)
+{
+    psg_request *r;
+    int i = 1;
+    luaL_checkstack(L, 4, "passage.transport");
+    lua_createtable(L, (int)tr->n_finished, 0);
+    psg_getuservalue(L, tr_idx);
+    for (r = tr->finished_head; r != NULL; r = r->next) {
+        lua_pushlightuserdata(L, r);
+        lua_rawget(L, -2);
+        if (lua_isnil(L, -1)) /* cannot happen: every started request is anchored */
+            lua_pop(L, 1);
+        else
+            lua_rawseti(L, -3, i++);
+    }
+    while ((r = tr->finished_head) != NULL) {
+        lua_pushlightuserdata(L, r);
+        lua_pushnil(L);
+        lua_rawset(L, -3);
+        psg_transport_unlink(tr, r);
+    }
+    lua_pop(L, 1);
+    return 1;
+}
+
+static void multi_check(lua_State *L, CURLMcode mc, const char *what)
+{
+    if (mc != CURLM_OK && mc != CURLM_CALL_MULTI_PERFORM)
+        luaL_error(L, "%s: %s", what, curl_multi_strerror(mc));
+}
+
+/* Frees everything the transport owns. C work first (libcurl, lists), then
+ * the anchors, whose removal cannot raise; so close is safe from __gc, and
+ * safe when the requests are being finalized in the same cycle (a request
+ * finalized first has already unlinked itself). */
+static void transport_close(lua_State *L, int idx, psg_transport *tr)
+{
+    psg_request *r;
+    if (tr->closed)
+        return;
+    while ((r = tr->inflight) != NULL) {
+        psg_request_abort(r, PSG_END_TRANSPORT_CLOSED);
+        psg_transport_unanchor(L, idx, r);
+        r->tr = NULL;
+    }
+    while ((r = tr->finished_head) != NULL) {
+        psg_transport_unlink(tr, r);
+        psg_transport_unanchor(L, idx, r);
+        r->tr = NULL;
+    }
+    tr->closed = 1;
+    while (tr->n_pool > 0)
+        curl_easy_cleanup(tr->pool[--tr->n_pool]);
+    if (tr->multi != NULL)
+        curl_multi_cleanup(tr->multi);
+    tr->multi = NULL;
+    free(tr->changes);
+    tr->changes = NULL;
+    tr->n_changes = tr->cap_changes = 0;
+    free(tr->ca_file);
+    free(tr->ca_path);
+    free(tr->user_agent);
+    tr->ca_file = tr->ca_path = tr->user_agent = NULL;
+    psg_json_shapes_free(tr->shapes);
+    tr->shapes = NULL;
+}
+
+static int l_close(lua_State *L)
+{
+    psg_transport *tr = check_transport(L, 1);
+    transport_close(L, 1, tr);
+    return 0;
+}
+
+static int l_tostring(lua_State *L)
+{
+    psg_transport *tr = check_transport(L, 1);
+    if (tr->closed)
+        lua_pushliteral(L, "passage.transport: closed");
+    else
+        lua_pushfstring(L, "passage.transport: %d in flight", (int)tr->n_inflight);
+    return 1;
+}
+
+static int l_pending(lua_State *L)
+{
+    psg_transport *tr = psg_transport_check_open(L, 1);
+    psg_pushwhole(L, (long long)tr->n_inflight);
+    return 1;
+}
+
+/* A whole number of milliseconds from argument idx, clamped to what
+ * curl_multi_poll takes. */
+static int check_ms_arg(lua_State *L, int idx)
+{
+    lua_Number n = luaL_checknumber(L, idx);
+    if (!(n >= 0))
+        luaL_argerror(L, idx, "timeout must be >= 0");
+    if (n > 2147483647.0)
+        n = 2147483647.0;
+    return (int)ceil(n);
+}
+
+static int l_perform(lua_State *L)
+{
+    psg_transport *tr = psg_transport_check_open(L, 1);
+    int timeout = lua_isnoneornil(L, 2) ? 0 : check_ms_arg(L, 2);
+    int running = 0;
+    luaL_checkstack(L, 4, "passage.transport");
+    multi_check(L, curl_multi_perform(tr->multi, &running), "curl_multi_perform");
+    collect_finished(tr);
+    /* A host that drives with perform() never reads socket changes; drop
+     * them so the list stays short (it is searched on every change). */
+    tr->n_changes = 0;
+    if (tr->n_finished == 0 && timeout > 0) {
+        /* Also sleeps when nothing is in flight: that is the backoff sleep. */
+        multi_check(L, curl_multi_poll(tr->multi, NULL, 0, timeout, NULL), "curl_multi_poll");
+        multi_check(L, curl_multi_perform(tr->multi, &running), "curl_multi_perform");
+        collect_finished(tr);
+    }
+    return push_finished(L, tr, 1);
+}
+
+static const char *events_name(int what)
+{
+    switch (what) {
+    case CURL_POLL_IN:
+        return "in";
+    case CURL_POLL_OUT:
+        return "out";
+    case CURL_POLL_INOUT:
+        return "inout";
+    default:
+        return "remove";
+    }
+}
+
+static int l_socket_changes(lua_State *L)
+{
+    psg_transport *tr = psg_transport_check_open(L, 1);
+    size_t i;
+    if (tr->changes_lost) {
+        tr->changes_lost = 0;
+        return luaL_error(L, "out of memory recording socket changes");
+    }
+    lua_createtable(L, (int)tr->n_changes, 0);
+    for (i = 0; i < tr->n_changes; i++) {
+        lua_createtable(L, 0, 2);
+        psg_pushwhole(L, (long long)tr->changes[i].fd);
+        lua_setfield(L, -2, "fd");
+        lua_pushstring(L, events_name(tr->changes[i].what));
+        lua_setfield(L, -2, "events");
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    /* Cleared only once the whole answer exists, so a memory error while
+     * building it loses nothing. */
+    tr->n_changes = 0;
+    return 1;
+}
+
+static int l_timer_ms(lua_State *L)
+{
+    psg_transport *tr = psg_transport_check_open(L, 1);
+    double left;
+    if (!tr->timer_set) {
+        psg_pushwhole(L, -1);
+        return 1;
+    }
+    left = tr->timer_deadline_ms - psg_now_ms();
+    psg_pushwhole(L, left <= 0 ? 0 : (long long)ceil(left));
+    return 1;
+}
+
+static int l_socket_action(lua_State *L)
+{
+    static const char *const names[] = {"in", "out", "inout", "err", NULL};
+    static const int masks[] = {CURL_CSELECT_IN, CURL_CSELECT_OUT,
+                                CURL_CSELECT_IN | CURL_CSELECT_OUT, CURL_CSELECT_ERR};
+    psg_transport *tr = psg_transport_check_open(L, 1);
+    curl_socket_t fd = CURL_SOCKET_TIMEOUT;
+    int mask = 0, running = 0;
+    if (!lua_isnoneornil(L, 2)) {
+        lua_Number n = luaL_checknumber(L, 2);
+        if (!(n >= 0 && n <= 2147483647.0) || n != floor(n))
+            luaL_argerror(L, 2, "fd must be a non-negative integer");
+        fd = (curl_socket_t)n;
+        if (!lua_isnoneornil(L, 3))
+            mask = masks[luaL_checkoption(L, 3, NULL, names)];
+    } else {
+        /* The timer fired, and libcurl's timer is one-shot: forget it so
+         * timer_ms() does not keep answering 0. libcurl calls the timer
+         * callback again during this action if it still wants one. */
+        tr->timer_set = 0;
+    }
+    luaL_checkstack(L, 4, "passage.transport");
+    multi_check(L, curl_multi_socket_action(tr->multi, fd, mask, &running),
+                "curl_multi_socket_action");
+    collect_finished(tr);
+    return push_finished(L, tr, 1);
+}
+
+/* ---- construction and option parsing ----------------------------------- */
+
+typedef struct parsed_opts {
+    long connect_timeout_ms, timeout_ms, max_host_connections;
+    curl_off_t max_response_bytes;
+    const char *ca_file, *ca_path, *user_agent;
+    int tls_verify, keep_null, max_depth;
+} parsed_opts;
+
+static lua_Number opt_whole(lua_State *L, const char *name, lua_Number max)
+{
+    lua_Number n;
+    if (lua_type(L, -1) != LUA_TNUMBER)
+        luaL_error(L, "transport option '%s' must be a number (got %s)", name,
+                   luaL_typename(L, -1));
+    n = lua_tonumber(L, -1);
+    if (!(n >= 0 && n <= max) || n != floor(n))
+        luaL_error(L, "transport option '%s' must be a whole number from 0 to %f", name, max);
+    return n;
+}
+
+static const char *opt_string(lua_State *L, const char *name)
+{
+    size_t len;
+    const char *s;
+    if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "transport option '%s' must be a string (got %s)", name,
+                   luaL_typename(L, -1));
+    s = lua_tolstring(L, -1, &len);
+    if (strlen(s) != len || strpbrk(s, "\r\n") != NULL)
+        luaL_error(L, "transport option '%s' must not contain CR, LF or NUL", name);
+    return s;
+}
+
+static int opt_bool(lua_State *L, const char *name)
+{
+    if (lua_type(L, -1) != LUA_TBOOLEAN)
+        luaL_error(L, "transport option '%s' must be a boolean (got %s)", name,
+                   luaL_typename(L, -1));
+    return lua_toboolean(L, -1);
+}
+
+/* Validates the options table at idx. Strings point into the table, which
+ * the caller keeps on the stack until they are copied. */
+static void parse_opts(lua_State *L, int idx, parsed_opts *o)
+{
+    o->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
+    o->timeout_ms = DEFAULT_TIMEOUT_MS;
+    o->max_response_bytes = DEFAULT_MAX_RESPONSE_BYTES;
+    o->max_host_connections = 0;
+    o->ca_file = o->ca_path = NULL;
+    o->user_agent = "passage-lua/" PSG_VERSION;
+    o->tls_verify = 1;
+    o->keep_null = 0;
+    o->max_depth = 0;
+    if (lua_isnoneornil(L, idx))
+        return;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        const char *k;
+        if (lua_type(L, -2) != LUA_TSTRING)
+            luaL_error(L, "transport option names must be strings (got %s)", luaL_typename(L, -2));
+        k = lua_tostring(L, -2);
+        if (strcmp(k, "connect_timeout_ms") == 0)
+            o->connect_timeout_ms = (long)opt_whole(L, k, 2147483647.0);
+        else if (strcmp(k, "timeout_ms") == 0)
+            o->timeout_ms = (long)opt_whole(L, k, 2147483647.0);
+        else if (strcmp(k, "max_response_bytes") == 0)
+            o->max_response_bytes = (curl_off_t)opt_whole(L, k, 9007199254740992.0);
+        else if (strcmp(k, "max_host_connections") == 0)
+            o->max_host_connections = (long)opt_whole(L, k, 2147483647.0);
+        else if (strcmp(k, "max_depth") == 0)
+            o->max_depth = (int)opt_whole(L, k, 2147483647.0);
+        else if (strcmp(k, "ca_file") == 0)
+            o->ca_file = opt_string(L, k);
+        else if (strcmp(k, "ca_path") == 0)
+            o->ca_path = opt_string(L, k);
+        else if (strcmp(k, "user_agent") == 0)
+            o->user_agent = opt_string(L, k);
+        else if (strcmp(k, "tls_verify") == 0)
+            o->tls_verify = opt_bool(L, k);
+        else if (strcmp(k, "keep_null") == 0)
+            o->keep_null = opt_bool(L, k);
+        else
+            luaL_error(L, "unknown transport option '%s'", k);
+        lua_pop(L, 1);
+    }
+}
+
+static char *dup_or_null(const char *s, int *failed)
+{
+    char *p;
+    if (s == NULL)
+        return NULL;
+    p = (char *)malloc(strlen(s) + 1);
+    if (p == NULL)
+        *failed = 1;
+    else
+        strcpy(p, s);
+    return p;
+}
+
+static int l_new(lua_State *L)
+{
+    parsed_opts o;
+    psg_transport *tr;
+    int failed = 0;
+
+    parse_opts(L, 1, &o);
+    pthread_once(&global_once, global_init);
+    if (global_result != CURLE_OK)
+        return luaL_error(L, "curl_global_init: %s", curl_easy_strerror(global_result));
+
+    /* The userdata gets its metatable (and so its __gc) before any C memory
+     * is attached to it: whatever raises after this point leaks nothing. */
+    tr = (psg_transport *)psg_newuserdata(L, sizeof *tr);
+    memset(tr, 0, sizeof *tr);
+    tr->closed = 1; /* until fully built; __gc then frees what exists */
+    luaL_getmetatable(L, PSG_TRANSPORT_MT);
+    lua_setmetatable(L, -2);
+    lua_newtable(L); /* anchors of started requests */
+    psg_setuservalue(L, -2);
+
+    tr->connect_timeout_ms = o.connect_timeout_ms;
+    tr->timeout_ms = o.timeout_ms;
+    tr->max_response_bytes = o.max_response_bytes;
+    tr->max_host_connections = o.max_host_connections;
+    tr->tls_verify = o.tls_verify;
+    tr->json.keep_null = o.keep_null;
+    tr->json.max_depth = o.max_depth;
+    tr->ca_file = dup_or_null(o.ca_file, &failed);
+    tr->ca_path = dup_or_null(o.ca_path, &failed);
+    tr->user_agent = dup_or_null(o.user_agent, &failed);
+    tr->shapes = psg_json_shapes_new();
+    tr->multi = curl_multi_init();
+    tr->closed = 0;
+    if (failed || tr->shapes == NULL || tr->multi == NULL) {
+        transport_close(L, lua_gettop(L), tr);
+        return luaL_error(L, "out of memory creating a transport");
+    }
+    curl_multi_setopt(tr->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+    curl_multi_setopt(tr->multi, CURLMOPT_SOCKETDATA, tr);
+    curl_multi_setopt(tr->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(tr->multi, CURLMOPT_TIMERDATA, tr);
+    if (tr->max_host_connections > 0)
+        curl_multi_setopt(tr->multi, CURLMOPT_MAX_HOST_CONNECTIONS, tr->max_host_connections);
+    return 1;
+}
+
+void psg_transport_register(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        {"start", psg_request_start}, {"perform", l_perform},
+        {"pending", l_pending},       {"socket_changes", l_socket_changes},
+        {"timer_ms", l_timer_ms},     {"socket_action", l_socket_action},
+        {"close", l_close},           {NULL, NULL}};
+    static const luaL_Reg meta[] = {
+        {"__gc", l_close},
+#if LUA_VERSION_NUM >= 504
+        {"__close", l_close},
+#endif
+        {"__tostring", l_tostring},
+        {NULL, NULL}
+    };
+    if (luaL_newmetatable(L, PSG_TRANSPORT_MT)) {
+        psg_setfuncs(L, meta);
+        psg_newlib(L, methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushliteral(L, "passage.transport");
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_pop(L, 1);
+    psg_request_register(L);
+    lua_pushcfunction(L, l_new);
+    lua_setfield(L, -2, "transport");
+}

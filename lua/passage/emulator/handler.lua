@@ -172,6 +172,7 @@ end
 -- Decodes an optional admin JSON body: nil body -> {}.
 local function admin_body(body)
   if body == nil or body == "" then return {} end
+  if not body:find("^%s*{") then return nil, "body: must be a JSON object" end
   local v, e = json.decode(body)
   if type(v) ~= "table" or (next(v) ~= nil and #v > 0) then
     return nil, "body: must be a JSON object" .. (e and " (" .. e:sub(1, 80) .. ")" or "")

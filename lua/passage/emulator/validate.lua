@@ -68,6 +68,8 @@ local ALLOWED = { email = true, phone = true, user_metadata = true }
 -- (an identifier cannot be blanked).
 function M.user_body(body, is_update)
   if body == nil or body == "" then return nil, "body: must be a JSON object" end
+  -- cjson decodes [] and {} alike; only an object literal is acceptable.
+  if not body:find("^%s*{") then return nil, "body: must be a JSON object" end
   local v, err = json.decode(body)
   if v == nil then return nil, "body: malformed JSON (" .. tostring(err):sub(1, 80) .. ")" end
   if type(v) ~= "table" or (next(v) ~= nil and #v > 0) then

@@ -67,6 +67,40 @@ local function admin(path, tbl, method)
   return decoded
 end
 
+-- A request over a bare TCP socket, reading exactly what the server sends, for
+-- specs that look at broken transfers. Returns { status, headers (lower-cased),
+-- body, content_length, complete (body length matches Content-Length and the
+-- transfer ended normally), elapsed (seconds) }.
+function M.raw(method, path, opts)
+  opts = opts or {}
+  local socket = require("socket")
+  local t0 = socket.gettime()
+  local c = assert(socket.connect("127.0.0.1", M.port()))
+  c:settimeout(opts.timeout or 10)
+  local lines = { method .. " " .. path .. " HTTP/1.1", "Host: 127.0.0.1", "Connection: close" }
+  for k, v in pairs(opts.headers or {}) do lines[#lines + 1] = k .. ": " .. v end
+  local body = opts.body
+  if body then lines[#lines + 1] = "Content-Length: " .. #body end
+  assert(c:send(table.concat(lines, "\r\n") .. "\r\n\r\n" .. (body or "")))
+  local res = { headers = {} }
+  local line = c:receive("*l")
+  res.status = line and tonumber(line:match("^HTTP/%d%.%d (%d%d%d)"))
+  while true do
+    line = c:receive("*l")
+    if not line or line == "" then break end
+    local k, v = line:match("^([^:]+):%s*(.*)$")
+    if k then res.headers[k:lower()] = v end
+  end
+  res.content_length = tonumber(res.headers["content-length"])
+  local data, err, partial = c:receive("*a")
+  c:close()
+  res.body = data or partial or ""
+  res.error = err
+  res.elapsed = socket.gettime() - t0
+  res.complete = res.content_length == nil or #res.body == res.content_length
+  return res
+end
+
 function M.answering()
   local status = M.request(M.admin_url("stats"))
   return status == 200

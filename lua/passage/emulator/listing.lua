@@ -221,8 +221,12 @@ local function comparator(keys)
   end
 end
 
-local function cache_key(r)
-  local parts = { tostring(r.created_before) }
+-- When every user of the app was created before the anchor, the anchor filters
+-- nothing, so the key leaves it out: a walk that does not pin created_before
+-- (its default moves every second) still hits the cache.
+local function cache_key(app, r)
+  local anchor = r.created_before * 1000000
+  local parts = { anchor > app.max_created_us and "*" or tostring(r.created_before) }
   for _, k in ipairs(r.order) do parts[#parts + 1] = k.name .. (k.desc and "-" or "+") end
   for _, c in ipairs(r.filters) do parts[#parts + 1] = c.name .. "=" .. c.raw end
   return table.concat(parts, "\0")
@@ -231,7 +235,7 @@ end
 -- The filtered, sorted users of app for request r, cached per query until the
 -- app changes.
 function M.select(app, r)
-  local key = cache_key(r)
+  local key = cache_key(app, r)
   local list = store.cached_list(app, key)
   if list then return list end
   list = {}

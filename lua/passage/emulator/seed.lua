@@ -142,6 +142,7 @@ function M.run(state, app, count, seed)
       end
     end
     users[id] = u
+    if created > app.max_created_us then app.max_created_us = created end
     local n = #app.all + 1
     app.all[n] = u
     u._pos = n

@@ -61,6 +61,7 @@ function M:add_app(id, key)
     version = 0,
     lists = {}, lists_n = 0,
     seed_seq = 0,     -- identifiers handed out by seeding so far
+    max_created_us = 0, -- newest created_at ever inserted (not lowered on delete)
   }
   self.apps[id] = app
   return app, true
@@ -94,6 +95,7 @@ function M.insert(app, u)
   local n = #app.all + 1
   app.all[n] = u
   u._pos = n
+  if u.created_us > app.max_created_us then app.max_created_us = u.created_us end
   if u.email ~= "" then app.by_email[u.email] = u end
   if u.phone ~= "" then app.by_phone[u.phone] = u end
   M.touch(app, nil)

@@ -174,8 +174,11 @@ describe("passage.users", function()
     end)
 
     it("points argument errors at the calling line", function()
-        local line = debug.getinfo(1, "l").currentline + 1
-        local ok, err = pcall(function() return client:get_user(APP, nil) end)
+        local line = debug.getinfo(1, "l").currentline + 2
+        local ok, err = pcall(function()
+            local user = client:get_user(APP, nil)
+            return user
+        end)
         assert.is_false(ok)
         assert.matches("users_spec.lua:" .. line .. ":", err)
     end)

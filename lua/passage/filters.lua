@@ -31,9 +31,10 @@ filters.FIELDS = {
     last_login_at = { ops = COMPARE_OPS, kind = "time" },
 }
 
--- Fields the API can order by: every filter field but identifier.
+-- Fields the API can order by: every filter field but identifier, plus the
+-- two that identifier stands for.
 filters.ORDERABLE = {
-    id = true, status = true, login_count = true,
+    id = true, email = true, phone = true, status = true, login_count = true,
     created_at = true, updated_at = true, last_login_at = true,
 }
 

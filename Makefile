@@ -43,8 +43,7 @@ DEB_PACKAGES := lua5.4 liblua5.4-dev libcurl4-openssl-dev lua-cjson lua-busted l
                 valgrind clang libclang-rt-14-dev clang-format
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build deps demo test spec lint format format-check emulator emulator-stop \
-        smoke rock asan valgrind fuzz bench clean
+.PHONY: all build deps demo test spec lint format format-check emulator emulator-stop clean
 
 all: build
 build: $(CORE_SO)
@@ -80,9 +79,9 @@ demo: deps build
 	$(MAKE) --no-print-directory emulator-stop; exit $$rc
 
 # ---- tests ----------------------------------------------------------------
-test: deps build lint
+# Portability (5.1, 5.3, LuaJIT builds) and the rock install are specs too.
+test: deps build lint format-check
 	@$(MAKE) --no-print-directory spec
-	@$(MAKE) --no-print-directory smoke
 
 # The spec helper starts the emulator when it is not already answering and
 # stops what it started.

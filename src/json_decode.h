@@ -27,16 +27,22 @@
 #include "compat.h"
 
 #define PSG_JSON_DEFAULT_MAX_DEPTH 128
+/* The decoder recurses once per nesting level, so max_depth is capped to keep
+ * the C stack small whatever a caller asks for. */
+#define PSG_JSON_MAX_DEPTH_LIMIT 4096
 
 typedef struct psg_json_shapes psg_json_shapes;
 
 typedef struct psg_json_opts {
-    int keep_null;     /* non-zero: null object members become the sentinel */
-    int max_depth;     /* 0 means PSG_JSON_DEFAULT_MAX_DEPTH */
+    int keep_null; /* non-zero: null object members become the sentinel */
+    int max_depth; /* 0 means PSG_JSON_DEFAULT_MAX_DEPTH; capped at
+                      PSG_JSON_MAX_DEPTH_LIMIT */
 } psg_json_opts;
 
 typedef struct psg_json_error {
-    size_t offset;     /* byte offset of the offending byte */
+    size_t offset;     /* 0-based byte offset of the offending byte (of the
+                          opening quote for an unterminated string; the
+                          length for "empty document") */
     char message[160]; /* "unexpected character 'x' at byte 12" style text */
 } psg_json_error;
 

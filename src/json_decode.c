@@ -97,6 +97,13 @@ static void shape_learn(psg_json_shapes *shapes, uint32_t pos, size_t n)
 
 /* ---- decoder state ----------------------------------------------------- */
 
+#define KEY_SLOTS 64 /* power of two; see parse_key */
+
+typedef struct key_slot {
+    const char *s; /* bytes of the key string in stack slot kc_base + index */
+    size_t len;
+} key_slot;
+
 typedef struct dec {
     lua_State *L;
     const char *s;   /* start of the document (offsets are relative to it) */
@@ -109,6 +116,8 @@ typedef struct dec {
     int max_depth;
     int depth;
     int mt_index; /* absolute stack index of the array metatable */
+    int kc_base;  /* stack index of the first key slot; 0: no key cache */
+    key_slot keys[KEY_SLOTS];
 } dec;
 
 static int fail_at(dec *d, const char *where, const char *what)
@@ -170,6 +179,36 @@ static const unsigned char str_stop[256] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0xE0 */
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0xF0 */
 };
+
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define SCAN_WORDS 1
+#else
+#define SCAN_WORDS 0
+#endif
+
+/* Returns the first byte in [q, end) that str_stop marks, or end. Eight
+ * bytes are tested at a time: a byte is flagged when it is >= 0x80, < 0x20,
+ * '"' or '\\'. The subtractions can also flag bytes above a flagged one
+ * (borrows), never below, so the lowest flag is always a real stop byte. */
+static const unsigned char *scan_plain(const unsigned char *q, const unsigned char *end)
+{
+#if SCAN_WORDS
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    while (end - q >= 8) {
+        uint64_t x, xq, xb, hit;
+        memcpy(&x, q, 8);
+        xq = x ^ (ones * '"');
+        xb = x ^ (ones * '\\');
+        hit = (x | ((x - ones * 0x20) & ~x) | ((xq - ones) & ~xq) | ((xb - ones) & ~xb)) & high;
+        if (hit)
+            return q + (__builtin_ctzll(hit) >> 3);
+        q += 8;
+    }
+#endif
+    while (q < end && !str_stop[*q])
+        q++;
+    return q;
+}
 
 /* Length of the well-formed UTF-8 sequence at q (Unicode table 3-7: no
  * overlongs, no surrogates, nothing above U+10FFFF), or 0 when it is not. */
@@ -261,8 +300,7 @@ static int string_slow(dec *d, const unsigned char *start, const unsigned char *
     for (;;) {
         const unsigned char *run = q;
         unsigned c;
-        while (q < end && !str_stop[*q])
-            q++;
+        q = scan_plain(q, end);
         if (q > run && !psg_buf_append(b, run, (size_t)(q - run)))
             return fail_memory(d);
         if (q >= end)
@@ -351,29 +389,9 @@ static int parse_string(dec *d)
     const unsigned char *end = (const unsigned char *)d->end;
     for (;;) {
         unsigned c;
-        /* Unrolled scan: most strings are short plain ASCII. */
-        while (end - q >= 4) {
-            if (str_stop[q[0]])
-                goto stop;
-            if (str_stop[q[1]]) {
-                q += 1;
-                goto stop;
-            }
-            if (str_stop[q[2]]) {
-                q += 2;
-                goto stop;
-            }
-            if (str_stop[q[3]]) {
-                q += 3;
-                goto stop;
-            }
-            q += 4;
-        }
-        while (q < end && !str_stop[*q])
-            q++;
+        q = scan_plain(q, end);
         if (q >= end)
             return fail_at(d, quote, "unterminated string");
-    stop:
         c = *q;
         if (c == '"') {
             lua_pushlstring(d->L, (const char *)start, (size_t)(q - start));
@@ -391,6 +409,41 @@ static int parse_string(dec *d)
             return string_slow(d, start, q, quote);
         return fail_at(d, (const char *)q, "unescaped control character in string");
     }
+}
+
+/* ---- object keys -------------------------------------------------------
+ * Interning a key (hashing it, walking the string table) is a large share of
+ * decoding a page of alike objects. So each document keeps the key strings it
+ * has seen in Lua stack slots, one per (position of the object, ordinal of
+ * the member), with a C copy of each slot's pointer and length: the 2nd..500th
+ * user find their keys with one byte comparison and one lua_pushvalue. The
+ * strings are anchored by the stack, so the pointers stay valid until the
+ * decode returns. */
+
+static int parse_key(dec *d, uint32_t pos, uint32_t ordinal)
+{
+    const unsigned char *start = (const unsigned char *)d->p + 1;
+    const unsigned char *q = start;
+    const unsigned char *end = (const unsigned char *)d->end;
+    size_t len;
+    unsigned slot;
+    key_slot *k;
+    q = scan_plain(q, end);
+    if (q >= end || *q != '"' || d->kc_base == 0)
+        return parse_string(d); /* escapes, UTF-8 or an error: the general path */
+    len = (size_t)(q - start);
+    slot = pos_mix(pos + ordinal * 0x9E3779B1u) & (KEY_SLOTS - 1);
+    k = &d->keys[slot];
+    d->p = (const char *)q + 1;
+    if (k->len == len && k->s != NULL && memcmp(k->s, start, len) == 0) {
+        lua_pushvalue(d->L, d->kc_base + (int)slot);
+        return 1;
+    }
+    k->s = lua_pushlstring(d->L, (const char *)start, len);
+    k->len = len;
+    lua_pushvalue(d->L, -1);
+    lua_replace(d->L, d->kc_base + (int)slot);
+    return 1;
 }
 
 /* ---- numbers -----------------------------------------------------------
@@ -586,6 +639,7 @@ static int parse_object(dec *d, uint32_t pos)
 {
     lua_State *L = d->L;
     size_t count = 0;
+    uint32_t ordinal = 0;
     if (!enter(d, d->p))
         return 0;
     lua_createtable(L, 0, shape_hint(d->shapes, pos));
@@ -597,7 +651,7 @@ static int parse_object(dec *d, uint32_t pos)
     for (;;) {
         if (d->p >= d->end || *d->p != '"')
             return fail_unexpected(d, d->p);
-        if (!parse_string(d))
+        if (!parse_key(d, pos, ordinal++))
             return 0;
         d->p = skip_ws(d->p, d->end);
         if (d->p >= d->end || *d->p != ':')
@@ -762,10 +816,11 @@ int psg_json_decode(lua_State *L, const char *s, size_t len, const psg_json_opts
     err->offset = 0;
     err->message[0] = '\0';
 
-    if (!lua_checkstack(L, 4))
+    if (!lua_checkstack(L, KEY_SLOTS + 4))
         return fail_at(&d, s, "Lua stack exhausted");
     psg_json_push_array_mt(L);
     d.mt_index = lua_gettop(L);
+    d.kc_base = 0;
 
     d.p = skip_ws(d.p, d.end);
     if (d.p == d.end) {
@@ -777,6 +832,12 @@ int psg_json_decode(lua_State *L, const char *s, size_t len, const psg_json_opts
         fail_at(&d, d.p, "byte order mark not allowed");
         goto error;
     }
+    if (*d.p == '{' || *d.p == '[') {
+        /* only documents with objects have keys worth caching */
+        d.kc_base = d.mt_index + 1;
+        lua_settop(L, d.mt_index + KEY_SLOTS);
+        memset(d.keys, 0, sizeof d.keys);
+    }
     if (!parse_value(&d, POS_ROOT))
         goto error;
     d.p = skip_ws(d.p, d.end);
@@ -785,6 +846,7 @@ int psg_json_decode(lua_State *L, const char *s, size_t len, const psg_json_opts
         goto error;
     }
     lua_replace(L, d.mt_index); /* the value takes the metatable's slot */
+    lua_settop(L, base + 1);
     return 1;
 error:
     lua_settop(L, base);

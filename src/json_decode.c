@@ -97,7 +97,8 @@ static void shape_learn(psg_json_shapes *shapes, uint32_t pos, size_t n)
 
 /* ---- decoder state ----------------------------------------------------- */
 
-#define KEY_SLOTS 64 /* power of two; see parse_key */
+#define KEY_SLOT_BITS 7 /* see parse_key */
+#define KEY_SLOTS (1 << KEY_SLOT_BITS)
 
 typedef struct key_slot {
     const char *s; /* bytes of the key string in stack slot kc_base + index */
@@ -420,29 +421,67 @@ static int parse_string(dec *d)
  * strings are anchored by the stack, so the pointers stay valid until the
  * decode returns. */
 
+/* memcmp(a, b, n) == 0 for the short lengths of keys, without a call. */
+static int same_bytes(const unsigned char *a, const unsigned char *b, size_t n)
+{
+    size_t i;
+    if (n >= 8) {
+        uint64_t x, y;
+        for (i = 0; i + 8 <= n; i += 8) {
+            memcpy(&x, a + i, 8);
+            memcpy(&y, b + i, 8);
+            if (x != y)
+                return 0;
+        }
+        if (i == n)
+            return 1;
+        memcpy(&x, a + n - 8, 8); /* the tail, overlapping what was compared */
+        memcpy(&y, b + n - 8, 8);
+        return x == y;
+    }
+    if (n >= 4) {
+        uint32_t x, y, u, v;
+        memcpy(&x, a, 4);
+        memcpy(&y, b, 4);
+        memcpy(&u, a + n - 4, 4);
+        memcpy(&v, b + n - 4, 4);
+        return x == y && u == v;
+    }
+    for (i = 0; i < n; i++)
+        if (a[i] != b[i])
+            return 0;
+    return 1;
+}
+
 static int parse_key(dec *d, uint32_t pos, uint32_t ordinal)
 {
     const unsigned char *start = (const unsigned char *)d->p + 1;
-    const unsigned char *q = start;
     const unsigned char *end = (const unsigned char *)d->end;
-    size_t len;
+    const unsigned char *q;
     unsigned slot;
     key_slot *k;
-    q = scan_plain(q, end);
-    if (q >= end || *q != '"' || d->kc_base == 0)
-        return parse_string(d); /* escapes, UTF-8 or an error: the general path */
-    len = (size_t)(q - start);
-    slot = pos_mix(pos + ordinal * 0x9E3779B1u) & (KEY_SLOTS - 1);
+    if (d->kc_base == 0)
+        return parse_string(d);
+    /* Fibonacci hashing: the ordinals of one object land far apart */
+    slot = ((pos + ordinal) * 0x9E3779B1u) >> (32 - KEY_SLOT_BITS);
     k = &d->keys[slot];
-    d->p = (const char *)q + 1;
-    if (k->len == len && k->s != NULL && memcmp(k->s, start, len) == 0) {
+    /* A cached key was pushed from plain source bytes (no escape, control
+     * or non-ASCII byte), so the same bytes followed by the closing quote are
+     * the whole key, and valid: no scan is needed. */
+    if (k->s != NULL && (size_t)(end - start) > k->len && start[k->len] == '"' &&
+        same_bytes(start, (const unsigned char *)k->s, k->len)) {
+        d->p = (const char *)start + k->len + 1;
         lua_pushvalue(d->L, d->kc_base + (int)slot);
         return 1;
     }
-    k->s = lua_pushlstring(d->L, (const char *)start, len);
-    k->len = len;
+    q = scan_plain(start, end);
+    if (q >= end || *q != '"')
+        return parse_string(d); /* escapes, UTF-8 or an error: the general path */
+    k->s = lua_pushlstring(d->L, (const char *)start, (size_t)(q - start));
+    k->len = (size_t)(q - start);
     lua_pushvalue(d->L, -1);
     lua_replace(d->L, d->kc_base + (int)slot);
+    d->p = (const char *)q + 1;
     return 1;
 }
 

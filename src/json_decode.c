@@ -477,7 +477,8 @@ static int parse_key(dec *d, uint32_t pos, uint32_t ordinal)
     q = scan_plain(start, end);
     if (q >= end || *q != '"')
         return parse_string(d); /* escapes, UTF-8 or an error: the general path */
-    k->s = lua_pushlstring(d->L, (const char *)start, (size_t)(q - start));
+    lua_pushlstring(d->L, (const char *)start, (size_t)(q - start));
+    k->s = lua_tostring(d->L, -1); /* 5.1's lua_pushlstring returns nothing */
     k->len = (size_t)(q - start);
     lua_pushvalue(d->L, -1);
     lua_replace(d->L, d->kc_base + (int)slot);

@@ -3,6 +3,9 @@
 --
 --   make build && LUA_PATH='bench/?.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 bench/decode.lua
 --
+-- (LUA_VERSION=5.1|5.3|jit make build and the matching build/ directory and
+-- interpreter for the other flavours; BENCH_ROUNDS and BENCH_SECONDS tune it.)
+--
 -- CPU time comes from os.clock. Each case runs in rounds that alternate
 -- between the two decoders; the best round of each is reported, which is the
 -- figure least disturbed by other load on the machine.
@@ -56,8 +59,12 @@ local function run(name, doc)
     #doc / 1024, best_ours * 1e6, best_theirs * 1e6, best_theirs / best_ours))
 end
 
-print(string.format("%s, lua-cjson %s, %d rounds of ~%.1fs each, best round per decode", _VERSION,
+local lua_name = rawget(_G, "jit") and rawget(_G, "jit").version or _VERSION
+print(string.format("%s, lua-cjson %s, %d rounds of ~%.1fs each, best round per decode", lua_name,
   cjson._VERSION or "?", ROUNDS, ROUND_SECONDS))
 run("page of 500 users", fixtures.page(500))
 run("one user (UserResponse)", fixtures.user())
-print("reproduce: make build && LUA_PATH='bench/?.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 bench/decode.lua")
+local flavour = rawget(_G, "jit") and "jit" or _VERSION:match("%d+%.%d+")
+print(string.format("reproduce: LUA_VERSION=%s make build && LUA_PATH='bench/?.lua;;' "
+  .. "LUA_CPATH='build/%s/?.so;;' %s bench/decode.lua", flavour, flavour,
+  flavour == "jit" and "luajit" or "lua" .. flavour))

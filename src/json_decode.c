@@ -552,7 +552,7 @@ static int parse_number(dec *d)
     if (p < end && *p == '0') {
         p++;
         if (p < end && IS_DIGIT(*p))
-            return fail_at(d, start, "invalid number (leading zero)");
+            return fail_at(d, p, "invalid number (leading zero)");
     } else if (p < end && IS_DIGIT(*p)) {
         do {
             if (ndig < 19) {
@@ -565,13 +565,13 @@ static int parse_number(dec *d)
             p++;
         } while (p < end && IS_DIGIT(*p));
     } else {
-        return fail_at(d, start, "invalid number");
+        return fail_at(d, p, "invalid number");
     }
     if (p < end && *p == '.') {
         p++;
         is_int = 0;
         if (p >= end || !IS_DIGIT(*p))
-            return fail_at(d, start, "invalid number");
+            return fail_at(d, p, "invalid number");
         do {
             if (ndig < 19) {
                 if (m != 0 || *p != '0') {
@@ -595,7 +595,7 @@ static int parse_number(dec *d)
             p++;
         }
         if (p >= end || !IS_DIGIT(*p))
-            return fail_at(d, start, "invalid number");
+            return fail_at(d, p, "invalid number");
         do {
             if (e < 100000) /* saturate: far beyond any double */
                 e = e * 10 + (*p - '0');

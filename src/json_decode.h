@@ -6,17 +6,24 @@
  *   - objects -> tables; arrays -> tables 1..n carrying the shared array
  *     metatable (so an empty array can be told from an empty object);
  *   - integers -> Lua integers on 5.3+ when they fit, else doubles; other
- *     numbers -> correctly rounded doubles, independent of the C locale;
+ *     numbers -> correctly rounded doubles, independent of the C locale
+ *     ("-0" is the float -0.0, so its sign survives; a number beyond the
+ *     double range is an error, underflow gives 0); on 5.1/LuaJIT every
+ *     number is a double;
  *   - strings: every escape, \u surrogate pairs to UTF-8; invalid UTF-8 and
  *     unpaired surrogates are errors;
  *   - null inside an object leaves the key absent, unless keep_null is set,
  *     in which case it is the null sentinel (lightuserdata NULL, the same
  *     value as cjson.null); null in an array or at top level is always the
  *     sentinel (an array keeps its length);
- *   - nesting deeper than max_depth is an error.
+ *   - nesting deeper than max_depth is an error;
+ *   - duplicate keys: the last one wins (a later null removes the key);
+ *   - a leading byte order mark, trailing garbage and an empty document are
+ *     errors; surrounding whitespace is not.
  * Tables are presized from what earlier tables at the same position held
  * (the shape cache), so a page of alike users costs about one allocation
- * per table.
+ * per table, and object keys seen earlier in the same document are reused
+ * rather than interned again.
  */
 #ifndef PSG_JSON_DECODE_H
 #define PSG_JSON_DECODE_H
@@ -27,16 +34,22 @@
 #include "compat.h"
 
 #define PSG_JSON_DEFAULT_MAX_DEPTH 128
+/* The decoder recurses once per nesting level, so max_depth is capped to keep
+ * the C stack small whatever a caller asks for. */
+#define PSG_JSON_MAX_DEPTH_LIMIT 4096
 
 typedef struct psg_json_shapes psg_json_shapes;
 
 typedef struct psg_json_opts {
-    int keep_null;     /* non-zero: null object members become the sentinel */
-    int max_depth;     /* 0 means PSG_JSON_DEFAULT_MAX_DEPTH */
+    int keep_null; /* non-zero: null object members become the sentinel */
+    int max_depth; /* 0 means PSG_JSON_DEFAULT_MAX_DEPTH; capped at
+                      PSG_JSON_MAX_DEPTH_LIMIT */
 } psg_json_opts;
 
 typedef struct psg_json_error {
-    size_t offset;     /* byte offset of the offending byte */
+    size_t offset;     /* 0-based byte offset of the offending byte (of the
+                          opening quote for an unterminated string; the
+                          length for "empty document") */
     char message[160]; /* "unexpected character 'x' at byte 12" style text */
 } psg_json_error;
 
@@ -50,7 +63,9 @@ void psg_json_shapes_free(psg_json_shapes *shapes);
  * malformed input pushes nothing, fills *err and returns 0. It may raise a
  * Lua memory error; all scratch memory lives in *scratch (owned by a
  * userdata), so nothing leaks when it does. The array metatable is taken
- * from the registry (psg_json_push_array_mt).
+ * from the registry (psg_json_push_array_mt). It grows the Lua stack itself
+ * (about 130 slots, plus 4 per nesting level); when that fails it is a
+ * decode error like any other.
  */
 int psg_json_decode(lua_State *L, const char *s, size_t len, const psg_json_opts *opts,
                     psg_json_shapes *shapes, psg_buf *scratch, psg_json_error *err);
@@ -61,7 +76,9 @@ void psg_json_push_array_mt(lua_State *L);
 
 /* Registers the Lua-visible decoder on the table at the top of the stack:
  *   core.decoder{ keep_null = bool, max_depth = n } -> decoder userdata
- *   decoder:decode(str) -> value | nil, message, offset
+ *       (n from 1 to PSG_JSON_MAX_DEPTH_LIMIT; other names or types raise)
+ *   decoder:decode(str) -> value | nil, message, offset (0-based, as in
+ *       the message); calls on a closed decoder raise
  *   decoder:close() / __gc / __close
  *   core.array_mt  (the shared array metatable)
  *   core.null      (the null sentinel) */

@@ -1,0 +1,1046 @@
+/*
+ * The strict JSON decoder (see json_decode.h for the rules it implements).
+ *
+ * One recursive-descent pass over the bytes pushes Lua values as it goes:
+ * strings without escapes are pushed straight from the source, numbers are
+ * converted without a detour through a Lua string, and every table is created
+ * with the size that the table at the same position had last time.
+ *
+ * Malformed input is reported by returning 0 up the recursion (never by
+ * longjmp), so the only non-local exit is a Lua memory error, which owns no C
+ * memory: scratch space belongs to the caller's psg_buf.
+ */
+#include <errno.h>
+#include <float.h>
+#include <locale.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json_decode.h"
+
+#define ARRAY_MT_KEY "passage.json.array_mt"
+#define DECODER_MT "passage.decoder"
+#define PSG_STR_(x) #x
+#define PSG_STR(x) PSG_STR_(x)
+
+/* ---- shape cache -------------------------------------------------------
+ * A position is a hash of the path from the root, where every array element
+ * shares one step: all 500 users of a page are the same position, and so are
+ * their "user_metadata" members. Collisions only cost a badly sized table. */
+
+#define SHAPE_SLOTS 512 /* power of two */
+/* A hint larger than this is not trusted: one huge table should not make
+ * every later table at the position allocate as much. */
+#define SHAPE_MAX_HINT 65536u
+
+struct psg_json_shapes {
+    uint32_t tag[SHAPE_SLOTS];
+    uint32_t size[SHAPE_SLOTS];
+};
+
+psg_json_shapes *psg_json_shapes_new(void)
+{
+    return (psg_json_shapes *)calloc(1, sizeof(psg_json_shapes));
+}
+
+void psg_json_shapes_free(psg_json_shapes *shapes)
+{
+    free(shapes);
+}
+
+static uint32_t pos_mix(uint32_t h)
+{
+    /* murmur3 finaliser: spreads nearby inputs over every slot */
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    h ^= h >> 16;
+    return h | 1u; /* 0 marks an empty slot */
+}
+
+#define POS_ROOT 0x2545F491u
+
+static uint32_t pos_element(uint32_t parent)
+{
+    return pos_mix(parent * 31u + 0x9E3779B9u);
+}
+
+static uint32_t pos_member(uint32_t parent, const char *key, size_t len)
+{
+    uint32_t h = 2166136261u; /* FNV-1a over the key */
+    size_t i;
+    for (i = 0; i < len; i++)
+        h = (h ^ (unsigned char)key[i]) * 16777619u;
+    return pos_mix(h ^ (parent * 0x01000193u));
+}
+
+static int shape_hint(const psg_json_shapes *shapes, uint32_t pos)
+{
+    uint32_t slot = pos & (SHAPE_SLOTS - 1);
+    if (shapes == NULL || shapes->tag[slot] != pos)
+        return 0;
+    return (int)shapes->size[slot];
+}
+
+static void shape_learn(psg_json_shapes *shapes, uint32_t pos, size_t n)
+{
+    uint32_t slot = pos & (SHAPE_SLOTS - 1);
+    if (shapes == NULL)
+        return;
+    shapes->tag[slot] = pos;
+    shapes->size[slot] = n > SHAPE_MAX_HINT ? SHAPE_MAX_HINT : (uint32_t)n;
+}
+
+/* ---- decoder state ----------------------------------------------------- */
+
+#define KEY_SLOT_BITS 7 /* see parse_key */
+#define KEY_SLOTS (1 << KEY_SLOT_BITS)
+
+typedef struct key_slot {
+    const char *s; /* bytes of the key string in stack slot kc_base + index */
+    size_t len;
+} key_slot;
+
+typedef struct dec {
+    lua_State *L;
+    const char *s;   /* start of the document (offsets are relative to it) */
+    const char *p;   /* cursor */
+    const char *end; /* one past the last byte */
+    psg_json_shapes *shapes;
+    psg_buf *scratch;
+    psg_json_error *err;
+    int keep_null;
+    int max_depth;
+    int depth;
+    int mt_index; /* absolute stack index of the array metatable */
+    int kc_base;  /* stack index of the first key slot; 0: no key cache */
+    key_slot keys[KEY_SLOTS];
+} dec;
+
+static int fail_at(dec *d, const char *where, const char *what)
+{
+    size_t off = (size_t)(where - d->s);
+    d->err->offset = off;
+    snprintf(d->err->message, sizeof d->err->message, "%s at byte %lu", what, (unsigned long)off);
+    return 0;
+}
+
+/* Names the byte that cannot start or continue what is being parsed. */
+static int fail_unexpected(dec *d, const char *where)
+{
+    char what[48];
+    unsigned char c;
+    if (where >= d->end)
+        return fail_at(d, d->end, "unexpected end of input");
+    c = (unsigned char)*where;
+    if (c > 0x20 && c < 0x7f)
+        snprintf(what, sizeof what, "unexpected character '%c'", c);
+    else
+        snprintf(what, sizeof what, "unexpected byte 0x%02X", c);
+    return fail_at(d, where, what);
+}
+
+static int fail_memory(dec *d)
+{
+    /* A real memory failure, not bad input: raise like Lua itself would. */
+    return luaL_error(d->L, "not enough memory");
+}
+
+/* JSON whitespace is exactly these four bytes. */
+static const char *skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    return p;
+}
+
+/* ---- strings ------------------------------------------------------------ */
+
+/* Non-zero for bytes that end the fast scan of a string: the closing quote,
+ * a backslash, control characters and every byte of a multi-byte sequence. */
+static const unsigned char str_stop[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x00 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x10 */
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x20: '"' */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x30 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x40 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, /* 0x50: '\\' */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x60 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x70 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x80 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x90 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0xA0 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0xB0 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0xC0 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0xD0 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0xE0 */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0xF0 */
+};
+
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define SCAN_WORDS 1
+#else
+#define SCAN_WORDS 0
+#endif
+
+/* Returns the first byte in [q, end) that str_stop marks, or end. Eight
+ * bytes are tested at a time: a byte is flagged when it is >= 0x80, < 0x20,
+ * '"' or '\\'. The subtractions can also flag bytes above a flagged one
+ * (borrows), never below, so the lowest flag is always a real stop byte. */
+static const unsigned char *scan_plain(const unsigned char *q, const unsigned char *end)
+{
+#if SCAN_WORDS
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    while (end - q >= 8) {
+        uint64_t x, xq, xb, hit;
+        memcpy(&x, q, 8);
+        xq = x ^ (ones * '"');
+        xb = x ^ (ones * '\\');
+        hit = (x | ((x - ones * 0x20) & ~x) | ((xq - ones) & ~xq) | ((xb - ones) & ~xb)) & high;
+        if (hit)
+            return q + (__builtin_ctzll(hit) >> 3);
+        q += 8;
+    }
+#endif
+    while (q < end && !str_stop[*q])
+        q++;
+    return q;
+}
+
+/* Length of the well-formed UTF-8 sequence at q (Unicode table 3-7: no
+ * overlongs, no surrogates, nothing above U+10FFFF), or 0 when it is not. */
+static size_t utf8_len(const unsigned char *q, const unsigned char *end)
+{
+    unsigned c = q[0], lo = 0x80, hi = 0xBF;
+    size_t avail = (size_t)(end - q);
+    if (c < 0xC2)
+        return 0; /* stray continuation byte, or C0/C1 (always overlong) */
+    if (c < 0xE0)
+        return avail >= 2 && (q[1] & 0xC0) == 0x80 ? 2 : 0;
+    if (c < 0xF0) {
+        if (c == 0xE0)
+            lo = 0xA0; /* below is overlong */
+        else if (c == 0xED)
+            hi = 0x9F; /* above is a surrogate */
+        if (avail < 3 || q[1] < lo || q[1] > hi || (q[2] & 0xC0) != 0x80)
+            return 0;
+        return 3;
+    }
+    if (c < 0xF5) {
+        if (c == 0xF0)
+            lo = 0x90; /* below is overlong */
+        else if (c == 0xF4)
+            hi = 0x8F; /* above is beyond U+10FFFF */
+        if (avail < 4 || q[1] < lo || q[1] > hi || (q[2] & 0xC0) != 0x80 || (q[3] & 0xC0) != 0x80)
+            return 0;
+        return 4;
+    }
+    return 0;
+}
+
+static int hex4(const unsigned char *q, unsigned *out)
+{
+    unsigned v = 0;
+    int i;
+    for (i = 0; i < 4; i++) {
+        unsigned c = q[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9')
+            v |= c - '0';
+        else if (c >= 'a' && c <= 'f')
+            v |= c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F')
+            v |= c - 'A' + 10;
+        else
+            return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+static size_t utf8_encode(char *out, unsigned cp)
+{
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | (cp >> 12));
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | (cp >> 18));
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* The string has an escape at q: build its value in the scratch buffer.
+ * Unescaped text never grows, and an escape of n source bytes never yields
+ * more than n bytes, so reserving the rest of the input is not needed; the
+ * buffer grows run by run instead. */
+static int string_slow(dec *d, const unsigned char *start, const unsigned char *q,
+                       const char *quote)
+{
+    const unsigned char *end = (const unsigned char *)d->end;
+    psg_buf *b = d->scratch;
+    b->len = 0;
+    if (!psg_buf_append(b, start, (size_t)(q - start)))
+        return fail_memory(d);
+    for (;;) {
+        const unsigned char *run = q;
+        unsigned c;
+        q = scan_plain(q, end);
+        if (q > run && !psg_buf_append(b, run, (size_t)(q - run)))
+            return fail_memory(d);
+        if (q >= end)
+            return fail_at(d, quote, "unterminated string");
+        c = *q;
+        if (c == '"') {
+            lua_pushlstring(d->L, b->data, b->len);
+            d->p = (const char *)q + 1;
+            return 1;
+        }
+        if (c >= 0x80) {
+            size_t n = utf8_len(q, end);
+            if (n == 0)
+                return fail_at(d, (const char *)q, "invalid UTF-8");
+            if (!psg_buf_append(b, q, n))
+                return fail_memory(d);
+            q += n;
+            continue;
+        }
+        if (c < 0x20)
+            return fail_at(d, (const char *)q, "unescaped control character in string");
+        /* a backslash */
+        if (end - q < 2)
+            return fail_at(d, quote, "unterminated string");
+        {
+            char out[4];
+            size_t n = 1;
+            unsigned cp;
+            switch (q[1]) {
+            case '"':
+                out[0] = '"';
+                break;
+            case '\\':
+                out[0] = '\\';
+                break;
+            case '/':
+                out[0] = '/';
+                break;
+            case 'b':
+                out[0] = '\b';
+                break;
+            case 'f':
+                out[0] = '\f';
+                break;
+            case 'n':
+                out[0] = '\n';
+                break;
+            case 'r':
+                out[0] = '\r';
+                break;
+            case 't':
+                out[0] = '\t';
+                break;
+            case 'u':
+                if (end - q < 6 || !hex4(q + 2, &cp))
+                    return fail_at(d, (const char *)q, "invalid \\u escape");
+                if (cp >= 0xDC00 && cp <= 0xDFFF)
+                    return fail_at(d, (const char *)q, "unpaired surrogate escape");
+                if (cp >= 0xD800 && cp <= 0xDBFF) {
+                    unsigned lo;
+                    if (end - q < 12 || q[6] != '\\' || q[7] != 'u' || !hex4(q + 8, &lo) ||
+                        lo < 0xDC00 || lo > 0xDFFF)
+                        return fail_at(d, (const char *)q, "unpaired surrogate escape");
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                    q += 6;
+                }
+                n = utf8_encode(out, cp);
+                q += 4;
+                break;
+            default:
+                return fail_at(d, (const char *)q, "invalid escape");
+            }
+            q += 2;
+            if (!psg_buf_append(b, out, n))
+                return fail_memory(d);
+        }
+    }
+}
+
+/* Pushes the string whose opening quote is at d->p. */
+static int parse_string(dec *d)
+{
+    const char *quote = d->p;
+    const unsigned char *start = (const unsigned char *)quote + 1;
+    const unsigned char *q = start;
+    const unsigned char *end = (const unsigned char *)d->end;
+    for (;;) {
+        unsigned c;
+        q = scan_plain(q, end);
+        if (q >= end)
+            return fail_at(d, quote, "unterminated string");
+        c = *q;
+        if (c == '"') {
+            lua_pushlstring(d->L, (const char *)start, (size_t)(q - start));
+            d->p = (const char *)q + 1;
+            return 1;
+        }
+        if (c >= 0x80) {
+            size_t n = utf8_len(q, end);
+            if (n == 0)
+                return fail_at(d, (const char *)q, "invalid UTF-8");
+            q += n;
+            continue;
+        }
+        if (c == '\\')
+            return string_slow(d, start, q, quote);
+        return fail_at(d, (const char *)q, "unescaped control character in string");
+    }
+}
+
+/* ---- object keys -------------------------------------------------------
+ * Interning a key (hashing it, walking the string table) is a large share of
+ * decoding a page of alike objects. So each document keeps the key strings it
+ * has seen in Lua stack slots, one per (position of the object, ordinal of
+ * the member), with a C copy of each slot's pointer and length: the 2nd..500th
+ * user find their keys with one byte comparison and one lua_pushvalue. The
+ * strings are anchored by the stack, so the pointers stay valid until the
+ * decode returns. */
+
+/* memcmp(a, b, n) == 0 for the short lengths of keys, without a call. */
+static int same_bytes(const unsigned char *a, const unsigned char *b, size_t n)
+{
+    size_t i;
+    if (n >= 8) {
+        uint64_t x, y;
+        for (i = 0; i + 8 <= n; i += 8) {
+            memcpy(&x, a + i, 8);
+            memcpy(&y, b + i, 8);
+            if (x != y)
+                return 0;
+        }
+        if (i == n)
+            return 1;
+        memcpy(&x, a + n - 8, 8); /* the tail, overlapping what was compared */
+        memcpy(&y, b + n - 8, 8);
+        return x == y;
+    }
+    if (n >= 4) {
+        uint32_t x, y, u, v;
+        memcpy(&x, a, 4);
+        memcpy(&y, b, 4);
+        memcpy(&u, a + n - 4, 4);
+        memcpy(&v, b + n - 4, 4);
+        return x == y && u == v;
+    }
+    for (i = 0; i < n; i++)
+        if (a[i] != b[i])
+            return 0;
+    return 1;
+}
+
+static int parse_key(dec *d, uint32_t pos, uint32_t ordinal)
+{
+    const unsigned char *start = (const unsigned char *)d->p + 1;
+    const unsigned char *end = (const unsigned char *)d->end;
+    const unsigned char *q;
+    unsigned slot;
+    key_slot *k;
+    if (d->kc_base == 0)
+        return parse_string(d);
+    /* Fibonacci hashing: the ordinals of one object land far apart */
+    slot = ((pos + ordinal) * 0x9E3779B1u) >> (32 - KEY_SLOT_BITS);
+    k = &d->keys[slot];
+    /* A cached key was pushed from plain source bytes (no escape, control
+     * or non-ASCII byte), so the same bytes followed by the closing quote are
+     * the whole key, and valid: no scan is needed. */
+    if (k->s != NULL && (size_t)(end - start) > k->len && start[k->len] == '"' &&
+        same_bytes(start, (const unsigned char *)k->s, k->len)) {
+        d->p = (const char *)start + k->len + 1;
+        lua_pushvalue(d->L, d->kc_base + (int)slot);
+        return 1;
+    }
+    q = scan_plain(start, end);
+    if (q >= end || *q != '"')
+        return parse_string(d); /* escapes, UTF-8 or an error: the general path */
+    lua_pushlstring(d->L, (const char *)start, (size_t)(q - start));
+    k->s = lua_tostring(d->L, -1); /* 5.1's lua_pushlstring returns nothing */
+    k->len = (size_t)(q - start);
+    lua_pushvalue(d->L, -1);
+    lua_replace(d->L, d->kc_base + (int)slot);
+    d->p = (const char *)q + 1;
+    return 1;
+}
+
+/* ---- numbers -----------------------------------------------------------
+ * Grammar is checked here, byte by byte; the value is taken from up to 19
+ * significant digits in a uint64. Integers without fraction or exponent that
+ * fit become Lua integers. Other numbers with at most 15..16 significant
+ * digits (< 2^53) and |exponent| <= 22 are exact doubles multiplied or divided
+ * by an exact power of ten: one correctly rounded operation (Clinger's fast
+ * path). Everything else goes to strtod with the locale's decimal point. */
+
+static const double pow10_exact[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                       1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                       1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+#define IS_DIGIT(c) ((unsigned)((c) - '0') < 10u)
+
+/* strtod on a copy of [start, stop) whose '.' is replaced by the current
+ * locale's decimal point, which may be longer than one byte. */
+static int number_slow(dec *d, const char *start, const char *stop, double *out)
+{
+    const char *point = localeconv()->decimal_point;
+    size_t plen = point && *point ? strlen(point) : 1;
+    size_t len = (size_t)(stop - start);
+    char small[128];
+    char *buf = small, *w, *tail;
+    const char *r;
+    double v = 0;
+    if (len + plen + 1 > sizeof small) {
+        d->scratch->len = 0;
+        if (!psg_buf_reserve(d->scratch, len + plen + 1))
+            return fail_memory(d);
+        buf = d->scratch->data;
+    }
+    for (r = start, w = buf; r < stop; r++) {
+        if (*r == '.' && point && *point) {
+            memcpy(w, point, plen);
+            w += plen;
+        } else {
+            *w++ = *r;
+        }
+    }
+    *w = '\0';
+    errno = 0;
+    v = strtod(buf, &tail);
+    if (tail != w)
+        return fail_at(d, start, "invalid number"); /* cannot happen: grammar checked */
+    if (errno == ERANGE && (v == HUGE_VAL || v == -HUGE_VAL))
+        return fail_at(d, start, "number out of range");
+    *out = v;
+    return 1;
+}
+
+static int parse_number(dec *d)
+{
+    lua_State *L = d->L;
+    const char *start = d->p, *p = d->p, *end = d->end;
+    uint64_t m = 0;
+    int neg = 0, ndig = 0, is_int = 1, inexact = 0;
+    long exp10 = 0;
+    double v = 0;
+
+    if (*p == '-') {
+        neg = 1;
+        p++;
+    }
+    if (p < end && *p == '0') {
+        p++;
+        if (p < end && IS_DIGIT(*p))
+            return fail_at(d, p, "invalid number (leading zero)");
+    } else if (p < end && IS_DIGIT(*p)) {
+        do {
+            if (ndig < 19) {
+                m = m * 10 + (uint64_t)(*p - '0');
+                ndig++;
+            } else {
+                exp10++; /* digit dropped: the value is m * 10^exp10 */
+                inexact = 1;
+            }
+            p++;
+        } while (p < end && IS_DIGIT(*p));
+    } else {
+        return fail_at(d, p, "invalid number");
+    }
+    if (p < end && *p == '.') {
+        p++;
+        is_int = 0;
+        if (p >= end || !IS_DIGIT(*p))
+            return fail_at(d, p, "invalid number");
+        do {
+            if (ndig < 19) {
+                if (m != 0 || *p != '0') {
+                    m = m * 10 + (uint64_t)(*p - '0');
+                    ndig++;
+                }
+                exp10--;
+            } else if (*p != '0') {
+                inexact = 1;
+            }
+            p++;
+        } while (p < end && IS_DIGIT(*p));
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        long e = 0;
+        int eneg = 0;
+        p++;
+        is_int = 0;
+        if (p < end && (*p == '+' || *p == '-')) {
+            eneg = *p == '-';
+            p++;
+        }
+        if (p >= end || !IS_DIGIT(*p))
+            return fail_at(d, p, "invalid number");
+        do {
+            if (e < 100000) /* saturate: far beyond any double */
+                e = e * 10 + (*p - '0');
+            p++;
+        } while (p < end && IS_DIGIT(*p));
+        exp10 += eneg ? -e : e;
+    }
+    d->p = p;
+
+    if (is_int && !inexact) {
+#if PSG_HAS_INTEGERS
+        if (!neg && m <= (uint64_t)LUA_MAXINTEGER) {
+            lua_pushinteger(L, (lua_Integer)m);
+            return 1;
+        }
+        if (neg && m != 0 && m - 1 <= (uint64_t)LUA_MAXINTEGER) {
+            /* -(m-1)-1 reaches the minimum integer without overflow */
+            lua_pushinteger(L, -(lua_Integer)(m - 1) - 1);
+            return 1;
+        }
+#endif
+        /* "-0" stays a float so its sign survives; big integers round once */
+        v = (double)m;
+        lua_pushnumber(L, (lua_Number)(neg ? -v : v));
+        return 1;
+    }
+    if (m == 0 && !inexact) {
+        lua_pushnumber(L, (lua_Number)(neg ? -0.0 : 0.0));
+        return 1;
+    }
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
+    /* Intermediate results are plain doubles, so the fast path is exact. */
+    if (!inexact && m <= ((uint64_t)1 << 53) && exp10 >= -22 && exp10 <= 22) {
+        v = (double)m;
+        v = exp10 < 0 ? v / pow10_exact[-exp10] : v * pow10_exact[exp10];
+        lua_pushnumber(L, (lua_Number)(neg ? -v : v));
+        return 1;
+    }
+#endif
+    if (!number_slow(d, start, p, &v))
+        return 0;
+    lua_pushnumber(L, (lua_Number)v);
+    return 1;
+}
+
+/* ---- values ------------------------------------------------------------- */
+
+static int parse_value(dec *d, uint32_t pos);
+
+static int literal(dec *d, const char *word, size_t n)
+{
+    if ((size_t)(d->end - d->p) < n || memcmp(d->p, word, n) != 0) {
+        /* point at the first byte that differs */
+        const char *q = d->p;
+        size_t i = 0;
+        while (q < d->end && i < n && *q == word[i]) {
+            q++;
+            i++;
+        }
+        return fail_unexpected(d, q);
+    }
+    d->p += n;
+    return 1;
+}
+
+static int enter(dec *d, const char *open)
+{
+    if (d->depth >= d->max_depth) {
+        char what[48];
+        snprintf(what, sizeof what, "nesting deeper than %d", d->max_depth);
+        return fail_at(d, open, what);
+    }
+    /* table, key and value of this level, plus one for lua_rawget checks */
+    if (!lua_checkstack(d->L, 4))
+        return fail_at(d, open, "nesting too deep for the Lua stack");
+    d->depth++;
+    return 1;
+}
+
+static int parse_object(dec *d, uint32_t pos)
+{
+    lua_State *L = d->L;
+    size_t count = 0;
+    uint32_t ordinal = 0;
+    if (!enter(d, d->p))
+        return 0;
+    lua_createtable(L, 0, shape_hint(d->shapes, pos));
+    d->p = skip_ws(d->p + 1, d->end);
+    if (d->p < d->end && *d->p == '}') {
+        d->p++;
+        goto done;
+    }
+    for (;;) {
+        if (d->p >= d->end || *d->p != '"')
+            return fail_unexpected(d, d->p);
+        if (!parse_key(d, pos, ordinal++))
+            return 0;
+        d->p = skip_ws(d->p, d->end);
+        if (d->p >= d->end || *d->p != ':')
+            return fail_unexpected(d, d->p);
+        d->p = skip_ws(d->p + 1, d->end);
+        if (d->p < d->end && *d->p == 'n' && !d->keep_null) {
+            if (!literal(d, "null", 4))
+                return 0;
+            /* Absent, but a duplicate key must still lose its earlier value
+             * (last one wins). Writing nil only when the key is present keeps
+             * 5.1/5.3 from adding a dead key to the table. */
+            lua_pushvalue(L, -1);
+            lua_rawget(L, -3);
+            if (lua_isnil(L, -1)) {
+                lua_pop(L, 2);
+            } else {
+                lua_pop(L, 1);
+                lua_pushnil(L);
+                lua_rawset(L, -3);
+            }
+        } else {
+            uint32_t child = 0;
+            if (d->p < d->end && (*d->p == '{' || *d->p == '[')) {
+                size_t klen;
+                const char *key = lua_tolstring(L, -1, &klen);
+                child = pos_member(pos, key, klen);
+            }
+            if (!parse_value(d, child))
+                return 0;
+            lua_rawset(L, -3);
+            count++;
+        }
+        d->p = skip_ws(d->p, d->end);
+        if (d->p < d->end && *d->p == ',') {
+            d->p = skip_ws(d->p + 1, d->end);
+            continue;
+        }
+        if (d->p < d->end && *d->p == '}') {
+            d->p++;
+            break;
+        }
+        return fail_unexpected(d, d->p);
+    }
+done:
+    shape_learn(d->shapes, pos, count);
+    d->depth--;
+    return 1;
+}
+
+static int parse_array(dec *d, uint32_t pos)
+{
+    lua_State *L = d->L;
+    int n = 0;
+    uint32_t child;
+    if (!enter(d, d->p))
+        return 0;
+    lua_createtable(L, shape_hint(d->shapes, pos), 0);
+    lua_pushvalue(L, d->mt_index);
+    lua_setmetatable(L, -2);
+    d->p = skip_ws(d->p + 1, d->end);
+    if (d->p < d->end && *d->p == ']') {
+        d->p++;
+        goto done;
+    }
+    child = pos_element(pos);
+    for (;;) {
+        if (!parse_value(d, child))
+            return 0;
+        if (n == INT32_MAX)
+            return fail_at(d, d->p, "array too long");
+        lua_rawseti(L, -2, ++n);
+        d->p = skip_ws(d->p, d->end);
+        if (d->p < d->end && *d->p == ',') {
+            d->p = skip_ws(d->p + 1, d->end);
+            continue;
+        }
+        if (d->p < d->end && *d->p == ']') {
+            d->p++;
+            break;
+        }
+        return fail_unexpected(d, d->p);
+    }
+done:
+    shape_learn(d->shapes, pos, (size_t)n);
+    d->depth--;
+    return 1;
+}
+
+/* Pushes the value starting at d->p (whitespace already skipped). */
+static int parse_value(dec *d, uint32_t pos)
+{
+    if (d->p >= d->end)
+        return fail_unexpected(d, d->p);
+    switch (*d->p) {
+    case '"':
+        return parse_string(d);
+    case '{':
+        return parse_object(d, pos);
+    case '[':
+        return parse_array(d, pos);
+    case 't':
+        if (!literal(d, "true", 4))
+            return 0;
+        lua_pushboolean(d->L, 1);
+        return 1;
+    case 'f':
+        if (!literal(d, "false", 5))
+            return 0;
+        lua_pushboolean(d->L, 0);
+        return 1;
+    case 'n':
+        if (!literal(d, "null", 4))
+            return 0;
+        lua_pushlightuserdata(d->L, NULL);
+        return 1;
+    case '-':
+    case '0':
+    case '1':
+    case '2':
+    case '3':
+    case '4':
+    case '5':
+    case '6':
+    case '7':
+    case '8':
+    case '9':
+        return parse_number(d);
+    default:
+        return fail_unexpected(d, d->p);
+    }
+}
+
+void psg_json_push_array_mt(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, ARRAY_MT_KEY);
+    if (lua_istable(L, -1))
+        return;
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, ARRAY_MT_KEY);
+}
+
+int psg_json_decode(lua_State *L, const char *s, size_t len, const psg_json_opts *opts,
+                    psg_json_shapes *shapes, psg_buf *scratch, psg_json_error *err)
+{
+    dec d;
+    int base = lua_gettop(L);
+    int max_depth = opts && opts->max_depth > 0 ? opts->max_depth : PSG_JSON_DEFAULT_MAX_DEPTH;
+    if (max_depth > PSG_JSON_MAX_DEPTH_LIMIT)
+        max_depth = PSG_JSON_MAX_DEPTH_LIMIT;
+    d.L = L;
+    d.s = s;
+    d.p = s;
+    d.end = s + len;
+    d.shapes = shapes;
+    d.scratch = scratch;
+    d.err = err;
+    d.keep_null = opts ? opts->keep_null : 0;
+    d.max_depth = max_depth;
+    d.depth = 0;
+    err->offset = 0;
+    err->message[0] = '\0';
+
+    if (!lua_checkstack(L, KEY_SLOTS + 4))
+        return fail_at(&d, s, "Lua stack exhausted");
+    psg_json_push_array_mt(L);
+    d.mt_index = lua_gettop(L);
+    d.kc_base = 0;
+
+    d.p = skip_ws(d.p, d.end);
+    if (d.p == d.end) {
+        fail_at(&d, d.p, "empty document");
+        snprintf(err->message, sizeof err->message, "empty document");
+        goto error;
+    }
+    if (d.end - d.p >= 3 && memcmp(d.p, "\xEF\xBB\xBF", 3) == 0) {
+        fail_at(&d, d.p, "byte order mark not allowed");
+        goto error;
+    }
+    if (*d.p == '{' || *d.p == '[') {
+        /* only documents with objects have keys worth caching */
+        d.kc_base = d.mt_index + 1;
+        lua_settop(L, d.mt_index + KEY_SLOTS);
+        memset(d.keys, 0, sizeof d.keys);
+    }
+    if (!parse_value(&d, POS_ROOT))
+        goto error;
+    d.p = skip_ws(d.p, d.end);
+    if (d.p != d.end) {
+        fail_at(&d, d.p, "trailing garbage");
+        goto error;
+    }
+    lua_replace(L, d.mt_index); /* the value takes the metatable's slot */
+    lua_settop(L, base + 1);
+    return 1;
+error:
+    lua_settop(L, base);
+    return 0;
+}
+
+/* ---- Lua binding ---------------------------------------------------------- */
+
+typedef struct decoder_ud {
+    psg_json_shapes *shapes; /* NULL once closed */
+    psg_buf scratch;
+    psg_json_opts opts;
+    int closed;
+} decoder_ud;
+
+/* Scratch space above this is given back after a decode, so one odd
+ * document does not pin its size for the decoder's lifetime. */
+#define SCRATCH_KEEP (64 * 1024)
+
+static decoder_ud *check_decoder(lua_State *L)
+{
+    decoder_ud *u = (decoder_ud *)psg_testudata(L, 1, DECODER_MT);
+    if (u == NULL)
+        luaL_argerror(L, 1, "passage.decoder expected");
+    return u;
+}
+
+static void decoder_release(decoder_ud *u)
+{
+    psg_json_shapes_free(u->shapes);
+    u->shapes = NULL;
+    psg_buf_free(&u->scratch);
+    u->closed = 1;
+}
+
+static int decoder_decode(lua_State *L)
+{
+    decoder_ud *u = check_decoder(L);
+    psg_json_error err;
+    const char *s;
+    size_t len;
+    if (u->closed)
+        return luaL_error(L, "attempt to use a closed passage.decoder");
+    if (lua_type(L, 2) != LUA_TSTRING)
+        return luaL_argerror(L, 2, "string expected");
+    s = lua_tolstring(L, 2, &len);
+    if (psg_json_decode(L, s, len, &u->opts, u->shapes, &u->scratch, &err)) {
+        if (u->scratch.cap > SCRATCH_KEEP)
+            psg_buf_free(&u->scratch);
+        return 1;
+    }
+    if (u->scratch.cap > SCRATCH_KEEP)
+        psg_buf_free(&u->scratch);
+    lua_pushnil(L);
+    lua_pushstring(L, err.message);
+    psg_pushwhole(L, (long long)err.offset);
+    return 3;
+}
+
+static int decoder_close(lua_State *L)
+{
+    decoder_ud *u = check_decoder(L);
+    decoder_release(u);
+    return 0;
+}
+
+static int decoder_tostring(lua_State *L)
+{
+    decoder_ud *u = check_decoder(L);
+    if (u->closed)
+        lua_pushliteral(L, "passage.decoder (closed)");
+    else
+        lua_pushfstring(L, "passage.decoder (%p)", (void *)u);
+    return 1;
+}
+
+static int option_error(lua_State *L, const char *name, const char *want)
+{
+    return luaL_error(L, "decoder option '%s' must be %s", name, want);
+}
+
+/* core.decoder{ keep_null = bool, max_depth = n } */
+static int decoder_new(lua_State *L)
+{
+    psg_json_opts opts;
+    decoder_ud *u;
+    opts.keep_null = 0;
+    opts.max_depth = PSG_JSON_DEFAULT_MAX_DEPTH;
+    if (!lua_isnoneornil(L, 1)) {
+        luaL_checktype(L, 1, LUA_TTABLE);
+        lua_pushnil(L);
+        while (lua_next(L, 1) != 0) {
+            const char *name;
+            if (lua_type(L, -2) != LUA_TSTRING)
+                return luaL_error(L, "decoder options must have string keys");
+            name = lua_tostring(L, -2);
+            if (strcmp(name, "keep_null") == 0) {
+                if (lua_type(L, -1) != LUA_TBOOLEAN)
+                    return option_error(L, name, "a boolean");
+                opts.keep_null = lua_toboolean(L, -1);
+            } else if (strcmp(name, "max_depth") == 0) {
+                lua_Number n;
+                if (lua_type(L, -1) != LUA_TNUMBER)
+                    return option_error(
+                        L, name, "a whole number from 1 to " PSG_STR(PSG_JSON_MAX_DEPTH_LIMIT));
+                n = lua_tonumber(L, -1);
+                if (!(n >= 1 && n <= PSG_JSON_MAX_DEPTH_LIMIT) || n != floor(n))
+                    return option_error(
+                        L, name, "a whole number from 1 to " PSG_STR(PSG_JSON_MAX_DEPTH_LIMIT));
+                opts.max_depth = (int)n;
+            } else {
+                return luaL_error(L, "unknown decoder option '%s'", name);
+            }
+            lua_pop(L, 1);
+        }
+    }
+    u = (decoder_ud *)lua_newuserdata(L, sizeof *u);
+    memset(u, 0, sizeof *u);
+    u->closed = 1; /* until the shape cache exists, __gc has nothing to free */
+    u->opts = opts;
+    luaL_getmetatable(L, DECODER_MT);
+    lua_setmetatable(L, -2);
+    u->shapes = psg_json_shapes_new();
+    if (u->shapes == NULL)
+        return luaL_error(L, "not enough memory");
+    u->closed = 0;
+    return 1;
+}
+
+void psg_json_register(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        {"decode", decoder_decode}, {"close", decoder_close}, {NULL, NULL}};
+    static const luaL_Reg meta[] = {
+        {"__gc", decoder_close},
+#if LUA_VERSION_NUM >= 504
+        {"__close", decoder_close},
+#endif
+        {"__tostring", decoder_tostring},
+        {NULL, NULL}
+    };
+    if (luaL_newmetatable(L, DECODER_MT)) {
+        psg_setfuncs(L, meta);
+        psg_newlib(L, methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushliteral(L, DECODER_MT);
+        lua_setfield(L, -2, "__name");
+    }
+    lua_pop(L, 1);
+
+    lua_pushcfunction(L, decoder_new);
+    lua_setfield(L, -2, "decoder");
+    psg_json_push_array_mt(L);
+    lua_setfield(L, -2, "array_mt");
+    lua_pushlightuserdata(L, NULL);
+    lua_setfield(L, -2, "null");
+}

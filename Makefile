@@ -3,6 +3,7 @@
 #   make test   installs what is missing, builds, lints, runs every spec
 # Both install their missing Debian packages first (apt-get; root or sudo).
 
+SHELL        := /bin/bash
 VERSION      := 0.1.0
 LUA_VERSION  ?= 5.4
 BUILD        := build
@@ -85,8 +86,13 @@ test: deps build lint format-check
 
 # The spec helper starts the emulator when it is not already answering and
 # stops what it started.
+# busted's own summary, restated as "N passed, N failed" for CI logs.
 spec: build
-	$(LUA_ENV) busted --lua=lua5.4 $(BUSTED_ARGS)
+	@mkdir -p $(BUILD)
+	@set -o pipefail; $(LUA_ENV) busted --lua=lua5.4 $(BUSTED_ARGS) | tee $(BUILD)/spec.log; rc=$$?; \
+	sed 's/\x1b\[[0-9;]*m//g' $(BUILD)/spec.log | \
+	  awk '/successes \/ .* failures \/ .* errors/ { printf "spec: %d passed, %d failed\n", $$1, $$4 + $$7 }'; \
+	exit $$rc
 
 lint:
 	luacheck -q lua spec bench examples

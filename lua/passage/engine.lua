@@ -262,6 +262,15 @@ function Engine:cancel(h)
         self.in_flight[h.request] = nil
         h.request:close()
         h.request = nil
+    elseif h.state == "backing_off" then
+        -- Waiting for its next attempt: no longer pending.
+        local list = self.backing_off
+        for i = #list, 1, -1 do
+            if list[i] == h then
+                table.remove(list, i)
+                break
+            end
+        end
     end
     finish(self, h, nil, errors.new("cancelled", { message = "cancelled by the caller" }))
 end

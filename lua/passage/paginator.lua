@@ -17,6 +17,12 @@
 -- ids it has already yielded, so every user that existed at the start and
 -- still matches is seen exactly once. Memory holds at most K pages plus
 -- the ids of the last few pages.
+--
+-- The walk ends at the last page that total_users announces, or at an empty
+-- page. A short page before that does not end it (the server's word on the
+-- total wins; a wrong total costs one empty page, never missed users).
+-- Users created in the pinned second itself are inside the window: they
+-- may show up (once), depending on the order.
 local errors = require "passage.errors"
 local filters = require "passage.filters"
 local users = require "passage.users"
@@ -24,9 +30,11 @@ local users = require "passage.users"
 local paginator = {}
 
 local DEFAULT_LIMIT = 500
--- How many pages back a walk can step after removals; more than this many
--- pages' worth of users removed between two pages ends the walk with an
--- error rather than a silent gap.
+-- How many pages back a walk can step after removals (at least; a walk
+-- with K pages in flight remembers K + 3, as its prefetched pages can be
+-- that far behind the loop body). When more users than that left before
+-- the walk's position between two pages, the walk raises a "changed" error
+-- rather than leave a gap or repeat users.
 local REMEMBERED_PAGES = 8
 
 local function check_walk(client, app_id, params, opts)
@@ -63,7 +71,7 @@ local function check_walk(client, app_id, params, opts)
     if type(app_id) ~= "string" or app_id:match("^%s*$") then
         errors.argument("paginator: app_id must be a non-empty string")
     end
-    return p, in_flight
+    return { params = p, in_flight = in_flight }
 end
 
 local Walk = {}
@@ -81,6 +89,8 @@ local function new_walk(client, app_id, params, in_flight)
         total = nil,      -- total_users of the last accepted page
         queue = {},       -- handles of requested pages, in page order
         recent = {},      -- id sets of the last accepted pages
+        remembered = math.max(REMEMBERED_PAGES, in_flight + 3),
+        verify = nil,     -- page whose first user must have been seen already
         done = false,
     }, Walk)
 end
@@ -127,7 +137,7 @@ function Walk:remember(list)
         ids[list[i].id] = true
     end
     table.insert(self.recent, 1, ids)
-    self.recent[REMEMBERED_PAGES + 1] = nil
+    self.recent[self.remembered + 1] = nil
 end
 
 function Walk:set_total(total)
@@ -135,8 +145,14 @@ function Walk:set_total(total)
     self.last_page = math.max(1, math.ceil(total / self.limit))
 end
 
+local function changed(walk, message)
+    walk:close()
+    error(errors.new("changed", { operation = "paginator", message = message }), 0)
+end
+
 -- The next page table (users already yielded removed), or nil at the end.
--- Raises the err table when a page fails.
+-- Pages left with no users after that are skipped. Raises the err table
+-- when a page fails.
 function Walk:next()
     while not self.done do
         self:fill()
@@ -160,38 +176,50 @@ function Walk:next()
         local total = page.total_users
         local shift = self.total and total - self.total or 0
         if shift < 0 then
-            -- Users before our position went away: the rest moved left.
+            -- Users went away: if they were before our position, the rest
+            -- moved left by -shift. Step back as far as that (the ids of
+            -- the pages read since tell what was seen); when that is past
+            -- what is remembered, step back as far as remembered and check
+            -- there that the removals were not all behind us.
             local accepted = (q.page - 1) * self.limit -- positions already read
-            local resume = math.floor((accepted + shift) / self.limit) + 1
-            if q.page - resume > REMEMBERED_PAGES - 1 then
-                self:close()
-                error(errors.new("changed", {
-                    operation = "paginator",
-                    message = string.format(
-                        "%d users left the listing between two pages; restart the walk", -shift),
-                }), 0)
+            local resume = math.max(1, math.floor((accepted + shift) / self.limit) + 1)
+            local oldest = q.page - (self.remembered - 1)
+            self.verify = nil
+            if resume < oldest then
+                resume = oldest
+                self.verify = oldest
             end
             self:drop_queue()
             self:set_total(total)
-            self.next_page = math.max(1, resume)
+            self.next_page = resume
         else
             if shift ~= 0 or not self.total then
                 self:set_total(total)
             end
-            local fresh = {}
             local list = page.users
+            if self.verify == q.page then
+                self.verify = nil
+                if list[1] and not self:seen(list[1].id) then
+                    changed(self, string.format(
+                        "more than %d pages of users left the listing behind the walk; "
+                        .. "restart it", self.remembered - 1))
+                end
+            end
+            local fresh = {}
             for i = 1, #list do
                 if not self:seen(list[i].id) then
                     fresh[#fresh + 1] = list[i]
                 end
             end
             self:remember(list)
-            if #list == 0 or #list < self.limit or q.page >= self.last_page then
+            if #list == 0 or q.page >= self.last_page then
                 self.done = true
                 self:drop_queue()
             end
-            page.users = setmetatable(fresh, getmetatable(list))
-            return page
+            if fresh[1] then
+                page.users = setmetatable(fresh, getmetatable(list))
+                return page
+            end
         end
     end
     return nil
@@ -206,11 +234,13 @@ Walk.__close = Walk.close
 -- The state object of a for loop is closed when the loop ends early
 -- (break, error) on Lua 5.4, so prefetched pages are not left running.
 local function walk_for(client, app_id, params, opts)
-    local p, in_flight = errors.checked(3, check_walk, client, app_id, params, opts)
-    return new_walk(client, app_id, p, in_flight)
+    local checked = errors.checked(3, check_walk, client, app_id, params, opts)
+    return new_walk(client, app_id, checked.params, checked.in_flight)
 end
 
--- Iterates page tables (as list_paginated_users returns them).
+-- Iterates page tables (as list_paginated_users returns them), each with
+-- only the users not yielded before; a page left with none is skipped, so an
+-- empty app yields no page.
 function paginator.pages(client, app_id, params, opts)
     local walk = walk_for(client, app_id, params, opts)
     return Walk.next, walk, nil, walk

@@ -185,11 +185,8 @@ local function turn(self, timeout_ms)
     start_due(self)
 end
 
--- The handles that finished since the last poll (waits up to timeout_ms for
--- one when none has; 0 never blocks).
-function Engine:poll(timeout_ms)
-    -- Finished handles already waiting are news enough: don't block.
-    turn(self, self.finished[1] ~= nil and 0 or timeout_ms or 0)
+-- Hands out the finished handles nobody has taken yet.
+local function take_finished(self)
     local out = {}
     for _, h in ipairs(self.finished) do
         if not h.taken then
@@ -199,6 +196,14 @@ function Engine:poll(timeout_ms)
     end
     self.finished = {}
     return out
+end
+
+-- The handles that finished since the last poll (waits up to timeout_ms for
+-- one when none has; 0 never blocks).
+function Engine:poll(timeout_ms)
+    -- Finished handles already waiting are news enough: don't block.
+    turn(self, self.finished[1] ~= nil and 0 or timeout_ms or 0)
+    return take_finished(self)
 end
 
 -- Blocks until `h` is done. Other handles that finish meanwhile stay queued
@@ -251,7 +256,9 @@ function Engine:socket_action(fd, events)
     start_due(self)
     collect(self, self.transport:socket_action(fd, events))
     start_due(self)
-    return self:poll(0)
+    -- Not poll(): that drives the transport with perform(), which would drop
+    -- the socket changes the host has yet to read.
+    return take_finished(self)
 end
 
 function Engine:cancel(h)

@@ -164,13 +164,24 @@ local function start_due(self)
     return next_due and next_due - now
 end
 
+-- A raise while turning one response into a result (out of memory while
+-- decoding, say) ends that call with an error instead of escaping: the
+-- other finished transfers in `done` are still completed, and nobody waits
+-- forever for a handle that can no longer finish.
 local function collect(self, done)
     for i = 1, #done do
         local req = done[i]
         local h = self.in_flight[req]
         if h then
             self.in_flight[req] = nil
-            complete(self, h, req)
+            local ok, problem = pcall(complete, self, h, req)
+            if not ok and h.state == "running" and (h.request == nil or h.request == req) then
+                h.request = nil
+                pcall(req.close, req)
+                finish(self, h, nil, errors.new("decode", {
+                    message = "could not read the response: " .. tostring(problem),
+                }))
+            end
         end
     end
 end

@@ -115,6 +115,8 @@ local function complete(self, h, req)
     local response = req:response()
     req:close()
     h.request = nil
+    -- New connections opened by this call's attempts (0: all reused one).
+    h.connects = (h.connects or 0) + (response.connects or 0)
     local status = response.status
     if not response.kind and status >= 200 and status < 300 then
         return success(self, h, response)

@@ -211,11 +211,16 @@ local function take_finished(self)
     return out
 end
 
--- The handles that finished since the last poll (waits up to timeout_ms for
--- one when none has; 0 never blocks).
+-- The handles that finished since the last poll. When none has, drives the
+-- transfers until one finishes or timeout_ms has passed (0 never blocks):
+-- socket activity that finishes nothing does not cut the wait short, so a
+-- host can sleep out the rest of its frame in poll.
 function Engine:poll(timeout_ms)
-    -- Finished handles already waiting are news enough: don't block.
-    turn(self, self.finished[1] ~= nil and 0 or timeout_ms or 0)
+    local deadline = now_ms() + (timeout_ms or 0)
+    repeat
+        -- Finished handles already waiting are news enough: don't block.
+        turn(self, self.finished[1] ~= nil and 0 or deadline - now_ms())
+    until self.finished[1] ~= nil or now_ms() >= deadline
     return take_finished(self)
 end
 

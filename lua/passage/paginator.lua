@@ -206,8 +206,11 @@ Walk.__close = Walk.close
 -- The state object of a for loop is closed when the loop ends early
 -- (break, error) on Lua 5.4, so prefetched pages are not left running.
 local function walk_for(client, app_id, params, opts)
-    local p, in_flight = errors.checked(3, check_walk, client, app_id, params, opts)
-    return new_walk(client, app_id, p, in_flight)
+    -- errors.checked hands back one result: both travel in a table.
+    local checked = errors.checked(3, function(...)
+        return { check_walk(...) }
+    end, client, app_id, params, opts)
+    return new_walk(client, app_id, checked[1], checked[2])
 end
 
 -- Iterates page tables (as list_paginated_users returns them).

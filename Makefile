@@ -105,3 +105,24 @@ format-check:
 
 clean:
 	rm -rf $(BUILD)
+
+# ---- concurrency: benchmarks, examples, OpenResty spec ----------------------
+# bench-parallel   parallel walk (K = 4, 8, 16) and bulk get_user at 5 ms
+#                  latency, as rates and ratios; BENCH_ARGS='users latency_ms'
+# game-loop        examples/game_loop.lua (16 ms ticks, 50 ms API latency)
+# reactor          examples/reactor.lua (socket.select host loop)
+# spec-openresty   spec/openresty_spec.lua (builds the LuaJIT core first)
+.PHONY: bench-parallel game-loop reactor spec-openresty
+
+bench-parallel: deps build
+	$(LUA_ENV) $(LUA) bench/parallel_walk.lua $(BENCH_ARGS)
+
+game-loop reactor: deps build
+	@$(MAKE) --no-print-directory emulator
+	@$(LUA_ENV) $(LUA) examples/$(subst -,_,$@).lua; rc=$$?; \
+	$(MAKE) --no-print-directory emulator-stop; exit $$rc
+
+spec-openresty: deps build
+	@$(MAKE) --no-print-directory build LUA_VERSION=jit
+	$(LUA_ENV) busted --lua=lua5.4 spec/openresty_spec.lua
+# ---- end of concurrency block ------------------------------------------------

@@ -115,6 +115,8 @@ local function complete(self, h, req)
     local response = req:response()
     req:close()
     h.request = nil
+    -- New connections opened by this call's attempts (0: all reused one).
+    h.connects = (h.connects or 0) + (response.connects or 0)
     local status = response.status
     if not response.kind and status >= 200 and status < 300 then
         return success(self, h, response)
@@ -164,13 +166,24 @@ local function start_due(self)
     return next_due and next_due - now
 end
 
+-- A raise while turning one response into a result (out of memory while
+-- decoding, say) ends that call with an error instead of escaping: the
+-- other finished transfers in `done` are still completed, and nobody waits
+-- forever for a handle that can no longer finish.
 local function collect(self, done)
     for i = 1, #done do
         local req = done[i]
         local h = self.in_flight[req]
         if h then
             self.in_flight[req] = nil
-            complete(self, h, req)
+            local ok, problem = pcall(complete, self, h, req)
+            if not ok and h.state == "running" and (h.request == nil or h.request == req) then
+                h.request = nil
+                pcall(req.close, req)
+                finish(self, h, nil, errors.new("decode", {
+                    message = "could not read the response: " .. tostring(problem),
+                }))
+            end
         end
     end
 end
@@ -185,11 +198,8 @@ local function turn(self, timeout_ms)
     start_due(self)
 end
 
--- The handles that finished since the last poll (waits up to timeout_ms for
--- one when none has; 0 never blocks).
-function Engine:poll(timeout_ms)
-    -- Finished handles already waiting are news enough: don't block.
-    turn(self, self.finished[1] ~= nil and 0 or timeout_ms or 0)
+-- Hands out the finished handles nobody has taken yet.
+local function take_finished(self)
     local out = {}
     for _, h in ipairs(self.finished) do
         if not h.taken then
@@ -199,6 +209,19 @@ function Engine:poll(timeout_ms)
     end
     self.finished = {}
     return out
+end
+
+-- The handles that finished since the last poll. When none has, drives the
+-- transfers until one finishes or timeout_ms has passed (0 never blocks):
+-- socket activity that finishes nothing does not cut the wait short, so a
+-- host can sleep out the rest of its frame in poll.
+function Engine:poll(timeout_ms)
+    local deadline = now_ms() + (timeout_ms or 0)
+    repeat
+        -- Finished handles already waiting are news enough: don't block.
+        turn(self, self.finished[1] ~= nil and 0 or deadline - now_ms())
+    until self.finished[1] ~= nil or now_ms() >= deadline
+    return take_finished(self)
 end
 
 -- Blocks until `h` is done. Other handles that finish meanwhile stay queued
@@ -251,7 +274,9 @@ function Engine:socket_action(fd, events)
     start_due(self)
     collect(self, self.transport:socket_action(fd, events))
     start_due(self)
-    return self:poll(0)
+    -- Not poll(): that drives the transport with perform(), which would drop
+    -- the socket changes the host has yet to read.
+    return take_finished(self)
 end
 
 function Engine:cancel(h)

@@ -443,7 +443,8 @@ local function start_call(self, name, ...)
 end
 
 -- Starts `operation` without waiting; returns a request handle with
--- :done(), :result(), :wait(), :cancel().
+-- :done(), :result(), :wait(), :cancel(). Once done, handle.connects is the
+-- number of new connections its attempts opened (0: a kept-alive one served).
 function Client:start(operation, ...)
     if type(operation) ~= "string" or not prepare[operation] then
         error("passage.users: start: unknown operation " .. tostring(operation), 2)

@@ -86,9 +86,7 @@ print(string.format("%s, lua-cjson %s, %d rounds of ~%.1fs each, best round per 
 run(string.format("%s page of %d users", source, n_users), page)
 run(source .. " user (UserResponse)", user)
 local flavour = rawget(_G, "jit") and "jit" or _VERSION:match("%d+%.%d+")
-if source == "emulator" then
-  print(string.format("reproduce: make bench LUA_VERSION=%s", flavour))
-else
+if source == "synthetic" then -- with files, bench/run.lua prints how to reproduce
   print(string.format("reproduce: LUA_VERSION=%s make build && LUA_PATH='bench/?.lua;;' "
     .. "LUA_CPATH='build/%s/?.so;;' %s bench/decode.lua", flavour, flavour,
     flavour == "jit" and "luajit" or "lua" .. flavour))

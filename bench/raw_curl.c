@@ -7,7 +7,7 @@
  *   build/bench/raw_curl [-o FILE] URL N API_KEY [USER_AGENT]
  *
  * One untimed request first opens the connection; then prints
- *   cpu_us_per_request <us> bytes <body bytes of the last response>
+ *   cpu_us_per_request <us> bytes <body bytes of the last response> libcurl <version>
  * where CPU is getrusage(RUSAGE_SELF) user + system time over the N timed
  * requests. -o writes the last body to FILE (how the benchmark gets the
  * exact bytes it feeds the decoders). Exits non-zero on any transfer error
@@ -122,7 +122,8 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    printf("cpu_us_per_request %.3f bytes %lu\n", (t1 - t0) / (double)n, (unsigned long)s.len);
+    printf("cpu_us_per_request %.3f bytes %lu libcurl %s\n", (t1 - t0) / (double)n,
+           (unsigned long)s.len, curl_version_info(CURLVERSION_NOW)->version);
 
     curl_slist_free_all(headers);
     curl_easy_cleanup(easy);

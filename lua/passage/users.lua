@@ -231,20 +231,27 @@ local function decode_error(message)
     return errors.new("decode", { message = message })
 end
 
-local USER_TYPES = {
-    id = "string", email = "string", phone = "string", status = "string",
-    created_at = "string", updated_at = "string", last_login_at = "string",
-    login_count = "number", email_verified = "boolean", phone_verified = "boolean",
+-- The typed UserInfo fields, as two parallel arrays: a numeric loop over
+-- them is much cheaper than pairs() on a map, and a list checks 500 users.
+local USER_FIELDS_CHECKED = {
+    "id", "email", "phone", "status", "created_at", "updated_at", "last_login_at",
+    "login_count", "email_verified", "phone_verified",
 }
+local USER_FIELD_TYPES = {
+    "string", "string", "string", "string", "string", "string", "string",
+    "number", "boolean", "boolean",
+}
+local N_USER_FIELDS = #USER_FIELDS_CHECKED
 
 local function bad_user(u)
     if type(u) ~= "table" then
         return "expected a user object"
     end
-    for field, want in pairs(USER_TYPES) do
-        local t = type(u[field])
-        if t ~= want and u[field] ~= nil then
-            return string.format("user field %s: expected %s, got %s", field, want, t)
+    for i = 1, N_USER_FIELDS do
+        local v = u[USER_FIELDS_CHECKED[i]]
+        if v ~= nil and type(v) ~= USER_FIELD_TYPES[i] then
+            return string.format("user field %s: expected %s, got %s", USER_FIELDS_CHECKED[i],
+                USER_FIELD_TYPES[i], type(v))
         end
     end
     if type(u.id) ~= "string" then

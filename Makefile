@@ -1,6 +1,7 @@
 # passage-lua: build, run the demo, test.
 #   make demo   starts the embedded emulator, runs examples/admin.lua, stops it
 #   make test   installs what is missing, builds, lints, runs every spec
+#   make bench  decoder and call benchmarks against the emulator (BENCH_PORT)
 # Both install their missing Debian packages first (apt-get; root or sudo).
 
 SHELL        := /bin/bash
@@ -44,7 +45,8 @@ DEB_PACKAGES := lua5.4 liblua5.4-dev libcurl4-openssl-dev lua-cjson lua-busted l
                 valgrind clang libclang-rt-14-dev clang-format
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build deps demo test spec lint format format-check emulator emulator-stop clean
+.PHONY: all build deps demo test spec lint format format-check emulator emulator-stop clean \
+        bench
 
 all: build
 build: $(CORE_SO)
@@ -78,6 +80,20 @@ demo: deps build
 	@$(MAKE) --no-print-directory emulator
 	@$(LUA_ENV) $(LUA) examples/admin.lua; rc=$$?; \
 	$(MAKE) --no-print-directory emulator-stop; exit $$rc
+
+# ---- benchmarks -------------------------------------------------------------
+# bench/run.lua starts an emulator on BENCH_PORT unless one answers there,
+# seeds its own app, runs bench/decode.lua on the emulator's real pages and
+# bench/calls.lua against the raw libcurl loop, and stops what it started.
+BENCH_PORT   ?= 8790
+RAW_CURL     := $(BUILD)/bench/raw_curl
+
+$(RAW_CURL): bench/raw_curl.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 -D_POSIX_C_SOURCE=200809L $(WARN) -O2 -o $@ $< -lcurl
+
+bench: deps build $(RAW_CURL)
+	@$(LUA_ENV) PASSAGE_EMULATOR_PORT=$(BENCH_PORT) lua5.4 bench/run.lua $(LUA) $(LUA_VERSION)
 
 # ---- tests ----------------------------------------------------------------
 # Portability (5.1, 5.3, LuaJIT builds) and the rock install are specs too.

@@ -2,6 +2,11 @@
 -- process, on a 500-user page (GET /apps/{app_id}/users) and on one full user.
 --
 --   make build && LUA_PATH='bench/?.lua;;' LUA_CPATH='build/5.4/?.so;;' lua5.4 bench/decode.lua
+--   ... lua5.4 bench/decode.lua PAGE_FILE USER_FILE
+--
+-- Without arguments the documents are synthetic (bench/fixtures.lua); with
+-- them, they are the bytes of two real responses, as `make bench` saves them
+-- from the emulator (whose encoder escapes "/" as "\/", as the service does).
 --
 -- (LUA_VERSION=5.1|5.3|jit make build and the matching build/ directory and
 -- interpreter for the other flavours; BENCH_ROUNDS and BENCH_SECONDS tune it.)
@@ -55,16 +60,34 @@ local function run(name, doc)
     best_ours = math.min(best_ours, per_decode(ours, doc, n_ours))
     best_theirs = math.min(best_theirs, per_decode(theirs, doc, n_theirs))
   end
-  print(string.format("%-28s %8.1f KB   passage %9.2f us   cjson %9.2f us   cjson/passage %.2fx", name,
+  print(string.format("%-32s %7.1f KB   passage %9.2f us   cjson %9.2f us   cjson/passage %.2fx", name,
     #doc / 1024, best_ours * 1e6, best_theirs * 1e6, best_theirs / best_ours))
 end
+
+local function slurp(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local page, user, source
+if arg[1] then
+  page, user, source = slurp(arg[1]), slurp(assert(arg[2], "usage: decode.lua [PAGE USER]")),
+    "emulator"
+else
+  page, user, source = fixtures.page(500), fixtures.user(), "synthetic"
+end
+local n_users = #assert(cjson.decode(page).users, "the page has no users")
 
 local lua_name = rawget(_G, "jit") and rawget(_G, "jit").version or _VERSION
 print(string.format("%s, lua-cjson %s, %d rounds of ~%.1fs each, best round per decode", lua_name,
   cjson._VERSION or "?", ROUNDS, ROUND_SECONDS))
-run("page of 500 users", fixtures.page(500))
-run("one user (UserResponse)", fixtures.user())
+run(string.format("%s page of %d users", source, n_users), page)
+run(source .. " user (UserResponse)", user)
 local flavour = rawget(_G, "jit") and "jit" or _VERSION:match("%d+%.%d+")
-print(string.format("reproduce: LUA_VERSION=%s make build && LUA_PATH='bench/?.lua;;' "
-  .. "LUA_CPATH='build/%s/?.so;;' %s bench/decode.lua", flavour, flavour,
-  flavour == "jit" and "luajit" or "lua" .. flavour))
+if source == "synthetic" then -- with files, bench/run.lua prints how to reproduce
+  print(string.format("reproduce: LUA_VERSION=%s make build && LUA_PATH='bench/?.lua;;' "
+    .. "LUA_CPATH='build/%s/?.so;;' %s bench/decode.lua", flavour, flavour,
+    flavour == "jit" and "luajit" or "lua" .. flavour))
+end

@@ -149,8 +149,9 @@ static void release_transfer(psg_request *r)
         gather_info(r);
         if (tr != NULL && tr->multi != NULL)
             curl_multi_remove_handle(tr->multi, r->easy);
-        psg_transport_put_easy(tr, r->easy);
+        psg_transport_put_easy(tr, r->easy, r->plain);
         r->easy = NULL;
+        r->plain = 0;
     }
     curl_slist_free_all(r->headers);
     r->headers = NULL;
@@ -406,6 +407,20 @@ static int has_ctl(const char *s, size_t len)
             rc = curl_easy_setopt(easy, opt, val);                                                 \
     } while (0)
 
+/* What differs between two bodyless GETs on the same transport. */
+static CURLcode setup_plain_get(CURL *easy, psg_request *r, const char *url, long timeout_ms)
+{
+    CURLcode rc = CURLE_OK;
+    SETOPT(CURLOPT_PRIVATE, (char *)r);
+    SETOPT(CURLOPT_URL, url);
+    SETOPT(CURLOPT_WRITEDATA, (void *)r);
+    SETOPT(CURLOPT_HEADERDATA, (void *)r);
+    SETOPT(CURLOPT_ERRORBUFFER, r->errbuf);
+    SETOPT(CURLOPT_TIMEOUT_MS, timeout_ms);
+    SETOPT(CURLOPT_HTTPHEADER, r->headers);
+    return rc;
+}
+
 /* Applies every option of the transfer to a fresh (or reset) easy handle. */
 static CURLcode setup_easy(CURL *easy, psg_transport *tr, psg_request *r, const char *url,
                            const char *body, size_t body_len, long timeout_ms)
@@ -465,7 +480,7 @@ int psg_request_start(lua_State *L)
     const char *url = luaL_checklstring(L, 3, &url_len);
     const char *body = NULL;
     const char *fail = NULL;
-    int n_headers = 0, i, has_content_type = 0, top;
+    int n_headers = 0, i, has_content_type = 0, top, plain = 0;
     long timeout_ms = tr->timeout_ms;
     psg_request *r;
     CURL *easy = NULL;
@@ -547,15 +562,28 @@ int psg_request_start(lua_State *L)
         if (l == NULL)
             fail = "out of memory";
     }
-    if (fail == NULL && (easy = psg_transport_take_easy(tr)) == NULL)
+    if (fail == NULL && (easy = psg_transport_take_easy(tr, &plain)) == NULL)
         fail = "out of memory";
-    if (fail == NULL && (rc = setup_easy(easy, tr, r, url, body, body_len, timeout_ms)) != CURLE_OK)
-        fail = curl_easy_strerror(rc);
+    if (fail == NULL) {
+        int get = body == NULL && m == 0;
+        if (plain && get) {
+            rc = setup_plain_get(easy, r, url, timeout_ms);
+        } else {
+            if (plain)
+                curl_easy_reset(easy);
+            rc = setup_easy(easy, tr, r, url, body, body_len, timeout_ms);
+        }
+        plain = 0;
+        if (rc != CURLE_OK)
+            fail = curl_easy_strerror(rc);
+        else
+            r->plain = get;
+    }
     if (fail == NULL && (mc = curl_multi_add_handle(tr->multi, easy)) != CURLM_OK)
         fail = curl_multi_strerror(mc);
     if (fail != NULL) {
         if (easy != NULL)
-            psg_transport_put_easy(tr, easy);
+            psg_transport_put_easy(tr, easy, 0);
         curl_slist_free_all(r->headers);
         r->headers = NULL;
         r->tr = NULL;

@@ -72,8 +72,12 @@ struct psg_transport {
     psg_request *finished_head, *finished_tail;
     size_t n_finished;
 
-    /* Reset easy handles ready for the next request. */
+    /* Easy handles ready for the next request. A "plain" one still holds
+     * every transport option and last carried a bodyless GET, so another
+     * GET only sets what differs per request; the others were reset. None
+     * holds a pointer to the request it served. */
     CURL *pool[PSG_EASY_POOL_MAX];
+    int pool_plain[PSG_EASY_POOL_MAX];
     int n_pool;
 
     /* What CURLMOPT_SOCKETFUNCTION / TIMERFUNCTION reported. */
@@ -93,6 +97,7 @@ struct psg_request {
     int ended; /* PSG_END_*: ended by us rather than by libcurl */
 
     CURL *easy; /* non-NULL only while in flight */
+    int plain;  /* easy carries a bodyless GET set up from transport options */
     struct curl_slist *headers;
     char method[8];
 
@@ -124,8 +129,9 @@ struct psg_request {
 /* transport.c */
 double psg_now_ms(void);
 psg_transport *psg_transport_check_open(lua_State *L, int idx);
-CURL *psg_transport_take_easy(psg_transport *tr);
-void psg_transport_put_easy(psg_transport *tr, CURL *easy);
+/* *plain tells whether the handle is a plain one (see the pool). */
+CURL *psg_transport_take_easy(psg_transport *tr, int *plain);
+void psg_transport_put_easy(psg_transport *tr, CURL *easy, int plain);
 void psg_transport_unlink(psg_transport *tr, psg_request *r);
 void psg_transport_link_inflight(psg_transport *tr, psg_request *r);
 void psg_transport_link_finished(psg_transport *tr, psg_request *r);

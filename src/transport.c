@@ -1,6 +1,6 @@
 /*
  * The transport: one libcurl multi handle per client. It owns the connection
- * cache (keep-alive across calls), a small pool of reset easy handles, and
+ * cache (keep-alive across calls), a small pool of easy handles, and
  * the requests in flight (request.c).
  *
  * Lua-visible contract:
@@ -140,20 +140,33 @@ void psg_transport_link_finished(psg_transport *tr, psg_request *r)
     r->list = PSG_LIST_FINISHED;
 }
 
-CURL *psg_transport_take_easy(psg_transport *tr)
+CURL *psg_transport_take_easy(psg_transport *tr, int *plain)
 {
-    if (tr->n_pool > 0)
-        return tr->pool[--tr->n_pool];
+    if (tr->n_pool > 0) {
+        tr->n_pool--;
+        *plain = tr->pool_plain[tr->n_pool];
+        return tr->pool[tr->n_pool];
+    }
+    *plain = 0;
     return curl_easy_init();
 }
 
-/* Resets the handle before pooling it: a pooled handle must hold no pointer
- * to the request it served (error buffer, callback data), which may be
- * freed long before the handle is used again. */
-void psg_transport_put_easy(psg_transport *tr, CURL *easy)
+/* A pooled handle must hold no pointer to the request it served (error
+ * buffer, callback data), which may be freed long before the handle is used
+ * again: a plain handle has exactly those cleared, any other is reset. */
+void psg_transport_put_easy(psg_transport *tr, CURL *easy, int plain)
 {
     if (tr != NULL && !tr->closed && tr->n_pool < PSG_EASY_POOL_MAX) {
-        curl_easy_reset(easy);
+        if (plain) {
+            curl_easy_setopt(easy, CURLOPT_PRIVATE, (char *)NULL);
+            curl_easy_setopt(easy, CURLOPT_WRITEDATA, (void *)NULL);
+            curl_easy_setopt(easy, CURLOPT_HEADERDATA, (void *)NULL);
+            curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, (char *)NULL);
+            curl_easy_setopt(easy, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+        } else {
+            curl_easy_reset(easy);
+        }
+        tr->pool_plain[tr->n_pool] = plain;
         tr->pool[tr->n_pool++] = easy;
     } else {
         curl_easy_cleanup(easy);

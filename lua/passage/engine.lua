@@ -69,12 +69,21 @@ end
 
 function Engine:start(call)
     local now = now_ms()
+    -- Every field a handle can get is named here, the nil ones too: the
+    -- constructor then sizes the table once instead of growing it later.
     local h = setmetatable({
         engine = self,
         call = call,
         operation = call.operation,
         attempts = 0,
         deadline = now + self.policy.timeout_ms,
+        state = "running",
+        request = nil,
+        value = nil,
+        err = nil,
+        taken = nil,
+        due = nil,
+        last_err = nil,
     }, Handle)
     attempt(self, h, now)
     return h

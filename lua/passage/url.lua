@@ -11,8 +11,15 @@ local function escape_byte(c)
     return string.format("%%%02X", c:byte())
 end
 
+local find, gsub = string.find, string.gsub
+
 function url.segment(s)
-    return (s:gsub("[^%w%-_~]", escape_byte))
+    -- Most ids need no escaping: one anchored scan is much cheaper than a
+    -- gsub building a copy.
+    if find(s, "^[%w%-_~]*$") then
+        return s
+    end
+    return (gsub(s, "[^%w%-_~]", escape_byte))
 end
 
 function url.query_value(s)

@@ -31,6 +31,7 @@ if core._VERSION ~= users._VERSION then
 end
 
 local unpack_args = table.unpack or unpack -- luacheck: globals unpack
+local find = string.find
 
 local DEFAULT_BASE_URL = "https://api.passage.id/v1"
 
@@ -171,7 +172,7 @@ local function check_id(what, v)
     if type(v) ~= "string" then
         argerror("%s: expected a string, got %s", what, type(v))
     end
-    if v:match("^%s*$") then
+    if not find(v, "%S") then
         argerror("%s: must not be empty", what)
     end
 end
@@ -315,17 +316,20 @@ end
 -- Each builds a call for the engine; `level` points error messages at the
 -- script line that called the client.
 
-local function path(self, ...)
-    local parts = { self.base_url, "apps" }
-    local args = { ... }
-    for i = 1, #args do
-        local a = args[i]
-        parts[#parts + 1] = a.raw or url.segment(a)
-    end
-    return table.concat(parts, "/")
+local segment = url.segment
+
+-- base/apps/{app_id}/users[/{user_id}[/{tail}]], built in one concatenation.
+local function users_path(self, app_id)
+    return self.base_url .. "/apps/" .. segment(app_id) .. "/users"
 end
 
-local USERS = { raw = "users" }
+local function user_path(self, app_id, user_id, tail)
+    if tail then
+        return self.base_url .. "/apps/" .. segment(app_id) .. "/users/" .. segment(user_id)
+            .. "/" .. tail
+    end
+    return self.base_url .. "/apps/" .. segment(app_id) .. "/users/" .. segment(user_id)
+end
 
 local function call(self, operation, method, target, finish, idempotent, body)
     local s = secrets[self]
@@ -342,7 +346,7 @@ end
 
 local function list_call(self, operation, app_id, params, finish)
     local query = url.query(filters.to_query(params))
-    local target = path(self, app_id, USERS)
+    local target = users_path(self, app_id)
     if query ~= "" then
         target = target .. "?" .. query
     end
@@ -354,13 +358,13 @@ local prepare = {}
 function prepare.get_user(self, app_id, user_id)
     check_id("app_id", app_id)
     check_id("user_id", user_id)
-    return call(self, "get_user", "GET", path(self, app_id, USERS, user_id), user_result, true)
+    return call(self, "get_user", "GET", user_path(self, app_id, user_id), user_result, true)
 end
 
 function prepare.create_user(self, app_id, req)
     check_id("app_id", app_id)
     check_user_request("create_user", req, true)
-    return call(self, "create_user", "POST", path(self, app_id, USERS), user_result, false,
+    return call(self, "create_user", "POST", users_path(self, app_id), user_result, false,
         cjson.encode(req))
 end
 
@@ -368,28 +372,28 @@ function prepare.update_user(self, app_id, user_id, req)
     check_id("app_id", app_id)
     check_id("user_id", user_id)
     check_user_request("update_user", req, false)
-    return call(self, "update_user", "PATCH", path(self, app_id, USERS, user_id), user_result,
+    return call(self, "update_user", "PATCH", user_path(self, app_id, user_id), user_result,
         true, cjson.encode(req))
 end
 
 function prepare.delete_user(self, app_id, user_id)
     check_id("app_id", app_id)
     check_id("user_id", user_id)
-    return call(self, "delete_user", "DELETE", path(self, app_id, USERS, user_id), true_result, true)
+    return call(self, "delete_user", "DELETE", user_path(self, app_id, user_id), true_result, true)
 end
 
 function prepare.activate_user(self, app_id, user_id)
     check_id("app_id", app_id)
     check_id("user_id", user_id)
     return call(self, "activate_user", "PATCH",
-        path(self, app_id, USERS, user_id, { raw = "activate" }), user_result, true)
+        user_path(self, app_id, user_id, "activate"), user_result, true)
 end
 
 function prepare.deactivate_user(self, app_id, user_id)
     check_id("app_id", app_id)
     check_id("user_id", user_id)
     return call(self, "deactivate_user", "PATCH",
-        path(self, app_id, USERS, user_id, { raw = "deactivate" }), user_result, true)
+        user_path(self, app_id, user_id, "deactivate"), user_result, true)
 end
 
 function prepare.list_paginated_users(self, app_id, params)
@@ -401,7 +405,7 @@ function prepare.list_user_devices(self, app_id, user_id)
     check_id("app_id", app_id)
     check_id("user_id", user_id)
     return call(self, "list_user_devices", "GET",
-        path(self, app_id, USERS, user_id, { raw = "devices" }), devices_result, true)
+        user_path(self, app_id, user_id, "devices"), devices_result, true)
 end
 
 function prepare.delete_user_device(self, app_id, user_id, device_id)
@@ -409,14 +413,14 @@ function prepare.delete_user_device(self, app_id, user_id, device_id)
     check_id("user_id", user_id)
     check_id("device_id", device_id)
     return call(self, "delete_user_device", "DELETE",
-        path(self, app_id, USERS, user_id, { raw = "devices" }, device_id), true_result, true)
+        user_path(self, app_id, user_id, "devices/" .. segment(device_id)), true_result, true)
 end
 
 function prepare.revoke_user_refresh_tokens(self, app_id, user_id)
     check_id("app_id", app_id)
     check_id("user_id", user_id)
     return call(self, "revoke_user_refresh_tokens", "DELETE",
-        path(self, app_id, USERS, user_id, { raw = "tokens" }), true_result, true)
+        user_path(self, app_id, user_id, "tokens"), true_result, true)
 end
 
 -- As the official SDKs do it: a list with limit=1 on the lower-cased

@@ -1,0 +1,86 @@
+-- `make bench`: the decoder and call benchmarks, against the emulator.
+--
+--   lua5.4 bench/run.lua [LUA [FLAVOUR]]   (LUA runs the benchmarks; default lua5.4)
+--
+-- Starts an emulator on PASSAGE_EMULATOR_PORT unless one answers there,
+-- registers the app bench_app and seeds it up to 600 users, saves a real
+-- 500-user page and one real user response with the raw libcurl loop
+-- (build/bench/), then runs bench/decode.lua on those bytes and
+-- bench/calls.lua on the same server, and stops the emulator if it started
+-- it. Runs from the repository root.
+local control = require("passage.emulator.control")
+local cjson = require("cjson")
+
+local LUA = arg[1] or "lua5.4"
+local FLAVOUR = arg[2] or "5.4"
+local APP, KEY, USERS = "bench_app", "bench_key", 600
+local RAW_CURL = "build/bench/raw_curl"
+local PAGE, USER = "build/bench/page.json", "build/bench/user.json"
+
+local function run(cmd)
+  local ok, _, code = os.execute(cmd)
+  if type(ok) == "number" then return ok == 0 end
+  return ok == true and (code == nil or code == 0)
+end
+
+local function shell_quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+local port = control.port()
+local root = "http://127.0.0.1:" .. port
+local base = root .. "/v1"
+
+-- POST to the emulator's admin API; the decoded answer.
+local function admin(path, body)
+  local p = assert(io.popen("curl -sS -X POST " .. shell_quote(root .. "/__emulator/" .. path)
+    .. " -d " .. shell_quote(cjson.encode(body))))
+  local out = p:read("*a")
+  p:close()
+  local ok, v = pcall(cjson.decode, out)
+  if not ok then error("emulator admin " .. path .. ": " .. out) end
+  return v
+end
+
+local function save(url, file)
+  assert(run(table.concat({ RAW_CURL, "-o", file, shell_quote(url), "1", KEY }, " ")
+    .. " >/dev/null"), "cannot fetch " .. url)
+  local f = assert(io.open(file, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local started = false
+if not control.answering(port) then
+  assert(control.start(), "cannot start the emulator")
+  started = true
+end
+
+local ok, err = pcall(function()
+  admin("apps", { app_id = APP, api_key = KEY })
+  local listing = save(base .. "/apps/" .. APP .. "/users?limit=1", PAGE)
+  local have = cjson.decode(listing).total_users or 0
+  if have < USERS then
+    admin("seed", { app_id = APP, count = USERS - have, seed = 6 })
+  end
+  local page = cjson.decode(save(base .. "/apps/" .. APP .. "/users?limit=500", PAGE))
+  local user_id = assert(page.users[1] and page.users[1].id, "no users")
+  save(base .. "/apps/" .. APP .. "/users/" .. user_id, USER)
+
+  local env = "LUA_PATH='lua/?.lua;lua/?/init.lua;bench/?.lua;;' LUA_CPATH='build/"
+    .. FLAVOUR .. "/?.so;;' "
+  print("== decoder: passage.core vs lua-cjson, on the emulator's responses")
+  assert(run(env .. LUA .. " bench/decode.lua " .. PAGE .. " " .. USER), "decode.lua failed")
+  print("\n== calls: passage.users vs the raw libcurl loop, same server and URLs")
+  assert(run(env .. LUA .. " bench/calls.lua " .. table.concat({ shell_quote(base), APP, KEY,
+    shell_quote(user_id), RAW_CURL, PAGE }, " ")), "calls.lua failed")
+  print("\nreproduce: make bench" .. (FLAVOUR ~= "5.4" and " LUA_VERSION=" .. FLAVOUR or "")
+    .. "   (BENCH_PORT=" .. port .. "; BENCH_ROUNDS, BENCH_GETS, BENCH_LISTS tune it)")
+end)
+
+if started then control.stop() end
+if not ok then
+  io.stderr:write("bench: " .. tostring(err) .. "\n")
+  os.exit(1)
+end

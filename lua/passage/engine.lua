@@ -179,20 +179,24 @@ end
 -- decoding, say) ends that call with an error instead of escaping: the
 -- other finished transfers in `done` are still completed, and nobody waits
 -- forever for a handle that can no longer finish.
+local function collect_one(self, h, req)
+    self.in_flight[req] = nil
+    local ok, problem = pcall(complete, self, h, req)
+    if not ok and h.state == "running" and (h.request == nil or h.request == req) then
+        h.request = nil
+        pcall(req.close, req)
+        finish(self, h, nil, errors.new("decode", {
+            message = "could not read the response: " .. tostring(problem),
+        }))
+    end
+end
+
 local function collect(self, done)
     for i = 1, #done do
         local req = done[i]
         local h = self.in_flight[req]
         if h then
-            self.in_flight[req] = nil
-            local ok, problem = pcall(complete, self, h, req)
-            if not ok and h.state == "running" and (h.request == nil or h.request == req) then
-                h.request = nil
-                pcall(req.close, req)
-                finish(self, h, nil, errors.new("decode", {
-                    message = "could not read the response: " .. tostring(problem),
-                }))
-            end
+            collect_one(self, h, req)
         end
     end
 end
@@ -236,13 +240,36 @@ end
 -- Blocks until `h` is done. Other handles that finish meanwhile stay queued
 -- for the next poll.
 function Engine:wait(h)
+    local transport = self.transport
     while h.state ~= "done" do
-        turn(self, math.max(1, h.deadline - now_ms() + 50))
+        local timeout = h.deadline - now_ms() + 50
+        if timeout < 1 then
+            timeout = 1
+        end
+        local req = h.request
+        if req and self.backing_off[1] == nil then
+            -- Nothing to start meanwhile: the transport blocks in C until
+            -- this request is done; others that finish are collected after.
+            local done, others = transport:wait(req, timeout)
+            if done and self.in_flight[req] == h then
+                collect_one(self, h, req)
+            end
+            if others > 0 then
+                collect(self, transport:perform(0))
+            end
+        else
+            turn(self, timeout)
+        end
     end
     h.taken = true
     -- Blocking callers never poll: drop `h` from the queue so it cannot grow.
     local list = self.finished
-    for i = #list, 1, -1 do
+    local n = #list
+    if list[n] == h then
+        list[n] = nil
+        return h:result()
+    end
+    for i = n - 1, 1, -1 do
         if list[i] == h then
             table.remove(list, i)
             break

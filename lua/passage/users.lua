@@ -144,7 +144,11 @@ function users.new(opts)
         "Passage-Version: passage-lua " .. users._VERSION,
     }
     local with_body = { common[1], common[2], common[3], "Content-Type: application/json" }
-    secrets[self] = { headers = common, headers_with_body = with_body }
+    -- Checked and turned into libcurl lists once, shared by every request.
+    secrets[self] = {
+        headers = transport:headers(common),
+        headers_with_body = transport:headers(with_body),
+    }
     return self
 end
 

@@ -31,7 +31,6 @@ if core._VERSION ~= users._VERSION then
 end
 
 local unpack_args = table.unpack or unpack -- luacheck: globals unpack
-local find = string.find
 
 local DEFAULT_BASE_URL = "https://api.passage.id/v1"
 
@@ -172,13 +171,18 @@ Client.__close = Client.close
 
 -- Argument checks -------------------------------------------------------
 
+local c_segment = core.segment
+
+-- Checks an id and returns it as a URL path segment (see core.segment).
 local function check_id(what, v)
     if type(v) ~= "string" then
         argerror("%s: expected a string, got %s", what, type(v))
     end
-    if not find(v, "%S") then
+    local segment, nonblank = c_segment(v)
+    if not nonblank then
         argerror("%s: must not be empty", what)
     end
+    return segment
 end
 
 local function check_metadata(md)
@@ -320,19 +324,17 @@ end
 -- Each builds a call for the engine; `level` points error messages at the
 -- script line that called the client.
 
-local segment = url.segment
-
--- base/apps/{app_id}/users[/{user_id}[/{tail}]], built in one concatenation.
-local function users_path(self, app_id)
-    return self.base_url .. "/apps/" .. segment(app_id) .. "/users"
+-- base/apps/{app}/users[/{user}[/{tail}]], from checked segments, built in
+-- one concatenation.
+local function users_path(self, app)
+    return self.base_url .. "/apps/" .. app .. "/users"
 end
 
-local function user_path(self, app_id, user_id, tail)
+local function user_path(self, app, user, tail)
     if tail then
-        return self.base_url .. "/apps/" .. segment(app_id) .. "/users/" .. segment(user_id)
-            .. "/" .. tail
+        return self.base_url .. "/apps/" .. app .. "/users/" .. user .. "/" .. tail
     end
-    return self.base_url .. "/apps/" .. segment(app_id) .. "/users/" .. segment(user_id)
+    return self.base_url .. "/apps/" .. app .. "/users/" .. user
 end
 
 local function call(self, operation, method, target, finish, idempotent, body)
@@ -348,9 +350,9 @@ local function call(self, operation, method, target, finish, idempotent, body)
     }
 end
 
-local function list_call(self, operation, app_id, params, finish)
+local function list_call(self, operation, app, params, finish)
     local query = url.query(filters.to_query(params))
-    local target = users_path(self, app_id)
+    local target = users_path(self, app)
     if query ~= "" then
         target = target .. "?" .. query
     end
@@ -360,77 +362,77 @@ end
 local prepare = {}
 
 function prepare.get_user(self, app_id, user_id)
-    check_id("app_id", app_id)
-    check_id("user_id", user_id)
-    return call(self, "get_user", "GET", user_path(self, app_id, user_id), user_result, true)
+    local app = check_id("app_id", app_id)
+    local user = check_id("user_id", user_id)
+    return call(self, "get_user", "GET", user_path(self, app, user), user_result, true)
 end
 
 function prepare.create_user(self, app_id, req)
-    check_id("app_id", app_id)
+    local app = check_id("app_id", app_id)
     check_user_request("create_user", req, true)
-    return call(self, "create_user", "POST", users_path(self, app_id), user_result, false,
+    return call(self, "create_user", "POST", users_path(self, app), user_result, false,
         cjson.encode(req))
 end
 
 function prepare.update_user(self, app_id, user_id, req)
-    check_id("app_id", app_id)
-    check_id("user_id", user_id)
+    local app = check_id("app_id", app_id)
+    local user = check_id("user_id", user_id)
     check_user_request("update_user", req, false)
-    return call(self, "update_user", "PATCH", user_path(self, app_id, user_id), user_result,
+    return call(self, "update_user", "PATCH", user_path(self, app, user), user_result,
         true, cjson.encode(req))
 end
 
 function prepare.delete_user(self, app_id, user_id)
-    check_id("app_id", app_id)
-    check_id("user_id", user_id)
-    return call(self, "delete_user", "DELETE", user_path(self, app_id, user_id), true_result, true)
+    local app = check_id("app_id", app_id)
+    local user = check_id("user_id", user_id)
+    return call(self, "delete_user", "DELETE", user_path(self, app, user), true_result, true)
 end
 
 function prepare.activate_user(self, app_id, user_id)
-    check_id("app_id", app_id)
-    check_id("user_id", user_id)
+    local app = check_id("app_id", app_id)
+    local user = check_id("user_id", user_id)
     return call(self, "activate_user", "PATCH",
-        user_path(self, app_id, user_id, "activate"), user_result, true)
+        user_path(self, app, user, "activate"), user_result, true)
 end
 
 function prepare.deactivate_user(self, app_id, user_id)
-    check_id("app_id", app_id)
-    check_id("user_id", user_id)
+    local app = check_id("app_id", app_id)
+    local user = check_id("user_id", user_id)
     return call(self, "deactivate_user", "PATCH",
-        user_path(self, app_id, user_id, "deactivate"), user_result, true)
+        user_path(self, app, user, "deactivate"), user_result, true)
 end
 
 function prepare.list_paginated_users(self, app_id, params)
-    check_id("app_id", app_id)
-    return list_call(self, "list_paginated_users", app_id, params, list_result)
+    local app = check_id("app_id", app_id)
+    return list_call(self, "list_paginated_users", app, params, list_result)
 end
 
 function prepare.list_user_devices(self, app_id, user_id)
-    check_id("app_id", app_id)
-    check_id("user_id", user_id)
+    local app = check_id("app_id", app_id)
+    local user = check_id("user_id", user_id)
     return call(self, "list_user_devices", "GET",
-        user_path(self, app_id, user_id, "devices"), devices_result, true)
+        user_path(self, app, user, "devices"), devices_result, true)
 end
 
 function prepare.delete_user_device(self, app_id, user_id, device_id)
-    check_id("app_id", app_id)
-    check_id("user_id", user_id)
-    check_id("device_id", device_id)
+    local app = check_id("app_id", app_id)
+    local user = check_id("user_id", user_id)
+    local device = check_id("device_id", device_id)
     return call(self, "delete_user_device", "DELETE",
-        user_path(self, app_id, user_id, "devices/" .. segment(device_id)), true_result, true)
+        user_path(self, app, user, "devices/" .. device), true_result, true)
 end
 
 function prepare.revoke_user_refresh_tokens(self, app_id, user_id)
-    check_id("app_id", app_id)
-    check_id("user_id", user_id)
+    local app = check_id("app_id", app_id)
+    local user = check_id("user_id", user_id)
     return call(self, "revoke_user_refresh_tokens", "DELETE",
-        user_path(self, app_id, user_id, "tokens"), true_result, true)
+        user_path(self, app, user, "tokens"), true_result, true)
 end
 
 -- As the official SDKs do it: a list with limit=1 on the lower-cased
 -- identifier, then a get of the user found.
 function prepare.get_user_by_identifier(self, app_id, identifier)
-    check_id("app_id", app_id)
+    local app = check_id("app_id", app_id)
     check_id("identifier", identifier)
     local function found(response)
         local list, err = list_result(response)
@@ -446,7 +448,7 @@ function prepare.get_user_by_identifier(self, app_id, identifier)
         end
         return nil, nil, prepare.get_user(self, app_id, first.id)
     end
-    local c = list_call(self, "get_user_by_identifier", app_id,
+    local c = list_call(self, "get_user_by_identifier", app,
         { limit = 1, identifier = identifier:lower() }, found)
     return c
 end

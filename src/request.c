@@ -61,6 +61,15 @@
  *     connects      new connections this transfer opened (0: one was reused)
  *   After response() the receive buffer is freed; the easy handle went back
  *   to the transport's pool as soon as the transfer ended.
+ *
+ *   request:result() -> status, body, connects | nil
+ *     The common case without the table (raises if the request is not
+ *     done): when the HTTP exchange completed with a 2xx status and its body
+ *     is JSON or empty, the status, the decoded body (nil when empty) and
+ *     connects as in response(); the request is then closed, as by close().
+ *     Otherwise (a failure, another status, a body that is not JSON, a
+ *     closed request or one whose response() was read) nil, and the request
+ *     is left as it was: response() tells the rest.
  */
 #include <math.h>
 #include <stdio.h>
@@ -511,6 +520,41 @@ static int l_response(lua_State *L)
     return 1;
 }
 
+/* The common case without the response table: a completed 2xx exchange
+ * whose body is JSON (or empty). Anything else answers nil and leaves the
+ * request as it was, for response(). */
+static int l_result(lua_State *L)
+{
+    psg_request *r = check_request(L, 1);
+    luaL_checkstack(L, 8, "passage.request");
+    if (!r->done)
+        return luaL_error(L, "request is not done");
+    if (r->closed || r->response_cached || r->status < 200 || r->status > 299 ||
+        kind_of(r) != NULL) {
+        lua_pushnil(L);
+        return 1;
+    }
+    psg_pushwhole(L, r->status);
+    if (r->body.len > 0) {
+        psg_json_error err;
+        psg_json_shapes *shapes = r->tr != NULL ? r->tr->shapes : NULL;
+        memset(&err, 0, sizeof err);
+        if (!psg_json_decode(L, r->body.data, r->body.len, &r->json, shapes, &r->scratch, &err)) {
+            lua_settop(L, 1);
+            lua_pushnil(L);
+            return 1;
+        }
+    } else {
+        lua_pushnil(L);
+    }
+    psg_pushwhole(L, r->connects);
+    /* Taken: the request is closed, as by close(). */
+    detach(L, 1, r);
+    r->closed = 1;
+    free_memory(r);
+    return 3;
+}
+
 /* ---- transport:start ---------------------------------------------------- */
 
 #define SETOPT(opt, val)                                                                           \
@@ -686,11 +730,9 @@ int psg_request_start(lua_State *L)
 
 void psg_request_register(lua_State *L)
 {
-    static const luaL_Reg methods[] = {{"done", l_done},
-                                       {"cancel", l_cancel},
-                                       {"close", l_close},
-                                       {"response", l_response},
-                                       {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"done", l_done},     {"cancel", l_cancel},
+                                       {"close", l_close},   {"response", l_response},
+                                       {"result", l_result}, {NULL, NULL}};
     static const luaL_Reg meta[] = {
         {"__gc", l_gc},
 #if LUA_VERSION_NUM >= 504

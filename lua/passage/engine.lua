@@ -7,9 +7,10 @@
 --   operation   "get_user", ...            (for errors)
 --   method, url, headers, body             (what to send)
 --   idempotent  true when a retry is safe
---   finish      function(response) -> value | nil, err [, next_call]
---               turns a 2xx response into the result; a next_call continues
---               the same handle with another request (get_user_by_identifier)
+--   finish      function(body) -> value | nil, err [, next_call]
+--               turns the decoded body of a 2xx response into the result; a
+--               next_call continues the same handle with another request
+--               (get_user_by_identifier)
 local core = require "passage.core"
 local errors = require "passage.errors"
 local retry = require "passage.retry"
@@ -99,36 +100,42 @@ local function failure(response)
     return errors.from_http(response)
 end
 
-local function success(self, h, response)
-    if response.decode_error and response.body_size > 0 then
-        return finish(self, h, nil, errors.new("decode", {
-            status = response.status,
-            message = "response is not JSON: " .. response.decode_error,
-            body = response.raw,
-        }))
-    end
-    local value, err, next_call = h.call.finish(response)
+local function success(self, h, status, body)
+    local value, err, next_call = h.call.finish(body)
     if next_call then
         h.call = next_call
         h.attempts = 0
         return attempt(self, h, now_ms())
     end
     if err then
-        err.status = err.status or response.status
+        err.status = err.status or status
     end
     return finish(self, h, value, err)
 end
 
 -- A transfer of `h` ended: succeed, fail, or schedule the next attempt.
 local function complete(self, h, req)
+    -- New connections opened by this call's attempts (0: all reused one).
+    local status, body, connects = req:result()
+    if status then
+        h.request = nil
+        h.connects = (h.connects or 0) + connects
+        return success(self, h, status, body)
+    end
     local response = req:response()
     req:close()
     h.request = nil
-    -- New connections opened by this call's attempts (0: all reused one).
     h.connects = (h.connects or 0) + (response.connects or 0)
-    local status = response.status
+    status = response.status
     if not response.kind and status >= 200 and status < 300 then
-        return success(self, h, response)
+        if response.decode_error and response.body_size > 0 then
+            return finish(self, h, nil, errors.new("decode", {
+                status = status,
+                message = "response is not JSON: " .. response.decode_error,
+                body = response.raw,
+            }))
+        end
+        return success(self, h, status, response.body)
     end
     local err = failure(response)
     if response.retry_after then

@@ -278,8 +278,7 @@ local function bad_user(u)
     return nil
 end
 
-local function user_result(response)
-    local body = response.body
+local function user_result(body)
     local user = type(body) == "table" and body.user or nil
     local problem = bad_user(user)
     if problem then
@@ -292,8 +291,7 @@ local function true_result()
     return true
 end
 
-local function list_result(response)
-    local body = response.body
+local function list_result(body)
     if type(body) ~= "table" or type(body.users) ~= "table" then
         return nil, decode_error("response: expected a list with users")
     end
@@ -312,8 +310,7 @@ local function list_result(response)
     return body
 end
 
-local function devices_result(response)
-    local body = response.body
+local function devices_result(body)
     if type(body) ~= "table" or type(body.devices) ~= "table" then
         return nil, decode_error("response: expected a devices list")
     end
@@ -434,8 +431,8 @@ end
 function prepare.get_user_by_identifier(self, app_id, identifier)
     local app = check_id("app_id", app_id)
     check_id("identifier", identifier)
-    local function found(response)
-        local list, err = list_result(response)
+    local function found(body)
+        local list, err = list_result(body)
         if not list then
             return nil, err
         end

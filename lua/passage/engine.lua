@@ -62,8 +62,8 @@ local function attempt(self, h, now)
     local call = h.call
     h.attempts = h.attempts + 1
     h.state = "running"
-    local req = self.transport:start(call.method, call.url, call.headers, call.body,
-        math.ceil(remaining))
+    -- start() rounds the timeout up to whole milliseconds itself.
+    local req = self.transport:start(call.method, call.url, call.headers, call.body, remaining)
     h.request = req
     self.in_flight[req] = h
 end

@@ -458,11 +458,16 @@ table.sort(users.OPERATIONS)
 
 -- Both entry points (the blocking method and start) call this directly,
 -- so level 3 is the script's line: 1 here, 2 the entry point, 3 the script.
+local rethrow = errors.rethrow
+
 local function start_call(self, name, ...)
     if not self.transport then
         error("passage.users: " .. name .. " on a closed client", 3)
     end
-    local c = errors.checked(3, prepare[name], self, ...)
+    local ok, c = pcall(prepare[name], self, ...)
+    if not ok then
+        rethrow(3, c) -- not a tail call: keeps the level
+    end
     return self.engine:start(c)
 end
 

@@ -13,10 +13,19 @@
  *                                       (%XX, upper case; s itself when none
  *                                       is), and whether s holds a byte that
  *                                       is not a space (" \t\n\v\f\r")
+ *   core.checker(fields) -> check       fields maps names to "string",
+ *                                       "number", "boolean" or "table", with a
+ *                                       "?" suffix when the field may be
+ *                                       absent; check(v) tells whether v is a
+ *                                       table whose fields all have those
+ *                                       types (read as v[name]). For response
+ *                                       checks: a few C calls instead of one
+ *                                       type() call per field.
  *   core.null, core.array_mt            the null sentinel and the array metatable
  *   core.decoder(opts)                  a standalone decoder (json_decode.c)
  *   core.transport(opts)                a libcurl multi handle (transport.c)
  */
+#include <string.h>
 #include <time.h>
 
 #include "compat.h"
@@ -76,12 +85,76 @@ static int core_segment(lua_State *L)
     return 2;
 }
 
+/* Upvalue 1 of a checker; upvalues 2.. are the field names. */
+#define CHECKER_MAX 200
+typedef struct checker_spec {
+    int n;
+    signed char type[CHECKER_MAX];
+    unsigned char optional[CHECKER_MAX];
+} checker_spec;
+
+static int checker_call(lua_State *L)
+{
+    const checker_spec *spec = (const checker_spec *)lua_touserdata(L, lua_upvalueindex(1));
+    int i;
+    if (lua_type(L, 1) != LUA_TTABLE) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    lua_settop(L, 1);
+    for (i = 0; i < spec->n; i++) {
+        int t;
+        lua_pushvalue(L, lua_upvalueindex(i + 2));
+        lua_gettable(L, 1);
+        t = lua_type(L, 2);
+        lua_settop(L, 1);
+        if (t != spec->type[i] && !(t == LUA_TNIL && spec->optional[i])) {
+            lua_pushboolean(L, 0);
+            return 1;
+        }
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int core_checker(lua_State *L)
+{
+    static const char *const names[] = {"string",  "number",   "boolean", "table", "string?",
+                                        "number?", "boolean?", "table?",  NULL};
+    static const int types[] = {LUA_TSTRING, LUA_TNUMBER, LUA_TBOOLEAN, LUA_TTABLE};
+    checker_spec *spec;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    spec = (checker_spec *)lua_newuserdata(L, sizeof *spec);
+    memset(spec, 0, sizeof *spec);
+    lua_pushnil(L);
+    while (lua_next(L, 1) != 0) {
+        int opt;
+        if (lua_type(L, -2) != LUA_TSTRING)
+            return luaL_error(L, "checker: field names must be strings");
+        if (spec->n == CHECKER_MAX)
+            return luaL_error(L, "checker: more than %d fields", CHECKER_MAX);
+        opt = luaL_checkoption(L, -1, NULL, names);
+        spec->type[spec->n] = (signed char)types[opt % 4];
+        spec->optional[spec->n] = opt >= 4;
+        spec->n++;
+        lua_pop(L, 1);
+        luaL_checkstack(L, 2, "checker");
+        lua_pushvalue(L, -1); /* the name, an upvalue; the copy goes on with next */
+        lua_insert(L, -2);
+    }
+    lua_pushcclosure(L, checker_call, spec->n + 1);
+    return 1;
+}
+
 int luaopen_passage_core(lua_State *L);
 
 int luaopen_passage_core(lua_State *L)
 {
-    static const luaL_Reg funcs[] = {
-        {"now_ms", core_now_ms}, {"segment", core_segment}, {NULL, NULL}};
+    static const luaL_Reg funcs[] = {{"now_ms", core_now_ms},
+                                     {"segment", core_segment},
+                                     {"checker", core_checker},
+                                     {NULL, NULL}};
     psg_newlib(L, funcs);
     lua_pushliteral(L, PSG_VERSION);
     lua_setfield(L, -2, "_VERSION");

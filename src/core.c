@@ -12,7 +12,8 @@
  *                                       but A-Z a-z 0-9 - _ ~ percent-encoded
  *                                       (%XX, upper case; s itself when none
  *                                       is), and whether s holds a byte that
- *                                       is not a space (" \t\n\v\f\r")
+ *                                       is not a space (" \t\n\v\f\r");
+ *                                       nil, false when s is not a string
  *   core.checker(fields) -> check       fields maps names to "string",
  *                                       "number", "boolean" or "table", with a
  *                                       "?" suffix when the field may be
@@ -54,8 +55,14 @@ static int unreserved(unsigned char c)
 static int core_segment(lua_State *L)
 {
     size_t len, i, n_escaped = 0;
-    const char *s = luaL_checklstring(L, 1, &len);
+    const char *s;
     int nonblank = 0;
+    if (lua_type(L, 1) != LUA_TSTRING) {
+        lua_pushnil(L);
+        lua_pushboolean(L, 0);
+        return 2;
+    }
+    s = lua_tolstring(L, 1, &len);
     for (i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if (!unreserved(c))

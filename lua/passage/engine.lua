@@ -68,11 +68,10 @@ local function attempt(self, h, now)
     self.in_flight[req] = h
 end
 
-function Engine:start(call)
-    local now = now_ms()
+local function new_handle(self, call, now)
     -- Every field a handle can get is named here, the nil ones too: the
     -- constructor then sizes the table once instead of growing it later.
-    local h = setmetatable({
+    return setmetatable({
         engine = self,
         call = call,
         operation = call.operation,
@@ -86,6 +85,11 @@ function Engine:start(call)
         due = nil,
         last_err = nil,
     }, Handle)
+end
+
+function Engine:start(call)
+    local now = now_ms()
+    local h = new_handle(self, call, now)
     attempt(self, h, now)
     return h
 end
@@ -283,6 +287,76 @@ function Engine:wait(h)
         end
     end
     return h:result()
+end
+
+-- The common end of a blocking call's first attempt: a 2xx JSON answer
+-- turned into its result. status is nil for anything else.
+local function quick_result(req, finish_body)
+    local status, body = req:result()
+    if not status then
+        return nil
+    end
+    return status, finish_body(body)
+end
+
+-- A blocking call: what wait(start(call)) returns, without a handle in the
+-- common case (nothing else to start meanwhile, one attempt, a 2xx JSON
+-- answer). Anything else goes on with a handle, exactly as wait() would.
+function Engine:run(call)
+    if self.backing_off[1] ~= nil then
+        return self:wait(self:start(call))
+    end
+    local now = now_ms()
+    local policy = self.policy
+    local transport = self.transport
+    local remaining = policy.timeout_ms
+    local limit = policy.attempt_timeout_ms
+    if limit and limit < remaining then
+        remaining = limit
+    end
+    local req = transport:start(call.method, call.url, call.headers, call.body, remaining)
+    local done, others = transport:wait(req, policy.timeout_ms + 50)
+    local ok, status, value, err, next_call
+    if done then
+        ok, status, value, err, next_call = pcall(quick_result, req, call.finish)
+    end
+    local h
+    if not (ok and status and not next_call) then
+        -- As if start() had made this attempt.
+        h = new_handle(self, call, now)
+        h.attempts = 1
+        h.request = req
+        if not done then
+            self.in_flight[req] = h
+        elseif not ok then
+            -- As collect() does when turning a response into a result raises.
+            h.request = nil
+            pcall(req.close, req)
+            finish(self, h, nil, errors.new("decode", {
+                message = "could not read the response: " .. tostring(status),
+            }))
+        elseif not status then
+            collect_one(self, h, req)
+        else
+            h.request = nil
+            h.call = next_call
+            h.attempts = 0
+            attempt(self, h, now_ms())
+        end
+    end
+    if others > 0 then
+        collect(self, transport:perform(0))
+    end
+    if h then
+        return self:wait(h)
+    end
+    if err then
+        err.status = err.status or status
+        err.attempts = err.attempts or 1
+        err.operation = err.operation or call.operation
+        return nil, err
+    end
+    return value
 end
 
 -- Gives a handle taken by poll back to the queue of the next poll.

@@ -175,11 +175,11 @@ local c_segment = core.segment
 
 -- Checks an id and returns it as a URL path segment (see core.segment).
 local function check_id(what, v)
-    if type(v) ~= "string" then
-        argerror("%s: expected a string, got %s", what, type(v))
-    end
     local segment, nonblank = c_segment(v)
     if not nonblank then
+        if type(v) ~= "string" then
+            argerror("%s: expected a string, got %s", what, type(v))
+        end
         argerror("%s: must not be empty", what)
     end
     return segment
@@ -464,7 +464,7 @@ table.sort(users.OPERATIONS)
 -- so level 3 is the script's line: 1 here, 2 the entry point, 3 the script.
 local rethrow = errors.rethrow
 
-local function start_call(self, name, ...)
+local function checked_call(self, name, ...)
     if not self.transport then
         error("passage.users: " .. name .. " on a closed client", 3)
     end
@@ -472,7 +472,7 @@ local function start_call(self, name, ...)
     if not ok then
         rethrow(3, c) -- not a tail call: keeps the level
     end
-    return self.engine:start(c)
+    return c
 end
 
 -- Starts `operation` without waiting; returns a request handle with
@@ -482,13 +482,13 @@ function Client:start(operation, ...)
     if type(operation) ~= "string" or not prepare[operation] then
         error("passage.users: start: unknown operation " .. tostring(operation), 2)
     end
-    local handle = start_call(self, operation, ...) -- not a tail call: keeps error levels
-    return handle
+    local c = checked_call(self, operation, ...) -- not a tail call: keeps error levels
+    return self.engine:start(c)
 end
 
 for name in pairs(prepare) do
     Client[name] = function(self, ...)
-        return self.engine:wait(start_call(self, name, ...))
+        return self.engine:run(checked_call(self, name, ...))
     end
 end
 

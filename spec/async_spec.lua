@@ -440,6 +440,27 @@ describe("passage.users concurrent calls", function()
         assert.is_table((good:wait()))
     end)
 
+    it("ends a blocking call whose result cannot be made with an error, others still reported",
+        function()
+        local other = client:start("list_paginated_users", APP, { limit = 1 })
+        local v, err = client.engine:run {
+            operation = "broken",
+            method = "GET",
+            url = emulator.url() .. "/apps/" .. APP .. "/users?limit=1",
+            headers = { "Authorization: Bearer test_key" },
+            idempotent = true,
+            finish = function()
+                error("broken finish")
+            end,
+        }
+        assert.is_nil(v)
+        assert.equal("decode", err.kind)
+        assert.equal("broken", err.operation)
+        assert.matches("broken finish", err.message)
+        assert.is_table((other:wait()))
+        assert.equal(0, client:pending())
+    end)
+
     it("drives a host reactor through the socket interface (examples/reactor.lua)", function()
         emulator.faults { latency_ms = 50 }
         local lua = jit and "luajit" or "lua" .. _VERSION:match("%d+%.%d+") -- luacheck: globals jit

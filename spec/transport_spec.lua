@@ -532,6 +532,91 @@ describe("passage.core transport", function()
         end)
     end)
 
+    describe("wait, header sets and result", function()
+        local tr
+        before_each(function() tr = core.transport() end)
+        after_each(function() tr:close() end)
+
+        it("waits in C for one request; others that finish stay for perform", function()
+            local slow = tr:start("GET", server.url("/slow?ms=300"), {})
+            local other = tr:start("GET", server.url("/json"), {})
+            local done, finished = tr:wait(slow, 5000 * SLOW)
+            assert.is_true(done)
+            assert.is_true(slow:done())
+            assert.are.equal(1, finished)
+            assert.are.same({ other }, tr:perform(0))
+            assert.are.same({ slow = true }, slow:response().body)
+            -- Done already: answers at once.
+            assert.same({ true, 0 }, { tr:wait(slow, 1000) })
+        end)
+
+        it("gives up after timeout_ms, and never blocks with 0", function()
+            local req = tr:start("GET", server.url("/slow?ms=2000"), {})
+            local t0 = now()
+            assert.is_false((tr:wait(req, 0)))
+            assert.is_false((tr:wait(req, 100)))
+            local took = now() - t0
+            assert.is_true(took >= 90 and took < 400 * SLOW, "took " .. took)
+            assert.are.equal(1, tr:pending())
+            local other = core.transport()
+            assert.has_error(function() other:wait(req, 0) end)
+            other:close()
+        end)
+
+        it("sends a header set as it sends the array", function()
+            local set = tr:headers { "X-Test: shared", "Content-Type: application/json" }
+            assert.are.equal("passage.headers", tostring(set))
+            for _ = 1, 3 do
+                local e = fetch(tr, "POST", "/echo", set, "{}").body
+                assert.are.equal("shared", e.x_test)
+                assert.are.equal("application/json", e.content_type)
+                assert.are.equal("", e.expect)
+            end
+            local e = fetch(tr, "GET", "/echo", tr:headers { "X-Test: two" }).body
+            assert.are.equal("two", e.x_test)
+            assert.are.equal("", e.content_type)
+            assert.has_error(function() tr:headers { "X-Test: a\r\nX-Evil: b" } end,
+                "header 1 contains CR, LF or NUL")
+            assert.has_error(function() tr:headers { 1 } end, "header 1 is not a string")
+        end)
+
+        it("keeps a header set alive as long as a request in flight uses it", function()
+            local req = tr:start("GET", server.url("/echo"), tr:headers { "X-Test: kept" })
+            collectgarbage()
+            collectgarbage()
+            assert.is_true((tr:wait(req, 5000 * SLOW)))
+            assert.are.equal("kept", req:response().body.x_test)
+        end)
+
+        it("result() gives status, body and connects of a 2xx JSON answer, then closes", function()
+            local req = tr:start("GET", server.url("/json"), {})
+            assert.has_error(function() req:result() end, "request is not done")
+            tr:wait(req, 5000 * SLOW)
+            local status, body, connects = req:result()
+            assert.are.equal(200, status)
+            assert.are.equal("alice", body.name)
+            assert.are.equal(1, connects)
+            assert.are.equal("passage.request: closed", tostring(req))
+            assert.is_nil(req:result())
+        end)
+
+        it("result() answers nil for anything else and leaves response() intact", function()
+            local req = tr:start("GET", server.url("/status?code=503"), {})
+            tr:wait(req, 5000 * SLOW)
+            assert.is_nil(req:result())
+            assert.are.equal(503, req:response().status)
+            req = tr:start("GET", server.url("/status?code=200&body=nope"), {})
+            tr:wait(req, 5000 * SLOW)
+            assert.is_nil(req:result())
+            assert.are.equal("nope", req:response().raw)
+            req = tr:start("DELETE", server.url("/empty"), {})
+            tr:wait(req, 5000 * SLOW)
+            local status, body = req:result()
+            assert.are.equal(204, status)
+            assert.is_nil(body)
+        end)
+    end)
+
     describe("socket interface", function()
         -- A host event loop in miniature: luasocket's select over raw fds.
         local function drive(tr, limit_ms)

@@ -8,10 +8,25 @@
  * Lua-visible contract of this module:
  *   core._VERSION                       the package version (checked by users.lua)
  *   core.now_ms()                       monotonic clock, milliseconds (a number)
+ *   core.segment(s) -> seg, nonblank    s as one URL path segment: every byte
+ *                                       but A-Z a-z 0-9 - _ ~ percent-encoded
+ *                                       (%XX, upper case; s itself when none
+ *                                       is), and whether s holds a byte that
+ *                                       is not a space (" \t\n\v\f\r");
+ *                                       nil, false when s is not a string
+ *   core.checker(fields) -> check       fields maps names to "string",
+ *                                       "number", "boolean" or "table", with a
+ *                                       "?" suffix when the field may be
+ *                                       absent; check(v) tells whether v is a
+ *                                       table whose fields all have those
+ *                                       types (read as v[name]). For response
+ *                                       checks: a few C calls instead of one
+ *                                       type() call per field.
  *   core.null, core.array_mt            the null sentinel and the array metatable
  *   core.decoder(opts)                  a standalone decoder (json_decode.c)
  *   core.transport(opts)                a libcurl multi handle (transport.c)
  */
+#include <string.h>
 #include <time.h>
 
 #include "compat.h"
@@ -30,11 +45,123 @@ static int core_now_ms(lua_State *L)
     return 1;
 }
 
+/* 1: kept as is in a path segment, 0: percent-encoded. */
+static int unreserved(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '~';
+}
+
+static int core_segment(lua_State *L)
+{
+    size_t len, i, n_escaped = 0;
+    const char *s;
+    int nonblank = 0;
+    if (lua_type(L, 1) != LUA_TSTRING) {
+        lua_pushnil(L);
+        lua_pushboolean(L, 0);
+        return 2;
+    }
+    s = lua_tolstring(L, 1, &len);
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!unreserved(c))
+            n_escaped++;
+        if (!nonblank && !(c == ' ' || (c >= '\t' && c <= '\r')))
+            nonblank = 1;
+    }
+    if (n_escaped == 0) {
+        lua_settop(L, 1);
+    } else {
+        static const char hex[] = "0123456789ABCDEF";
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        for (i = 0; i < len; i++) {
+            unsigned char c = (unsigned char)s[i];
+            if (unreserved(c)) {
+                luaL_addchar(&b, (char)c);
+            } else {
+                luaL_addchar(&b, '%');
+                luaL_addchar(&b, hex[c >> 4]);
+                luaL_addchar(&b, hex[c & 15]);
+            }
+        }
+        luaL_pushresult(&b);
+    }
+    lua_pushboolean(L, nonblank);
+    return 2;
+}
+
+/* Upvalue 1 of a checker; upvalues 2.. are the field names. */
+#define CHECKER_MAX 200
+typedef struct checker_spec {
+    int n;
+    signed char type[CHECKER_MAX];
+    unsigned char optional[CHECKER_MAX];
+} checker_spec;
+
+static int checker_call(lua_State *L)
+{
+    const checker_spec *spec = (const checker_spec *)lua_touserdata(L, lua_upvalueindex(1));
+    int i;
+    if (lua_type(L, 1) != LUA_TTABLE) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    lua_settop(L, 1);
+    for (i = 0; i < spec->n; i++) {
+        int t;
+        lua_pushvalue(L, lua_upvalueindex(i + 2));
+        lua_gettable(L, 1);
+        t = lua_type(L, 2);
+        lua_settop(L, 1);
+        if (t != spec->type[i] && !(t == LUA_TNIL && spec->optional[i])) {
+            lua_pushboolean(L, 0);
+            return 1;
+        }
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int core_checker(lua_State *L)
+{
+    static const char *const names[] = {"string",  "number",   "boolean", "table", "string?",
+                                        "number?", "boolean?", "table?",  NULL};
+    static const int types[] = {LUA_TSTRING, LUA_TNUMBER, LUA_TBOOLEAN, LUA_TTABLE};
+    checker_spec *spec;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    spec = (checker_spec *)lua_newuserdata(L, sizeof *spec);
+    memset(spec, 0, sizeof *spec);
+    lua_pushnil(L);
+    while (lua_next(L, 1) != 0) {
+        int opt;
+        if (lua_type(L, -2) != LUA_TSTRING)
+            return luaL_error(L, "checker: field names must be strings");
+        if (spec->n == CHECKER_MAX)
+            return luaL_error(L, "checker: more than %d fields", CHECKER_MAX);
+        opt = luaL_checkoption(L, -1, NULL, names);
+        spec->type[spec->n] = (signed char)types[opt % 4];
+        spec->optional[spec->n] = opt >= 4;
+        spec->n++;
+        lua_pop(L, 1);
+        luaL_checkstack(L, 2, "checker");
+        lua_pushvalue(L, -1); /* the name, an upvalue; the copy goes on with next */
+        lua_insert(L, -2);
+    }
+    lua_pushcclosure(L, checker_call, spec->n + 1);
+    return 1;
+}
+
 int luaopen_passage_core(lua_State *L);
 
 int luaopen_passage_core(lua_State *L)
 {
-    static const luaL_Reg funcs[] = {{"now_ms", core_now_ms}, {NULL, NULL}};
+    static const luaL_Reg funcs[] = {{"now_ms", core_now_ms},
+                                     {"segment", core_segment},
+                                     {"checker", core_checker},
+                                     {NULL, NULL}};
     psg_newlib(L, funcs);
     lua_pushliteral(L, PSG_VERSION);
     lua_setfield(L, -2, "_VERSION");

@@ -7,7 +7,9 @@
  *   transport:start(method, url, headers, body [, timeout_ms]) -> request
  *     method     "GET", "POST", "PATCH", "DELETE" or "PUT"
  *     url        string; raises if it contains CR, LF or NUL
- *     headers    nil or an array of "Name: value" strings; raises if one
+ *     headers    nil, an array of "Name: value" strings, or a header set
+ *                made by transport:headers(array) (checked and built once,
+ *                for headers sent on many requests); raises if a string
  *                contains CR, LF or NUL (the message names its position,
  *                never its text: it may be the Authorization header)
  *     body       nil or a string (copied). Content-Length is set; libcurl's
@@ -16,6 +18,11 @@
  *     timeout_ms total time allowed for this transfer, > 0; overrides the
  *                transport's timeout_ms (so a deadline can span retries)
  *     Adds the transfer to the transport; no I/O happens here.
+ *
+ *   transport:headers(array) -> header set
+ *     The array of headers as start() takes it, checked the same way and
+ *     kept as a libcurl list until the set and every request started with
+ *     it are gone. Opaque; usable on any transport.
  *
  *   request:done() -> boolean
  *   request:cancel()      stops the transfer if it is in flight; response()
@@ -54,6 +61,15 @@
  *     connects      new connections this transfer opened (0: one was reused)
  *   After response() the receive buffer is freed; the easy handle went back
  *   to the transport's pool as soon as the transfer ended.
+ *
+ *   request:result() -> status, body, connects | nil
+ *     The common case without the table (raises if the request is not
+ *     done): when the HTTP exchange completed with a 2xx status and its body
+ *     is JSON or empty, the status, the decoded body (nil when empty) and
+ *     connects as in response(); the request is then closed, as by close().
+ *     Otherwise (a failure, another status, a body that is not JSON, a
+ *     closed request or one whose response() was read) nil, and the request
+ *     is left as it was: response() tells the rest.
  */
 #include <math.h>
 #include <stdio.h>
@@ -123,6 +139,117 @@ static size_t header_cb(char *line, size_t size, size_t nitems, void *userdata)
     return len;
 }
 
+/* ---- header lists ------------------------------------------------------- */
+
+static void headers_release(psg_headers *h)
+{
+    if (h != NULL && --h->refs == 0) {
+        curl_slist_free_all(h->list);
+        free(h);
+    }
+}
+
+static int has_ctl(const char *s, size_t len)
+{
+    return memchr(s, '\r', len) != NULL || memchr(s, '\n', len) != NULL ||
+           memchr(s, '\0', len) != NULL;
+}
+
+/* Validates the array of "Name: value" strings at idx (raising on a bad
+ * one) and returns its length; *has_content_type tells whether one of them
+ * is a Content-Type. Allocates nothing. */
+static int check_header_list(lua_State *L, int idx, int *has_content_type)
+{
+    int n, i;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    n = (int)psg_rawlen(L, idx);
+    *has_content_type = 0;
+    for (i = 1; i <= n; i++) {
+        size_t len;
+        const char *h;
+        lua_rawgeti(L, idx, i);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(L, "header %d is not a string", i);
+        h = lua_tolstring(L, -1, &len);
+        /* The message never quotes the header: it may carry a secret. */
+        if (has_ctl(h, len))
+            return luaL_error(L, "header %d contains CR, LF or NUL", i);
+        if (len >= 13 && strncasecmp(h, "content-type:", 13) == 0)
+            *has_content_type = 1;
+        lua_pop(L, 1);
+    }
+    return n;
+}
+
+/* Builds the libcurl list of the n checked headers at idx (none when idx is
+ * 0), with one reference. NULL when out of memory. Never raises. */
+static psg_headers *build_headers(lua_State *L, int idx, int n, int has_content_type)
+{
+    psg_headers *h = (psg_headers *)malloc(sizeof *h);
+    struct curl_slist *l = NULL;
+    int i, ok = 1;
+    if (h == NULL)
+        return NULL;
+    h->refs = 1;
+    h->list = NULL;
+    for (i = 1; i <= n && ok; i++) {
+        lua_rawgeti(L, idx, i);
+        l = curl_slist_append(h->list, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        if (l == NULL)
+            ok = 0;
+        else
+            h->list = l;
+    }
+    /* An empty value makes libcurl drop its own header of that name. */
+    if (ok && (l = curl_slist_append(h->list, "Expect:")) != NULL)
+        h->list = l;
+    else
+        ok = 0;
+    if (ok && !has_content_type) {
+        if ((l = curl_slist_append(h->list, "Content-Type:")) != NULL)
+            h->list = l;
+        else
+            ok = 0;
+    }
+    if (!ok) {
+        headers_release(h);
+        return NULL;
+    }
+    return h;
+}
+
+/* transport:headers(list) -> header set */
+int psg_headers_new(lua_State *L)
+{
+    int has_content_type, n;
+    psg_headers **box;
+    (void)psg_transport_check_open(L, 1);
+    n = check_header_list(L, 2, &has_content_type);
+    box = (psg_headers **)lua_newuserdata(L, sizeof *box);
+    *box = NULL;
+    luaL_getmetatable(L, PSG_HEADERS_MT);
+    lua_setmetatable(L, -2);
+    if ((*box = build_headers(L, 2, n, has_content_type)) == NULL)
+        return luaL_error(L, "out of memory");
+    return 1;
+}
+
+static int headers_gc(lua_State *L)
+{
+    psg_headers **box = (psg_headers **)luaL_checkudata(L, 1, PSG_HEADERS_MT);
+    headers_release(*box);
+    *box = NULL;
+    return 0;
+}
+
+static int headers_tostring(lua_State *L)
+{
+    luaL_checkudata(L, 1, PSG_HEADERS_MT);
+    lua_pushliteral(L, "passage.headers");
+    return 1;
+}
+
 /* ---- ending a transfer (C only; called from transport.c as well) -------- */
 
 static void gather_info(psg_request *r)
@@ -153,7 +280,7 @@ static void release_transfer(psg_request *r)
         r->easy = NULL;
         r->plain = 0;
     }
-    curl_slist_free_all(r->headers);
+    headers_release(r->headers);
     r->headers = NULL;
     if (tr != NULL)
         psg_transport_unlink(tr, r);
@@ -251,7 +378,7 @@ static int l_gc(lua_State *L)
             psg_transport_unlink(r->tr, r);
     }
     r->tr = NULL;
-    curl_slist_free_all(r->headers);
+    headers_release(r->headers);
     r->headers = NULL;
     r->closed = 1;
     free_memory(r);
@@ -393,13 +520,42 @@ static int l_response(lua_State *L)
     return 1;
 }
 
-/* ---- transport:start ---------------------------------------------------- */
-
-static int has_ctl(const char *s, size_t len)
+/* The common case without the response table: a completed 2xx exchange
+ * whose body is JSON (or empty). Anything else answers nil and leaves the
+ * request as it was, for response(). */
+static int l_result(lua_State *L)
 {
-    return memchr(s, '\r', len) != NULL || memchr(s, '\n', len) != NULL ||
-           memchr(s, '\0', len) != NULL;
+    psg_request *r = check_request(L, 1);
+    luaL_checkstack(L, 8, "passage.request");
+    if (!r->done)
+        return luaL_error(L, "request is not done");
+    if (r->closed || r->response_cached || r->status < 200 || r->status > 299 ||
+        kind_of(r) != NULL) {
+        lua_pushnil(L);
+        return 1;
+    }
+    psg_pushwhole(L, r->status);
+    if (r->body.len > 0) {
+        psg_json_error err;
+        psg_json_shapes *shapes = r->tr != NULL ? r->tr->shapes : NULL;
+        memset(&err, 0, sizeof err);
+        if (!psg_json_decode(L, r->body.data, r->body.len, &r->json, shapes, &r->scratch, &err)) {
+            lua_settop(L, 1);
+            lua_pushnil(L);
+            return 1;
+        }
+    } else {
+        lua_pushnil(L);
+    }
+    psg_pushwhole(L, r->connects);
+    /* Taken: the request is closed, as by close(). */
+    detach(L, 1, r);
+    r->closed = 1;
+    free_memory(r);
+    return 3;
 }
+
+/* ---- transport:start ---------------------------------------------------- */
 
 #define SETOPT(opt, val)                                                                           \
     do {                                                                                           \
@@ -417,7 +573,7 @@ static CURLcode setup_plain_get(CURL *easy, psg_request *r, const char *url, lon
     SETOPT(CURLOPT_HEADERDATA, (void *)r);
     SETOPT(CURLOPT_ERRORBUFFER, r->errbuf);
     SETOPT(CURLOPT_TIMEOUT_MS, timeout_ms);
-    SETOPT(CURLOPT_HTTPHEADER, r->headers);
+    SETOPT(CURLOPT_HTTPHEADER, r->headers->list);
     return rc;
 }
 
@@ -452,7 +608,7 @@ static CURLcode setup_easy(CURL *easy, psg_transport *tr, psg_request *r, const 
         SETOPT(CURLOPT_CAPATH, tr->ca_path);
     SETOPT(CURLOPT_USERAGENT, tr->user_agent);
     SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
-    SETOPT(CURLOPT_HTTPHEADER, r->headers);
+    SETOPT(CURLOPT_HTTPHEADER, r->headers->list);
     if (body != NULL || strcmp(r->method, "GET") != 0) {
         if (body != NULL || strcmp(r->method, "DELETE") != 0) {
             /* Always a Content-Length, even 0, for methods that carry a
@@ -480,7 +636,8 @@ int psg_request_start(lua_State *L)
     const char *url = luaL_checklstring(L, 3, &url_len);
     const char *body = NULL;
     const char *fail = NULL;
-    int n_headers = 0, i, has_content_type = 0, top, plain = 0;
+    int n_headers = 0, has_content_type = 0, top, plain = 0;
+    psg_headers *shared = NULL;
     long timeout_ms = tr->timeout_ms;
     psg_request *r;
     CURL *easy = NULL;
@@ -491,22 +648,11 @@ int psg_request_start(lua_State *L)
     if (has_ctl(url, url_len))
         return luaL_argerror(L, 3, "url contains CR, LF or NUL");
     if (!lua_isnil(L, 4)) {
-        luaL_checktype(L, 4, LUA_TTABLE);
-        n_headers = (int)psg_rawlen(L, 4);
-        for (i = 1; i <= n_headers; i++) {
-            size_t len;
-            const char *h;
-            lua_rawgeti(L, 4, i);
-            if (lua_type(L, -1) != LUA_TSTRING)
-                return luaL_error(L, "header %d is not a string", i);
-            h = lua_tolstring(L, -1, &len);
-            /* The message never quotes the header: it may carry a secret. */
-            if (has_ctl(h, len))
-                return luaL_error(L, "header %d contains CR, LF or NUL", i);
-            if (len >= 13 && strncasecmp(h, "content-type:", 13) == 0)
-                has_content_type = 1;
-            lua_pop(L, 1);
-        }
+        psg_headers **box = (psg_headers **)psg_testudata(L, 4, PSG_HEADERS_MT);
+        if (box != NULL && *box != NULL)
+            shared = *box;
+        else
+            n_headers = check_header_list(L, 4, &has_content_type);
     }
     if (!lua_isnoneornil(L, 5))
         body = luaL_checklstring(L, 5, &body_len);
@@ -539,28 +685,12 @@ int psg_request_start(lua_State *L)
     r->tr = tr;
 
     /* C resources; on failure the anchor is dropped again before raising. */
-    for (i = 1; i <= n_headers && fail == NULL; i++) {
-        struct curl_slist *l;
-        lua_rawgeti(L, 4, i);
-        l = curl_slist_append(r->headers, lua_tostring(L, -1));
-        lua_pop(L, 1);
-        if (l == NULL)
-            fail = "out of memory";
-        else
-            r->headers = l;
-    }
-    if (fail == NULL) {
-        /* An empty value makes libcurl drop its own header of that name. */
-        struct curl_slist *l = curl_slist_append(r->headers, "Expect:");
-        if (l != NULL)
-            r->headers = l;
-        if (l != NULL && !has_content_type) {
-            l = curl_slist_append(r->headers, "Content-Type:");
-            if (l != NULL)
-                r->headers = l;
-        }
-        if (l == NULL)
-            fail = "out of memory";
+    if (shared != NULL) {
+        shared->refs++;
+        r->headers = shared;
+    } else if ((r->headers =
+                    build_headers(L, n_headers > 0 ? 4 : 0, n_headers, has_content_type)) == NULL) {
+        fail = "out of memory";
     }
     if (fail == NULL && (easy = psg_transport_take_easy(tr, &plain)) == NULL)
         fail = "out of memory";
@@ -584,7 +714,7 @@ int psg_request_start(lua_State *L)
     if (fail != NULL) {
         if (easy != NULL)
             psg_transport_put_easy(tr, easy, 0);
-        curl_slist_free_all(r->headers);
+        headers_release(r->headers);
         r->headers = NULL;
         r->tr = NULL;
         r->done = 1;
@@ -600,11 +730,9 @@ int psg_request_start(lua_State *L)
 
 void psg_request_register(lua_State *L)
 {
-    static const luaL_Reg methods[] = {{"done", l_done},
-                                       {"cancel", l_cancel},
-                                       {"close", l_close},
-                                       {"response", l_response},
-                                       {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"done", l_done},     {"cancel", l_cancel},
+                                       {"close", l_close},   {"response", l_response},
+                                       {"result", l_result}, {NULL, NULL}};
     static const luaL_Reg meta[] = {
         {"__gc", l_gc},
 #if LUA_VERSION_NUM >= 504
@@ -618,6 +746,14 @@ void psg_request_register(lua_State *L)
         psg_newlib(L, methods);
         lua_setfield(L, -2, "__index");
         lua_pushliteral(L, "passage.request");
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, PSG_HEADERS_MT)) {
+        static const luaL_Reg hmeta[] = {
+            {"__gc", headers_gc}, {"__tostring", headers_tostring}, {NULL, NULL}};
+        psg_setfuncs(L, hmeta);
+        lua_pushliteral(L, "passage.headers");
         lua_setfield(L, -2, "__metatable");
     }
     lua_pop(L, 1);

@@ -32,6 +32,15 @@
 typedef struct psg_transport psg_transport;
 typedef struct psg_request psg_request;
 
+/* A header list as libcurl takes it, shared by every request started with
+ * it: each holder (the header set userdata, each request using it) counts
+ * one reference, and the last one frees it, so the collection order of a
+ * header set and of the requests using it does not matter. */
+typedef struct psg_headers {
+    int refs;
+    struct curl_slist *list;
+} psg_headers;
+
 /* Which of the transport's lists a request is on. */
 enum { PSG_LIST_NONE = 0, PSG_LIST_INFLIGHT, PSG_LIST_FINISHED };
 
@@ -96,9 +105,9 @@ struct psg_request {
     int done;
     int ended; /* PSG_END_*: ended by us rather than by libcurl */
 
-    CURL *easy; /* non-NULL only while in flight */
-    int plain;  /* easy carries a bodyless GET set up from transport options */
-    struct curl_slist *headers;
+    CURL *easy;           /* non-NULL only while in flight */
+    int plain;            /* easy carries a bodyless GET set up from transport options */
+    psg_headers *headers; /* one reference, released with the transfer */
     char method[8];
 
     /* Written by the libcurl callbacks. */
@@ -142,6 +151,7 @@ void psg_transport_unanchor(lua_State *L, int tr_idx, psg_request *r);
 /* request.c */
 void psg_request_register(lua_State *L);
 int psg_request_start(lua_State *L); /* transport:start(...) */
+int psg_headers_new(lua_State *L);   /* transport:headers(list) */
 /* libcurl finished r with `code`: gather results, release the easy handle,
  * move r to the finished list. C only. */
 void psg_request_finish(psg_request *r, CURLcode code);

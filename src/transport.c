@@ -23,6 +23,7 @@
  *
  *   transport:start(method, url, headers, body [, timeout_ms]) -> request
  *     See request.c. Adds the transfer to the multi handle; no I/O.
+ *   transport:headers(array) -> header set, for start(): see request.c.
  *
  *   transport:perform(timeout_ms) -> { request, ... }
  *     Drives every transfer, returns those that finished (possibly none).
@@ -30,6 +31,14 @@
  *     timeout_ms and drives them once more. With nothing in flight it simply
  *     sleeps timeout_ms (the Lua layer's backoff sleep). perform(0) never
  *     blocks. Cancelled requests are not returned (the canceller knows).
+ *
+ *   transport:wait(request, timeout_ms) -> done, finished
+ *     Drives every transfer, like perform(), until `request` (started on
+ *     this transport) is done or timeout_ms has passed; wait(req, 0) drives
+ *     once and never blocks. done tells whether it is: the request is then
+ *     handed over as perform() would have returned it. Other requests that
+ *     finish meanwhile are kept for the next perform()/socket_action();
+ *     finished is how many are waiting there.
  *
  *   transport:pending() -> number of transfers in flight
  *
@@ -391,6 +400,50 @@ static int l_perform(lua_State *L)
     return push_finished(L, tr, 1);
 }
 
+/* Hands r, finished, to Lua: off the finished list and out of the anchor
+ * table (neither step can raise). */
+static void hand_over(lua_State *L, psg_transport *tr, psg_request *r)
+{
+    psg_transport_unanchor(L, 1, r);
+    psg_transport_unlink(tr, r);
+}
+
+/* Blocks in C until one request is done: no Lua table per turn. Requests
+ * that finish meanwhile stay on the finished list for perform(). */
+static int l_wait(lua_State *L)
+{
+    psg_transport *tr = psg_transport_check_open(L, 1);
+    psg_request *r = (psg_request *)luaL_checkudata(L, 2, PSG_REQUEST_MT);
+    int timeout = check_ms_arg(L, 3);
+    double deadline = 0;
+    int running = 0;
+    if (r->tr != tr && r->list != PSG_LIST_NONE)
+        return luaL_argerror(L, 2, "request of another transport");
+    while (r->list == PSG_LIST_INFLIGHT) {
+        int left;
+        multi_check(L, curl_multi_perform(tr->multi, &running), "curl_multi_perform");
+        collect_finished(tr);
+        tr->n_changes = 0; /* as in perform() */
+        if (r->list != PSG_LIST_INFLIGHT)
+            break;
+        if (deadline == 0) {
+            deadline = psg_now_ms() + timeout;
+            left = timeout;
+        } else {
+            double d = deadline - psg_now_ms();
+            left = d <= 0 ? 0 : (int)ceil(d);
+        }
+        if (left <= 0)
+            break;
+        multi_check(L, curl_multi_poll(tr->multi, NULL, 0, left, NULL), "curl_multi_poll");
+    }
+    if (r->list == PSG_LIST_FINISHED)
+        hand_over(L, tr, r);
+    lua_pushboolean(L, r->done);
+    psg_pushwhole(L, (long long)tr->n_finished);
+    return 2;
+}
+
 static const char *events_name(int what)
 {
     switch (what) {
@@ -621,11 +674,16 @@ static int l_new(lua_State *L)
 
 void psg_transport_register(lua_State *L)
 {
-    static const luaL_Reg methods[] = {
-        {"start", psg_request_start}, {"perform", l_perform},
-        {"pending", l_pending},       {"socket_changes", l_socket_changes},
-        {"timer_ms", l_timer_ms},     {"socket_action", l_socket_action},
-        {"close", l_close},           {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"start", psg_request_start},
+                                       {"perform", l_perform},
+                                       {"wait", l_wait},
+                                       {"pending", l_pending},
+                                       {"socket_changes", l_socket_changes},
+                                       {"headers", psg_headers_new},
+                                       {"timer_ms", l_timer_ms},
+                                       {"socket_action", l_socket_action},
+                                       {"close", l_close},
+                                       {NULL, NULL}};
     static const luaL_Reg meta[] = {
         {"__gc", l_close},
 #if LUA_VERSION_NUM >= 504

@@ -10,6 +10,7 @@
 
 #define PSG_TRANSPORT_MT "passage.transport"
 #define PSG_REQUEST_MT "passage.request"
+#define PSG_HEADERS_MT "passage.headers"
 
 /* Registers core.transport (and the request metatable) on the table at the
  * top of the stack. */

@@ -7,9 +7,10 @@
 --   operation   "get_user", ...            (for errors)
 --   method, url, headers, body             (what to send)
 --   idempotent  true when a retry is safe
---   finish      function(response) -> value | nil, err [, next_call]
---               turns a 2xx response into the result; a next_call continues
---               the same handle with another request (get_user_by_identifier)
+--   finish      function(body) -> value | nil, err [, next_call]
+--               turns the decoded body of a 2xx response into the result; a
+--               next_call continues the same handle with another request
+--               (get_user_by_identifier)
 local core = require "passage.core"
 local errors = require "passage.errors"
 local retry = require "passage.retry"
@@ -61,17 +62,16 @@ local function attempt(self, h, now)
     local call = h.call
     h.attempts = h.attempts + 1
     h.state = "running"
-    local req = self.transport:start(call.method, call.url, call.headers, call.body,
-        math.ceil(remaining))
+    -- start() rounds the timeout up to whole milliseconds itself.
+    local req = self.transport:start(call.method, call.url, call.headers, call.body, remaining)
     h.request = req
     self.in_flight[req] = h
 end
 
-function Engine:start(call)
-    local now = now_ms()
+local function new_handle(self, call, now)
     -- Every field a handle can get is named here, the nil ones too: the
     -- constructor then sizes the table once instead of growing it later.
-    local h = setmetatable({
+    return setmetatable({
         engine = self,
         call = call,
         operation = call.operation,
@@ -85,6 +85,11 @@ function Engine:start(call)
         due = nil,
         last_err = nil,
     }, Handle)
+end
+
+function Engine:start(call)
+    local now = now_ms()
+    local h = new_handle(self, call, now)
     attempt(self, h, now)
     return h
 end
@@ -99,36 +104,42 @@ local function failure(response)
     return errors.from_http(response)
 end
 
-local function success(self, h, response)
-    if response.decode_error and response.body_size > 0 then
-        return finish(self, h, nil, errors.new("decode", {
-            status = response.status,
-            message = "response is not JSON: " .. response.decode_error,
-            body = response.raw,
-        }))
-    end
-    local value, err, next_call = h.call.finish(response)
+local function success(self, h, status, body)
+    local value, err, next_call = h.call.finish(body)
     if next_call then
         h.call = next_call
         h.attempts = 0
         return attempt(self, h, now_ms())
     end
     if err then
-        err.status = err.status or response.status
+        err.status = err.status or status
     end
     return finish(self, h, value, err)
 end
 
 -- A transfer of `h` ended: succeed, fail, or schedule the next attempt.
 local function complete(self, h, req)
+    -- New connections opened by this call's attempts (0: all reused one).
+    local status, body, connects = req:result()
+    if status then
+        h.request = nil
+        h.connects = (h.connects or 0) + connects
+        return success(self, h, status, body)
+    end
     local response = req:response()
     req:close()
     h.request = nil
-    -- New connections opened by this call's attempts (0: all reused one).
     h.connects = (h.connects or 0) + (response.connects or 0)
-    local status = response.status
+    status = response.status
     if not response.kind and status >= 200 and status < 300 then
-        return success(self, h, response)
+        if response.decode_error and response.body_size > 0 then
+            return finish(self, h, nil, errors.new("decode", {
+                status = status,
+                message = "response is not JSON: " .. response.decode_error,
+                body = response.raw,
+            }))
+        end
+        return success(self, h, status, response.body)
     end
     local err = failure(response)
     if response.retry_after then
@@ -179,20 +190,24 @@ end
 -- decoding, say) ends that call with an error instead of escaping: the
 -- other finished transfers in `done` are still completed, and nobody waits
 -- forever for a handle that can no longer finish.
+local function collect_one(self, h, req)
+    self.in_flight[req] = nil
+    local ok, problem = pcall(complete, self, h, req)
+    if not ok and h.state == "running" and (h.request == nil or h.request == req) then
+        h.request = nil
+        pcall(req.close, req)
+        finish(self, h, nil, errors.new("decode", {
+            message = "could not read the response: " .. tostring(problem),
+        }))
+    end
+end
+
 local function collect(self, done)
     for i = 1, #done do
         local req = done[i]
         local h = self.in_flight[req]
         if h then
-            self.in_flight[req] = nil
-            local ok, problem = pcall(complete, self, h, req)
-            if not ok and h.state == "running" and (h.request == nil or h.request == req) then
-                h.request = nil
-                pcall(req.close, req)
-                finish(self, h, nil, errors.new("decode", {
-                    message = "could not read the response: " .. tostring(problem),
-                }))
-            end
+            collect_one(self, h, req)
         end
     end
 end
@@ -236,19 +251,112 @@ end
 -- Blocks until `h` is done. Other handles that finish meanwhile stay queued
 -- for the next poll.
 function Engine:wait(h)
+    local transport = self.transport
     while h.state ~= "done" do
-        turn(self, math.max(1, h.deadline - now_ms() + 50))
+        local timeout = h.deadline - now_ms() + 50
+        if timeout < 1 then
+            timeout = 1
+        end
+        local req = h.request
+        if req and self.backing_off[1] == nil then
+            -- Nothing to start meanwhile: the transport blocks in C until
+            -- this request is done; others that finish are collected after.
+            local done, others = transport:wait(req, timeout)
+            if done and self.in_flight[req] == h then
+                collect_one(self, h, req)
+            end
+            if others > 0 then
+                collect(self, transport:perform(0))
+            end
+        else
+            turn(self, timeout)
+        end
     end
     h.taken = true
     -- Blocking callers never poll: drop `h` from the queue so it cannot grow.
     local list = self.finished
-    for i = #list, 1, -1 do
+    local n = #list
+    if list[n] == h then
+        list[n] = nil
+        return h:result()
+    end
+    for i = n - 1, 1, -1 do
         if list[i] == h then
             table.remove(list, i)
             break
         end
     end
     return h:result()
+end
+
+-- The common end of a blocking call's first attempt: a 2xx JSON answer
+-- turned into its result. status is nil for anything else.
+local function quick_result(req, finish_body)
+    local status, body = req:result()
+    if not status then
+        return nil
+    end
+    return status, finish_body(body)
+end
+
+-- A blocking call: what wait(start(call)) returns, without a handle in the
+-- common case (nothing else to start meanwhile, one attempt, a 2xx JSON
+-- answer). Anything else goes on with a handle, exactly as wait() would.
+function Engine:run(call)
+    if self.backing_off[1] ~= nil then
+        return self:wait(self:start(call))
+    end
+    local now = now_ms()
+    local policy = self.policy
+    local transport = self.transport
+    local remaining = policy.timeout_ms
+    local limit = policy.attempt_timeout_ms
+    if limit and limit < remaining then
+        remaining = limit
+    end
+    local req = transport:start(call.method, call.url, call.headers, call.body, remaining)
+    local done, others = transport:wait(req, policy.timeout_ms + 50)
+    local ok, status, value, err, next_call
+    if done then
+        ok, status, value, err, next_call = pcall(quick_result, req, call.finish)
+    end
+    local h
+    if not (ok and status and not next_call) then
+        -- As if start() had made this attempt.
+        h = new_handle(self, call, now)
+        h.attempts = 1
+        h.request = req
+        if not done then
+            self.in_flight[req] = h
+        elseif not ok then
+            -- As collect() does when turning a response into a result raises.
+            h.request = nil
+            pcall(req.close, req)
+            finish(self, h, nil, errors.new("decode", {
+                message = "could not read the response: " .. tostring(status),
+            }))
+        elseif not status then
+            collect_one(self, h, req)
+        else
+            h.request = nil
+            h.call = next_call
+            h.attempts = 0
+            attempt(self, h, now_ms())
+        end
+    end
+    if others > 0 then
+        collect(self, transport:perform(0))
+    end
+    if h then
+        return self:wait(h)
+    end
+    if err then
+        err.status = err.status or status
+        err.attempts = err.attempts or 1
+        err.operation = err.operation or call.operation
+        return nil, err
+    end
+    return value
 end
 
 -- Gives a handle taken by poll back to the queue of the next poll.

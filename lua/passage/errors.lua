@@ -103,6 +103,16 @@ function errors.argument(fmt, ...)
     error(setmetatable({ message = "passage.users: " .. string.format(fmt, ...) }, ArgumentError))
 end
 
+-- Raises `v`, an error caught by pcall, again: a bad-argument error as its
+-- message at `level` (1 = the function calling rethrow), anything else as
+-- it is.
+function errors.rethrow(level, v)
+    if getmetatable(v) == ArgumentError then
+        error(v.message, level + 1)
+    end
+    error(v, 0)
+end
+
 -- Calls f(...) and returns its one result; a bad-argument error inside it
 -- is raised again at `level` (1 = the function calling checked).
 function errors.checked(level, f, ...)
@@ -110,10 +120,7 @@ function errors.checked(level, f, ...)
     if ok then
         return v
     end
-    if getmetatable(v) == ArgumentError then
-        error(v.message, level + 1)
-    end
-    error(v, 0)
+    errors.rethrow(level + 1, v)
 end
 
 return errors

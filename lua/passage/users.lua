@@ -31,7 +31,6 @@ if core._VERSION ~= users._VERSION then
 end
 
 local unpack_args = table.unpack or unpack -- luacheck: globals unpack
-local find = string.find
 
 local DEFAULT_BASE_URL = "https://api.passage.id/v1"
 
@@ -144,7 +143,11 @@ function users.new(opts)
         "Passage-Version: passage-lua " .. users._VERSION,
     }
     local with_body = { common[1], common[2], common[3], "Content-Type: application/json" }
-    secrets[self] = { headers = common, headers_with_body = with_body }
+    -- Checked and turned into libcurl lists once, shared by every request.
+    secrets[self] = {
+        headers = transport:headers(common),
+        headers_with_body = transport:headers(with_body),
+    }
     return self
 end
 
@@ -168,13 +171,18 @@ Client.__close = Client.close
 
 -- Argument checks -------------------------------------------------------
 
+local c_segment = core.segment
+
+-- Checks an id and returns it as a URL path segment (see core.segment).
 local function check_id(what, v)
-    if type(v) ~= "string" then
-        argerror("%s: expected a string, got %s", what, type(v))
-    end
-    if not find(v, "%S") then
+    local segment, nonblank = c_segment(v)
+    if not nonblank then
+        if type(v) ~= "string" then
+            argerror("%s: expected a string, got %s", what, type(v))
+        end
         argerror("%s: must not be empty", what)
     end
+    return segment
 end
 
 local function check_metadata(md)
@@ -249,29 +257,25 @@ local function wrong_field(u)
     return "user without an id"
 end
 
--- Written out field by field: a 500-user page runs this 500 times, and the
--- loop over USER_TYPES costs several times more than the plain lookups.
+-- The same check in C: a 500-user page runs it 500 times, and a type()
+-- call per field costs several times more.
+local user_ok = core.checker {
+    id = "string", email = "string?", phone = "string?", status = "string?",
+    created_at = "string?", updated_at = "string?", last_login_at = "string?",
+    login_count = "number?", email_verified = "boolean?", phone_verified = "boolean?",
+}
+
 local function bad_user(u)
+    if user_ok(u) then
+        return nil
+    end
     if type(u) ~= "table" then
         return "expected a user object"
     end
-    local s, b = "string", "boolean"
-    local e, p, st, c, up, l = u.email, u.phone, u.status, u.created_at, u.updated_at,
-        u.last_login_at
-    local n, ev, pv = u.login_count, u.email_verified, u.phone_verified
-    if type(u.id) ~= s
-        or (e ~= nil and type(e) ~= s) or (p ~= nil and type(p) ~= s)
-        or (st ~= nil and type(st) ~= s) or (c ~= nil and type(c) ~= s)
-        or (up ~= nil and type(up) ~= s) or (l ~= nil and type(l) ~= s)
-        or (n ~= nil and type(n) ~= "number")
-        or (ev ~= nil and type(ev) ~= b) or (pv ~= nil and type(pv) ~= b) then
-        return wrong_field(u)
-    end
-    return nil
+    return wrong_field(u)
 end
 
-local function user_result(response)
-    local body = response.body
+local function user_result(body)
     local user = type(body) == "table" and body.user or nil
     local problem = bad_user(user)
     if problem then
@@ -284,14 +288,20 @@ local function true_result()
     return true
 end
 
-local function list_result(response)
-    local body = response.body
-    if type(body) ~= "table" or type(body.users) ~= "table" then
-        return nil, decode_error("response: expected a list with users")
-    end
-    for _, field in ipairs { "total_users", "page", "limit", "created_before" } do
-        if type(body[field]) ~= "number" then
-            return nil, decode_error("response: list field " .. field .. " is not a number")
+local list_ok = core.checker {
+    users = "table", total_users = "number", page = "number", limit = "number",
+    created_before = "number",
+}
+
+local function list_result(body)
+    if not list_ok(body) then
+        if type(body) ~= "table" or type(body.users) ~= "table" then
+            return nil, decode_error("response: expected a list with users")
+        end
+        for _, field in ipairs { "total_users", "page", "limit", "created_before" } do
+            if type(body[field]) ~= "number" then
+                return nil, decode_error("response: list field " .. field .. " is not a number")
+            end
         end
     end
     local list = body.users
@@ -304,8 +314,7 @@ local function list_result(response)
     return body
 end
 
-local function devices_result(response)
-    local body = response.body
+local function devices_result(body)
     if type(body) ~= "table" or type(body.devices) ~= "table" then
         return nil, decode_error("response: expected a devices list")
     end
@@ -316,19 +325,17 @@ end
 -- Each builds a call for the engine; `level` points error messages at the
 -- script line that called the client.
 
-local segment = url.segment
-
--- base/apps/{app_id}/users[/{user_id}[/{tail}]], built in one concatenation.
-local function users_path(self, app_id)
-    return self.base_url .. "/apps/" .. segment(app_id) .. "/users"
+-- base/apps/{app}/users[/{user}[/{tail}]], from checked segments, built in
+-- one concatenation.
+local function users_path(self, app)
+    return self.base_url .. "/apps/" .. app .. "/users"
 end
 
-local function user_path(self, app_id, user_id, tail)
+local function user_path(self, app, user, tail)
     if tail then
-        return self.base_url .. "/apps/" .. segment(app_id) .. "/users/" .. segment(user_id)
-            .. "/" .. tail
+        return self.base_url .. "/apps/" .. app .. "/users/" .. user .. "/" .. tail
     end
-    return self.base_url .. "/apps/" .. segment(app_id) .. "/users/" .. segment(user_id)
+    return self.base_url .. "/apps/" .. app .. "/users/" .. user
 end
 
 local function call(self, operation, method, target, finish, idempotent, body)
@@ -344,9 +351,9 @@ local function call(self, operation, method, target, finish, idempotent, body)
     }
 end
 
-local function list_call(self, operation, app_id, params, finish)
+local function list_call(self, operation, app, params, finish)
     local query = url.query(filters.to_query(params))
-    local target = users_path(self, app_id)
+    local target = users_path(self, app)
     if query ~= "" then
         target = target .. "?" .. query
     end
@@ -356,80 +363,80 @@ end
 local prepare = {}
 
 function prepare.get_user(self, app_id, user_id)
-    check_id("app_id", app_id)
-    check_id("user_id", user_id)
-    return call(self, "get_user", "GET", user_path(self, app_id, user_id), user_result, true)
+    local app = check_id("app_id", app_id)
+    local user = check_id("user_id", user_id)
+    return call(self, "get_user", "GET", user_path(self, app, user), user_result, true)
 end
 
 function prepare.create_user(self, app_id, req)
-    check_id("app_id", app_id)
+    local app = check_id("app_id", app_id)
     check_user_request("create_user", req, true)
-    return call(self, "create_user", "POST", users_path(self, app_id), user_result, false,
+    return call(self, "create_user", "POST", users_path(self, app), user_result, false,
         cjson.encode(req))
 end
 
 function prepare.update_user(self, app_id, user_id, req)
-    check_id("app_id", app_id)
-    check_id("user_id", user_id)
+    local app = check_id("app_id", app_id)
+    local user = check_id("user_id", user_id)
     check_user_request("update_user", req, false)
-    return call(self, "update_user", "PATCH", user_path(self, app_id, user_id), user_result,
+    return call(self, "update_user", "PATCH", user_path(self, app, user), user_result,
         true, cjson.encode(req))
 end
 
 function prepare.delete_user(self, app_id, user_id)
-    check_id("app_id", app_id)
-    check_id("user_id", user_id)
-    return call(self, "delete_user", "DELETE", user_path(self, app_id, user_id), true_result, true)
+    local app = check_id("app_id", app_id)
+    local user = check_id("user_id", user_id)
+    return call(self, "delete_user", "DELETE", user_path(self, app, user), true_result, true)
 end
 
 function prepare.activate_user(self, app_id, user_id)
-    check_id("app_id", app_id)
-    check_id("user_id", user_id)
+    local app = check_id("app_id", app_id)
+    local user = check_id("user_id", user_id)
     return call(self, "activate_user", "PATCH",
-        user_path(self, app_id, user_id, "activate"), user_result, true)
+        user_path(self, app, user, "activate"), user_result, true)
 end
 
 function prepare.deactivate_user(self, app_id, user_id)
-    check_id("app_id", app_id)
-    check_id("user_id", user_id)
+    local app = check_id("app_id", app_id)
+    local user = check_id("user_id", user_id)
     return call(self, "deactivate_user", "PATCH",
-        user_path(self, app_id, user_id, "deactivate"), user_result, true)
+        user_path(self, app, user, "deactivate"), user_result, true)
 end
 
 function prepare.list_paginated_users(self, app_id, params)
-    check_id("app_id", app_id)
-    return list_call(self, "list_paginated_users", app_id, params, list_result)
+    local app = check_id("app_id", app_id)
+    return list_call(self, "list_paginated_users", app, params, list_result)
 end
 
 function prepare.list_user_devices(self, app_id, user_id)
-    check_id("app_id", app_id)
-    check_id("user_id", user_id)
+    local app = check_id("app_id", app_id)
+    local user = check_id("user_id", user_id)
     return call(self, "list_user_devices", "GET",
-        user_path(self, app_id, user_id, "devices"), devices_result, true)
+        user_path(self, app, user, "devices"), devices_result, true)
 end
 
 function prepare.delete_user_device(self, app_id, user_id, device_id)
-    check_id("app_id", app_id)
-    check_id("user_id", user_id)
-    check_id("device_id", device_id)
+    local app = check_id("app_id", app_id)
+    local user = check_id("user_id", user_id)
+    local device = check_id("device_id", device_id)
     return call(self, "delete_user_device", "DELETE",
-        user_path(self, app_id, user_id, "devices/" .. segment(device_id)), true_result, true)
+        user_path(self, app, user, "devices/" .. device), true_result, true)
 end
 
 function prepare.revoke_user_refresh_tokens(self, app_id, user_id)
-    check_id("app_id", app_id)
-    check_id("user_id", user_id)
+    local app = check_id("app_id", app_id)
+    local user = check_id("user_id", user_id)
     return call(self, "revoke_user_refresh_tokens", "DELETE",
-        user_path(self, app_id, user_id, "tokens"), true_result, true)
+        user_path(self, app, user, "tokens"), true_result, true)
 end
 
 -- As the official SDKs do it: a list with limit=1 on the lower-cased
 -- identifier, then a get of the user found.
 function prepare.get_user_by_identifier(self, app_id, identifier)
-    check_id("app_id", app_id)
+    local app = check_id("app_id", app_id)
     check_id("identifier", identifier)
-    local function found(response)
-        local list, err = list_result(response)
+    local function found(body)
+        local list, err = list_result(body)
         if not list then
             return nil, err
         end
@@ -442,7 +449,7 @@ function prepare.get_user_by_identifier(self, app_id, identifier)
         end
         return nil, nil, prepare.get_user(self, app_id, first.id)
     end
-    local c = list_call(self, "get_user_by_identifier", app_id,
+    local c = list_call(self, "get_user_by_identifier", app,
         { limit = 1, identifier = identifier:lower() }, found)
     return c
 end
@@ -455,12 +462,17 @@ table.sort(users.OPERATIONS)
 
 -- Both entry points (the blocking method and start) call this directly,
 -- so level 3 is the script's line: 1 here, 2 the entry point, 3 the script.
-local function start_call(self, name, ...)
+local rethrow = errors.rethrow
+
+local function checked_call(self, name, ...)
     if not self.transport then
         error("passage.users: " .. name .. " on a closed client", 3)
     end
-    local c = errors.checked(3, prepare[name], self, ...)
-    return self.engine:start(c)
+    local ok, c = pcall(prepare[name], self, ...)
+    if not ok then
+        rethrow(3, c) -- not a tail call: keeps the level
+    end
+    return c
 end
 
 -- Starts `operation` without waiting; returns a request handle with
@@ -470,13 +482,13 @@ function Client:start(operation, ...)
     if type(operation) ~= "string" or not prepare[operation] then
         error("passage.users: start: unknown operation " .. tostring(operation), 2)
     end
-    local handle = start_call(self, operation, ...) -- not a tail call: keeps error levels
-    return handle
+    local c = checked_call(self, operation, ...) -- not a tail call: keeps error levels
+    return self.engine:start(c)
 end
 
 for name in pairs(prepare) do
     Client[name] = function(self, ...)
-        return self.engine:wait(start_call(self, name, ...))
+        return self.engine:run(checked_call(self, name, ...))
     end
 end
 

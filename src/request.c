@@ -13,6 +13,8 @@
  *     body       nil or a string (copied). Content-Length is set; libcurl's
  *                own Content-Type for a body and "Expect: 100-continue" are
  *                never sent (a Content-Type given in headers is kept).
+ *                A POST always opens a new connection, so libcurl never
+ *                sends it twice (see setup_easy).
  *     timeout_ms total time allowed for this transfer, > 0; overrides the
  *                transport's timeout_ms (so a deadline can span retries)
  *     Adds the transfer to the transport; no I/O happens here.
@@ -447,6 +449,12 @@ static CURLcode setup_easy(CURL *easy, psg_transport *tr, psg_request *r, const 
         }
         if (strcmp(r->method, "POST") != 0)
             SETOPT(CURLOPT_CUSTOMREQUEST, r->method);
+        else
+            /* libcurl sends a request again, once, when a reused connection
+             * closes before any byte of the answer: the server may have acted
+             * on the first copy. A POST (create) must never go twice, so it
+             * always opens its own connection, where libcurl never resends. */
+            SETOPT(CURLOPT_FRESH_CONNECT, 1L);
     } else {
         SETOPT(CURLOPT_HTTPGET, 1L);
     }

@@ -42,6 +42,7 @@ http {
     gzip_min_length 0;
     gzip_types application/json;
     default_type application/json;
+    lua_shared_dict counts 1m;
 
     server {
         listen 127.0.0.1:PORT;
@@ -165,6 +166,51 @@ http {
 
         location = /empty {
             return 204;
+        }
+
+        # /moved/<status>/<port>/<rest>: a redirect to http://127.0.0.1:<port>/<rest>.
+        location ^~ /moved/ {
+            content_by_lua_block {
+                local code, port, rest = ngx.var.uri:match("^/moved/(%d+)/(%d+)(/.*)$")
+                ngx.header["Location"] = "http://127.0.0.1:" .. port .. rest
+                ngx.status = tonumber(code)
+                ngx.print('{"moved":true}')
+            }
+        }
+
+        # /raw/...: the request line and headers as they arrived, as the id of a
+        # user (and an empty page and device list), so any call can read them.
+        location ^~ /raw/ {
+            content_by_lua_block {
+                local cjson = require "cjson"
+                ngx.req.read_body()
+                ngx.print(cjson.encode({
+                    user = { id = ngx.req.raw_header() },
+                    users = {}, total_users = 0, page = 1, limit = 1, created_before = 0,
+                    devices = {}, body = ngx.req.get_body_data() or "",
+                }))
+            }
+        }
+
+        # /hangup/...: GET answers a user (so the connection stays open for the
+        # next request); any other method is counted, then the connection is
+        # closed without an answer. /hangup-count reads and resets the count.
+        location ^~ /hangup/ {
+            content_by_lua_block {
+                if ngx.req.get_method() == "GET" then
+                    ngx.print('{"user":{"id":"u1"}}')
+                    return
+                end
+                ngx.req.read_body()
+                ngx.shared.counts:incr("hangup", 1, 0)
+                ngx.exit(444)
+            }
+        }
+        location = /hangup-count {
+            content_by_lua_block {
+                ngx.print(tostring(ngx.shared.counts:get("hangup") or 0))
+                ngx.shared.counts:set("hangup", 0)
+            }
         }
     }
 }

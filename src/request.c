@@ -327,7 +327,7 @@ static void push_message(lua_State *L, const psg_request *r)
         lua_pushliteral(L, "request cancelled");
     else if (r->ended == PSG_END_TRANSPORT_CLOSED)
         lua_pushliteral(L, "transport closed while the request was in flight");
-    else if (r->too_large)
+    else if (r->too_large || r->code == CURLE_FILESIZE_EXCEEDED)
         lua_pushfstring(L, "response body larger than max_response_bytes (%f)",
                         (lua_Number)r->max_body);
     else if (r->out_of_memory)

@@ -240,9 +240,11 @@ local function bad_user(u)
     if type(u) ~= "table" then
         return "expected a user object"
     end
+    -- A null field is an absent one, whether or not keep_null kept it.
     for field, want in pairs(USER_TYPES) do
-        local t = type(u[field])
-        if t ~= want and u[field] ~= nil then
+        local v = u[field]
+        local t = type(v)
+        if t ~= want and v ~= nil and v ~= core.null then
             return string.format("user field %s: expected %s, got %s", field, want, t)
         end
     end

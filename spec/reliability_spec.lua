@@ -399,6 +399,25 @@ describe("reliability", function()
             assert.equal(1, err.attempts)
         end)
 
+        it("gives the same verdict on a body whichever keep_null is", function()
+            local engine = require "passage.engine"
+            local h = client:start("get_user", APP, "u1")
+            local call = h.call
+            h:cancel()
+            for _, doc in ipairs {
+                '{"user":{"id":"u1","phone":null,"last_login_at":null,"user_metadata":null}}',
+                '{"user":{"id":null}}', '{"user":null}', '{"user":{"id":"u1","phone":7}}',
+            } do
+                local verdicts = {}
+                for _, keep_null in ipairs { false, true } do
+                    local body = core.decoder({ keep_null = keep_null }):decode(doc)
+                    local v, err = engine.outcome(call, { status = 200, body = body, body_size = #doc })
+                    verdicts[#verdicts + 1] = v and "ok" or err.kind
+                end
+                assert.equal(verdicts[1], verdicts[2], doc)
+            end
+        end)
+
         it("checks every list and device response", function()
             faults { body = "wrong_types", count = 2 }
             local _, err = client:list_paginated_users(APP, {})

@@ -14,7 +14,9 @@
 
 local M = {}
 
-local NGINX = "/usr/sbin/nginx"
+-- Started without a sanitizer runtime a checked run may have preloaded into
+-- the interpreter (make asan): nginx is not the code under test.
+local NGINX = "env -u LD_PRELOAD /usr/sbin/nginx"
 local MODULES = "/usr/lib/nginx/modules"
 
 local CONF = [[
@@ -269,7 +271,7 @@ function M.start()
     assert(sh("mkdir -p '" .. prefix .. "/logs' '" .. prefix .. "/tmp' '" .. prefix .. "/conf'"))
     local is_root = (io.popen("id -u"):read("*l") == "0")
     local cert, key = prefix .. "/conf/cert.pem", prefix .. "/conf/key.pem"
-    local tls = sh(string.format("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1"
+    local tls = sh(string.format("env -u LD_PRELOAD openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1"
         .. " -addext subjectAltName=IP:127.0.0.1 -keyout '%s' -out '%s' >/dev/null 2>&1", key, cert))
     local tls_listen = tls and string.format("listen 127.0.0.1:%d ssl; ssl_certificate %s; "
         .. "ssl_certificate_key %s;", port + 1, cert, key) or ""

@@ -271,8 +271,9 @@ function M.start()
     assert(sh("mkdir -p '" .. prefix .. "/logs' '" .. prefix .. "/tmp' '" .. prefix .. "/conf'"))
     local is_root = (io.popen("id -u"):read("*l") == "0")
     local cert, key = prefix .. "/conf/cert.pem", prefix .. "/conf/key.pem"
-    local tls = sh(string.format("env -u LD_PRELOAD openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1"
-        .. " -addext subjectAltName=IP:127.0.0.1 -keyout '%s' -out '%s' >/dev/null 2>&1", key, cert))
+    local tls = sh(string.format("env -u LD_PRELOAD openssl req -x509 -newkey rsa:2048 -nodes"
+        .. " -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1"
+        .. " -keyout '%s' -out '%s' >/dev/null 2>&1", key, cert))
     local tls_listen = tls and string.format("listen 127.0.0.1:%d ssl; ssl_certificate %s; "
         .. "ssl_certificate_key %s;", port + 1, cert, key) or ""
     local conf = CONF:gsub("TLS_LISTEN", tls_listen):gsub("MODULES", MODULES):gsub("PREFIX", prefix)

@@ -5,7 +5,9 @@
 --
 -- A call is a table made by passage.users:
 --   operation   "get_user", ...            (for errors)
---   method, url, headers, body             (what to send)
+--   method, url, headers, body             (what to send; headers may be a
+--                                           function returning the array, so
+--                                           a dumped call shows no secret)
 --   idempotent  true when a retry is safe
 --   finish      function(response) -> value | nil, err [, next_call]
 --               turns a 2xx response into the result; a next_call continues
@@ -61,7 +63,11 @@ local function attempt(self, h, now)
     local call = h.call
     h.attempts = h.attempts + 1
     h.state = "running"
-    local req = self.transport:start(call.method, call.url, call.headers, call.body,
+    local headers = call.headers
+    if type(headers) == "function" then
+        headers = headers()
+    end
+    local req = self.transport:start(call.method, call.url, headers, call.body,
         math.ceil(remaining))
     h.request = req
     self.in_flight[req] = h

@@ -143,7 +143,12 @@ function users.new(opts)
         "Passage-Version: passage-lua " .. users._VERSION,
     }
     local with_body = { common[1], common[2], common[3], "Content-Type: application/json" }
-    secrets[self] = { headers = common, headers_with_body = with_body }
+    -- Calls (reachable from request handles) get the headers through these
+    -- functions, so dumping a handle never prints the key.
+    secrets[self] = {
+        headers = function() return common end,
+        headers_with_body = function() return with_body end,
+    }
     return self
 end
 

@@ -418,6 +418,24 @@ describe("reliability", function()
             end
         end)
 
+        it("does not let a big response make a later small one allocate much", function()
+            local d = core.decoder()
+            local members = {}
+            for i = 1, 20 do
+                members[i] = string.format('"k%d":[%s0]', i, string.rep("0,", 60000))
+            end
+            assert(d:decode("{" .. table.concat(members, ",") .. "}"))
+            for i = 1, 20 do members[i] = string.format('"k%d":[]', i) end
+            local small = "{" .. table.concat(members, ",") .. "}"
+            collectgarbage()
+            collectgarbage()
+            local before = collectgarbage("count")
+            local v = assert(d:decode(small))
+            local grew = collectgarbage("count") - before
+            assert.is_table(v)
+            assert.is_true(grew < 64, string.format("%d-byte body took %.0f KiB", #small, grew))
+        end)
+
         it("checks every list and device response", function()
             faults { body = "wrong_types", count = 2 }
             local _, err = client:list_paginated_users(APP, {})

@@ -139,7 +139,10 @@ valgrind: deps build
 # (header and body callbacks, decoder, response table, engine.outcome).
 # The seed corpus is fetched from the emulator into build/fuzz/seed.
 #   make fuzz-short   about 90 s, for CI; fails on any crash
-#   make fuzz         FUZZ_SECONDS (default 3600) on FUZZ_JOBS cores (default 1)
+#   make fuzz         FUZZ_SECONDS (default 3600) on FUZZ_JOBS cores (default 1;
+#                     with more, libFuzzer logs each job to fuzz-<n>.log)
+# A crash leaves its input in build/fuzz/crash-*; replay it with
+#   build/fuzz/fuzz_response build/fuzz/crash-<id>
 FUZZ_OUT     := $(BUILD)/fuzz
 FUZZ_BIN     := $(FUZZ_OUT)/fuzz_response
 FUZZ_SRCS    := src/fuzz/fuzz_response.c src/core.c src/json_decode.c src/transport.c
@@ -165,7 +168,8 @@ fuzz-short: deps $(FUZZ_BIN) fuzz-corpus
 	$(FUZZ_ENV) $(FUZZ_BIN) -max_total_time=90 $(FUZZ_FLAGS)
 
 fuzz: deps $(FUZZ_BIN) fuzz-corpus
-	$(FUZZ_ENV) $(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS) $(FUZZ_FLAGS)
+	$(FUZZ_ENV) $(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) \
+	  $(if $(filter-out 1,$(FUZZ_JOBS)),-jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS)) $(FUZZ_FLAGS)
 
 clean:
 	rm -rf $(BUILD)

@@ -46,7 +46,7 @@ DEB_PACKAGES := lua5.4 liblua5.4-dev libcurl4-openssl-dev lua-cjson lua-busted l
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all build deps demo test spec lint format format-check emulator emulator-stop clean \
-        bench
+        bench asan valgrind fuzz fuzz-short fuzz-corpus
 
 all: build
 build: $(CORE_SO)
@@ -114,10 +114,83 @@ lint:
 	luacheck -q lua spec bench examples
 
 format:
-	clang-format -i src/*.c src/*.h
+	clang-format -i src/*.c src/*.h src/fuzz/*.c
 
 format-check:
-	clang-format --dry-run --Werror src/*.c src/*.h
+	clang-format --dry-run --Werror src/*.c src/*.h src/fuzz/*.c
+
+# ---- memory checks ----------------------------------------------------------
+# Both run the specs that drive the C core, with the emulator started first
+# and outside the checked process: only the Lua interpreter running busted is
+# checked (busted is a Lua script, so it is run as `lua5.4 /usr/bin/busted`).
+# Any finding fails the target.
+MEMCHECK_SPECS ?= spec/json_decode_spec.lua spec/transport_spec.lua spec/users_spec.lua \
+                  spec/reliability_spec.lua
+CLANG        ?= clang
+SANITIZE     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+ASAN_OUT     := $(BUILD)/asan
+ASAN_ENV      = ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1 \
+                UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 PASSAGE_SLOW=1 \
+                LD_PRELOAD=$$($(CLANG) -print-file-name=libclang_rt.asan-x86_64.so)
+
+# The instrumented module in build/asan; the specs run with the sanitizer
+# runtime preloaded into lua5.4 (not instrumented itself). Child processes
+# (sh, mkdir, kill) see the preload too, which is harmless; nginx and
+# openssl are started without it (spec/support/test_server.lua). No leak
+# is suppressed.
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=$(ASAN_OUT) CC=$(CLANG) OPT="-O1 -g $(SANITIZE)" \
+	  EXTRA_LDFLAGS="$(SANITIZE)" build
+	@$(MAKE) --no-print-directory emulator
+	@$(ASAN_ENV) LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' \
+	  LUA_CPATH='$(ASAN_OUT)/$(LUA_VERSION)/?.so;;' \
+	  lua5.4 /usr/bin/busted $(MEMCHECK_SPECS); rc=$$?; \
+	$(MAKE) --no-print-directory emulator-stop; exit $$rc
+
+VALGRIND     := valgrind --trace-children=no --leak-check=full --errors-for-leak-kinds=definite \
+                --error-exitcode=1 --num-callers=30
+
+valgrind: deps build
+	@$(MAKE) --no-print-directory emulator
+	@PASSAGE_SLOW=1 $(LUA_ENV) $(VALGRIND) lua5.4 /usr/bin/busted $(MEMCHECK_SPECS); rc=$$?; \
+	$(MAKE) --no-print-directory emulator-stop; exit $$rc
+
+# ---- fuzzing -----------------------------------------------------------------
+# src/fuzz/fuzz_response.c: a libFuzzer harness over the response path
+# (header and body callbacks, decoder, response table, engine.outcome).
+# The seed corpus is fetched from the emulator into build/fuzz/seed.
+#   make fuzz-short   about 90 s, for CI; fails on any crash
+#   make fuzz         FUZZ_SECONDS (default 3600) on FUZZ_JOBS cores (default 1;
+#                     with more, libFuzzer logs each job to fuzz-<n>.log)
+# A crash leaves its input in build/fuzz/crash-*; replay it with
+#   build/fuzz/fuzz_response build/fuzz/crash-<id>
+FUZZ_OUT     := $(BUILD)/fuzz
+FUZZ_BIN     := $(FUZZ_OUT)/fuzz_response
+FUZZ_SRCS    := src/fuzz/fuzz_response.c src/core.c src/json_decode.c src/transport.c
+FUZZ_SECONDS ?= 3600
+FUZZ_JOBS    ?= 1
+# A smaller quarantine and shorter allocation stacks keep a long run's
+# memory flat (the sanitizer's own bookkeeping otherwise grows for hours).
+FUZZ_ENV     := ASAN_OPTIONS=quarantine_size_mb=32:malloc_context_size=10 \
+                UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+FUZZ_FLAGS    = -max_len=65536 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+                -artifact_prefix=$(FUZZ_OUT)/ $(FUZZ_OUT)/corpus $(FUZZ_OUT)/seed
+
+$(FUZZ_BIN): $(FUZZ_SRCS) src/request.c src/fuzz/fuzz_response.lua $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CLANG) -std=c99 -D_POSIX_C_SOURCE=200809L $(WARN) -O1 -g $(SANITIZE) -fsanitize=fuzzer \
+	  -I$(LUA_INC_5.4) -DPSG_VERSION='"$(VERSION)"' -o $@ $(FUZZ_SRCS) -llua5.4 $(LIBS)
+
+fuzz-corpus: build
+	@mkdir -p $(FUZZ_OUT)/seed $(FUZZ_OUT)/corpus
+	@$(LUA_ENV) lua5.4 bench/fuzz_corpus.lua $(FUZZ_OUT)/seed
+
+fuzz-short: deps $(FUZZ_BIN) fuzz-corpus
+	$(FUZZ_ENV) $(FUZZ_BIN) -max_total_time=90 $(FUZZ_FLAGS)
+
+fuzz: deps $(FUZZ_BIN) fuzz-corpus
+	$(FUZZ_ENV) $(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) \
+	  $(if $(filter-out 1,$(FUZZ_JOBS)),-jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS)) $(FUZZ_FLAGS)
 
 clean:
 	rm -rf $(BUILD)

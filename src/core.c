@@ -111,11 +111,14 @@ static int checker_call(lua_State *L)
     lua_settop(L, 1);
     for (i = 0; i < spec->n; i++) {
         int t;
+        int absent;
         lua_pushvalue(L, lua_upvalueindex(i + 2));
-        lua_gettable(L, 1);
+        lua_rawget(L, 1);
         t = lua_type(L, 2);
+        /* A kept JSON null (keep_null) is as absent as a dropped one. */
+        absent = t == LUA_TNIL || (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, 2) == NULL);
         lua_settop(L, 1);
-        if (t != spec->type[i] && !(t == LUA_TNIL && spec->optional[i])) {
+        if (t != spec->type[i] && !(absent && spec->optional[i])) {
             lua_pushboolean(L, 0);
             return 1;
         }

@@ -116,10 +116,25 @@ typedef struct dec {
     int keep_null;
     int max_depth;
     int depth;
+    /* Table slots presizing may still reserve in this document. A document
+     * of n bytes holds fewer than n / 2 values, so hints learned from an
+     * earlier, bigger document never make a small one allocate more than a
+     * document of its size could need. */
+    size_t hint_budget;
     int mt_index; /* absolute stack index of the array metatable */
     int kc_base;  /* stack index of the first key slot; 0: no key cache */
     key_slot keys[KEY_SLOTS];
 } dec;
+
+/* The size to create the next table at `pos` with, charged to the budget. */
+static int presize(dec *d, uint32_t pos)
+{
+    size_t n = (size_t)shape_hint(d->shapes, pos);
+    if (n > d->hint_budget)
+        n = d->hint_budget;
+    d->hint_budget -= n;
+    return (int)n;
+}
 
 static int fail_at(dec *d, const char *where, const char *what)
 {
@@ -682,7 +697,7 @@ static int parse_object(dec *d, uint32_t pos)
     uint32_t ordinal = 0;
     if (!enter(d, d->p))
         return 0;
-    lua_createtable(L, 0, shape_hint(d->shapes, pos));
+    lua_createtable(L, 0, presize(d, pos));
     d->p = skip_ws(d->p + 1, d->end);
     if (d->p < d->end && *d->p == '}') {
         d->p++;
@@ -748,7 +763,7 @@ static int parse_array(dec *d, uint32_t pos)
     uint32_t child;
     if (!enter(d, d->p))
         return 0;
-    lua_createtable(L, shape_hint(d->shapes, pos), 0);
+    lua_createtable(L, presize(d, pos), 0);
     lua_pushvalue(L, d->mt_index);
     lua_setmetatable(L, -2);
     d->p = skip_ws(d->p + 1, d->end);
@@ -848,6 +863,7 @@ int psg_json_decode(lua_State *L, const char *s, size_t len, const psg_json_opts
     d.p = s;
     d.end = s + len;
     d.shapes = shapes;
+    d.hint_budget = len / 2;
     d.scratch = scratch;
     d.err = err;
     d.keep_null = opts ? opts->keep_null : 0;

@@ -15,6 +15,8 @@
  *     body       nil or a string (copied). Content-Length is set; libcurl's
  *                own Content-Type for a body and "Expect: 100-continue" are
  *                never sent (a Content-Type given in headers is kept).
+ *                A POST always opens a new connection, so libcurl never
+ *                sends it twice (see setup_easy).
  *     timeout_ms total time allowed for this transfer, > 0; overrides the
  *                transport's timeout_ms (so a deadline can span retries)
  *     Adds the transfer to the transport; no I/O happens here.
@@ -453,7 +455,7 @@ static void push_message(lua_State *L, const psg_request *r)
         lua_pushliteral(L, "request cancelled");
     else if (r->ended == PSG_END_TRANSPORT_CLOSED)
         lua_pushliteral(L, "transport closed while the request was in flight");
-    else if (r->too_large)
+    else if (r->too_large || r->code == CURLE_FILESIZE_EXCEEDED)
         lua_pushfstring(L, "response body larger than max_response_bytes (%f)",
                         (lua_Number)r->max_body);
     else if (r->out_of_memory)
@@ -618,6 +620,12 @@ static CURLcode setup_easy(CURL *easy, psg_transport *tr, psg_request *r, const 
         }
         if (strcmp(r->method, "POST") != 0)
             SETOPT(CURLOPT_CUSTOMREQUEST, r->method);
+        else
+            /* libcurl sends a request again, once, when a reused connection
+             * closes before any byte of the answer: the server may have acted
+             * on the first copy. A POST (create) must never go twice, so it
+             * always opens its own connection, where libcurl never resends. */
+            SETOPT(CURLOPT_FRESH_CONNECT, 1L);
     } else {
         SETOPT(CURLOPT_HTTPGET, 1L);
     }

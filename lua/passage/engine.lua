@@ -5,7 +5,9 @@
 --
 -- A call is a table made by passage.users:
 --   operation   "get_user", ...            (for errors)
---   method, url, headers, body             (what to send)
+--   method, url, headers, body             (what to send; headers may be a
+--                                           function returning the array, so
+--                                           a dumped call shows no secret)
 --   idempotent  true when a retry is safe
 --   finish      function(body) -> value | nil, err [, next_call]
 --               turns the decoded body of a 2xx response into the result; a
@@ -117,6 +119,39 @@ local function success(self, h, status, body)
     return finish(self, h, value, err)
 end
 
+-- What one finished transfer means for `call`, with no I/O, clock or policy:
+--   value                     success
+--   nil, err, transient       failure; transient = worth another attempt
+--                             (if the policy and the deadline allow it)
+--   nil, nil, false, next     the call continues with the request `next`
+-- `response` is passage.core's request:response() table.
+function engine.outcome(call, response)
+    local status = response.status
+    if not response.kind and status >= 200 and status < 300 then
+        if response.decode_error and response.body_size > 0 then
+            return nil, errors.new("decode", {
+                status = status,
+                message = "response is not JSON: " .. response.decode_error,
+                body = response.raw,
+            }), false
+        end
+        local value, err, next_call = call.finish(response.body)
+        if next_call then
+            return nil, nil, false, next_call
+        end
+        if err then
+            err.status = err.status or status
+            return nil, err, false
+        end
+        return value
+    end
+    local err = failure(response)
+    if response.retry_after then
+        err.retry_after = retry.parse_retry_after(response.retry_after)
+    end
+    return nil, err, retry.is_transient(response, call.idempotent)
+end
+
 -- A transfer of `h` ended: succeed, fail, or schedule the next attempt.
 local function complete(self, h, req)
     -- New connections opened by this call's attempts (0: all reused one).
@@ -130,23 +165,14 @@ local function complete(self, h, req)
     req:close()
     h.request = nil
     h.connects = (h.connects or 0) + (response.connects or 0)
-    status = response.status
-    if not response.kind and status >= 200 and status < 300 then
-        if response.decode_error and response.body_size > 0 then
-            return finish(self, h, nil, errors.new("decode", {
-                status = status,
-                message = "response is not JSON: " .. response.decode_error,
-                body = response.raw,
-            }))
-        end
-        return success(self, h, status, response.body)
-    end
-    local err = failure(response)
-    if response.retry_after then
-        err.retry_after = retry.parse_retry_after(response.retry_after)
+    local value, err, transient, next_call = engine.outcome(h.call, response)
+    if next_call then
+        h.call = next_call
+        h.attempts = 0
+        return attempt(self, h, now_ms())
     end
     local policy = self.policy
-    if h.attempts < policy.max_attempts and retry.is_transient(response, h.call.idempotent) then
+    if transient and h.attempts < policy.max_attempts then
         local delay = retry.delay_ms(policy, h.attempts, response.retry_after)
         local now = now_ms()
         if delay and now + delay < h.deadline then
@@ -157,7 +183,7 @@ local function complete(self, h, req)
             return
         end
     end
-    return finish(self, h, nil, err)
+    return finish(self, h, value, err)
 end
 
 -- Starts the attempts whose backoff is over; returns ms to the next one.

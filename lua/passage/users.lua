@@ -247,10 +247,12 @@ local USER_TYPES = {
     login_count = "number", email_verified = "boolean", phone_verified = "boolean",
 }
 
+-- A null field is an absent one, whether or not keep_null kept it.
 local function wrong_field(u)
     for field, want in pairs(USER_TYPES) do
-        local t = type(u[field])
-        if t ~= want and t ~= "nil" then
+        local v = u[field]
+        local t = type(v)
+        if t ~= want and v ~= nil and v ~= core.null then
             return string.format("user field %s: expected %s, got %s", field, want, t)
         end
     end

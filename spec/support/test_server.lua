@@ -14,7 +14,9 @@
 
 local M = {}
 
-local NGINX = "/usr/sbin/nginx"
+-- Started without a sanitizer runtime a checked run may have preloaded into
+-- the interpreter (make asan): nginx is not the code under test.
+local NGINX = "env -u LD_PRELOAD /usr/sbin/nginx"
 local MODULES = "/usr/lib/nginx/modules"
 
 local CONF = [[
@@ -42,6 +44,7 @@ http {
     gzip_min_length 0;
     gzip_types application/json;
     default_type application/json;
+    lua_shared_dict counts 1m;
 
     server {
         listen 127.0.0.1:PORT;
@@ -166,6 +169,51 @@ http {
         location = /empty {
             return 204;
         }
+
+        # /moved/<status>/<port>/<rest>: a redirect to http://127.0.0.1:<port>/<rest>.
+        location ^~ /moved/ {
+            content_by_lua_block {
+                local code, port, rest = ngx.var.uri:match("^/moved/(%d+)/(%d+)(/.*)$")
+                ngx.header["Location"] = "http://127.0.0.1:" .. port .. rest
+                ngx.status = tonumber(code)
+                ngx.print('{"moved":true}')
+            }
+        }
+
+        # /raw/...: the request line and headers as they arrived, as the id of a
+        # user (and an empty page and device list), so any call can read them.
+        location ^~ /raw/ {
+            content_by_lua_block {
+                local cjson = require "cjson"
+                ngx.req.read_body()
+                ngx.print(cjson.encode({
+                    user = { id = ngx.req.raw_header() },
+                    users = {}, total_users = 0, page = 1, limit = 1, created_before = 0,
+                    devices = {}, body = ngx.req.get_body_data() or "",
+                }))
+            }
+        }
+
+        # /hangup/...: GET answers a user (so the connection stays open for the
+        # next request); any other method is counted, then the connection is
+        # closed without an answer. /hangup-count reads and resets the count.
+        location ^~ /hangup/ {
+            content_by_lua_block {
+                if ngx.req.get_method() == "GET" then
+                    ngx.print('{"user":{"id":"u1"}}')
+                    return
+                end
+                ngx.req.read_body()
+                ngx.shared.counts:incr("hangup", 1, 0)
+                ngx.exit(444)
+            }
+        }
+        location = /hangup-count {
+            content_by_lua_block {
+                ngx.print(tostring(ngx.shared.counts:get("hangup") or 0))
+                ngx.shared.counts:set("hangup", 0)
+            }
+        }
     }
 }
 ]]
@@ -223,8 +271,9 @@ function M.start()
     assert(sh("mkdir -p '" .. prefix .. "/logs' '" .. prefix .. "/tmp' '" .. prefix .. "/conf'"))
     local is_root = (io.popen("id -u"):read("*l") == "0")
     local cert, key = prefix .. "/conf/cert.pem", prefix .. "/conf/key.pem"
-    local tls = sh(string.format("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1"
-        .. " -addext subjectAltName=IP:127.0.0.1 -keyout '%s' -out '%s' >/dev/null 2>&1", key, cert))
+    local tls = sh(string.format("env -u LD_PRELOAD openssl req -x509 -newkey rsa:2048 -nodes"
+        .. " -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1"
+        .. " -keyout '%s' -out '%s' >/dev/null 2>&1", key, cert))
     local tls_listen = tls and string.format("listen 127.0.0.1:%d ssl; ssl_certificate %s; "
         .. "ssl_certificate_key %s;", port + 1, cert, key) or ""
     local conf = CONF:gsub("TLS_LISTEN", tls_listen):gsub("MODULES", MODULES):gsub("PREFIX", prefix)

@@ -40,6 +40,17 @@ function engine.new(transport, policy)
     }, Engine)
 end
 
+-- Removes `h` from a list of handles; searched from the end, where the
+-- handle of interest almost always is.
+local function remove_from(list, h)
+    for i = #list, 1, -1 do
+        if list[i] == h then
+            table.remove(list, i)
+            return
+        end
+    end
+end
+
 local function finish(self, h, value, err)
     h.state = "done"
     h.value, h.err = value, err
@@ -300,18 +311,7 @@ function Engine:wait(h)
     end
     h.taken = true
     -- Blocking callers never poll: drop `h` from the queue so it cannot grow.
-    local list = self.finished
-    local n = #list
-    if list[n] == h then
-        list[n] = nil
-        return h:result()
-    end
-    for i = n - 1, 1, -1 do
-        if list[i] == h then
-            table.remove(list, i)
-            break
-        end
-    end
+    remove_from(self.finished, h)
     return h:result()
 end
 
@@ -432,13 +432,7 @@ function Engine:cancel(h)
         h.request = nil
     elseif h.state == "backing_off" then
         -- Waiting for its next attempt: no longer pending.
-        local list = self.backing_off
-        for i = #list, 1, -1 do
-            if list[i] == h then
-                table.remove(list, i)
-                break
-            end
-        end
+        remove_from(self.backing_off, h)
     end
     finish(self, h, nil, errors.new("cancelled", { message = "cancelled by the caller" }))
 end
@@ -448,13 +442,7 @@ end
 function Engine:discard(h)
     self:cancel(h)
     h.taken = true
-    local list = self.finished
-    for i = #list, 1, -1 do
-        if list[i] == h then
-            table.remove(list, i)
-            break
-        end
-    end
+    remove_from(self.finished, h)
 end
 
 -- Ends every call still running; used when the client closes.

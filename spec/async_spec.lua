@@ -1,5 +1,4 @@
 -- The concurrent API: start now, collect later, against the emulator.
-local users = require "passage.users"
 local core = require "passage.core"
 local emulator = require "support.emulator"
 
@@ -8,11 +7,7 @@ local now_ms = core.now_ms
 local unpack_args = table.unpack or unpack -- luacheck: globals unpack
 
 local function new_client(opts)
-    local o = { api_key = "test_key", base_url = emulator.url(), timeout_ms = 5000 }
-    for k, v in pairs(opts or {}) do
-        o[k] = v
-    end
-    return users.new(o)
+    return emulator.client(opts)
 end
 
 -- Starts `op` and polls until its handle comes back; returns its result.

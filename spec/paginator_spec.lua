@@ -10,12 +10,7 @@ local APP = "test_app"
 local SEEDED = 4000
 
 local function new_client(opts)
-    local o = { api_key = "test_key", base_url = emulator.url(), timeout_ms = 10000,
-        retry_base_delay_ms = 10, retry_max_delay_ms = 50 }
-    for k, v in pairs(opts or {}) do
-        o[k] = v
-    end
-    return users.new(o)
+    return emulator.client(opts, { timeout_ms = 10000, retry_base_delay_ms = 10, retry_max_delay_ms = 50 })
 end
 
 local function copy(t, extra)

@@ -21,12 +21,7 @@ client:close()
 print("ok " .. _VERSION)
 ]]
 
-local function run(cmd)
-    local p = assert(io.popen(cmd .. " 2>&1"))
-    local out = p:read("*a")
-    local ok, _, code = p:close()
-    return (ok == true or ok == 0) and (code == nil or code == 0), out
-end
+local run = require "support.shell"
 
 describe("portability", function()
     local script = os.tmpname()

@@ -16,12 +16,7 @@ local CREATE_ROUTE = "POST /apps/{app_id}/users"
 local SLOW = os.getenv("PASSAGE_SLOW") and 10 or 1
 
 local function new_client(opts)
-    local o = { api_key = "test_key", base_url = emulator.url(), timeout_ms = 5000 * SLOW,
-        retry_base_delay_ms = 10 }
-    for k, v in pairs(opts or {}) do
-        o[k] = v
-    end
-    return users.new(o)
+    return emulator.client(opts, { timeout_ms = 5000 * SLOW, retry_base_delay_ms = 10 })
 end
 
 -- Runs f, returns its results and the elapsed milliseconds.

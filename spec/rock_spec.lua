@@ -2,12 +2,7 @@
 -- outside the checkout requires the modules from that tree and calls the API.
 local emulator = require "support.emulator"
 
-local function run(cmd)
-    local p = assert(io.popen(cmd .. " 2>&1"))
-    local out = p:read("*a")
-    local ok, _, code = p:close()
-    return (ok == true or ok == 0) and (code == nil or code == 0), out
-end
+local run = require "support.shell"
 
 describe("the rock", function()
     it("installs with luarocks and works from its tree", function()

@@ -5,11 +5,7 @@ local emulator = require "support.emulator"
 local APP = "test_app"
 
 local function new_client(opts)
-    local o = { api_key = "test_key", base_url = emulator.url(), timeout_ms = 5000 }
-    for k, v in pairs(opts or {}) do
-        o[k] = v
-    end
-    return users.new(o)
+    return emulator.client(opts)
 end
 
 local function raises(pattern, f, ...)

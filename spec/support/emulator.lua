@@ -22,6 +22,18 @@ function M.url()
   return M.root_url() .. "/v1"
 end
 
+-- A passage.users client of this emulator (app test_app, key test_key):
+-- `defaults` are the calling spec's own settings, `opts` one test's.
+function M.client(opts, defaults)
+  local o = { api_key = "test_key", base_url = M.url(), timeout_ms = 5000 }
+  for _, t in ipairs({ defaults or {}, opts or {} }) do
+    for k, v in pairs(t) do
+      o[k] = v
+    end
+  end
+  return require("passage.users").new(o)
+end
+
 function M.admin_url(path)
   return M.root_url() .. "/__emulator/" .. (path or ""):gsub("^/", "")
 end

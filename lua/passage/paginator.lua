@@ -88,7 +88,9 @@ local function new_walk(client, app_id, params, in_flight)
         last_page = nil,  -- known once total_users is
         total = nil,      -- total_users of the last accepted page
         queue = {},       -- handles of requested pages, in page order
-        recent = {},      -- id sets of the last accepted pages
+        recent = {},      -- id arrays of the last accepted pages, newest first
+        seen_in = {},     -- id -> serial of the newest remembered page holding it
+        serial = 0,       -- serial of the last remembered page
         remembered = math.max(REMEMBERED_PAGES, in_flight + 3),
         verify = nil,     -- page whose first user must have been seen already
         done = false,
@@ -122,22 +124,33 @@ function Walk:drop_queue()
 end
 
 function Walk:seen(id)
-    local recent = self.recent
-    for i = 1, #recent do
-        if recent[i][id] then
-            return true
-        end
-    end
-    return false
+    return self.seen_in[id] ~= nil
 end
 
+-- One map over the remembered pages (not a set per page): a lookup per user
+-- however many pages are remembered, and no new hash table per page.
 function Walk:remember(list)
-    local ids = {}
+    local serial = self.serial + 1
+    self.serial = serial
+    local ids, seen_in = {}, self.seen_in
     for i = 1, #list do
-        ids[list[i].id] = true
+        local id = list[i].id
+        ids[i] = id
+        seen_in[id] = serial
     end
-    table.insert(self.recent, 1, ids)
-    self.recent[self.remembered + 1] = nil
+    local recent = self.recent
+    table.insert(recent, 1, ids)
+    local oldest = recent[self.remembered + 1]
+    if oldest then
+        recent[self.remembered + 1] = nil
+        local gone = serial - self.remembered
+        for i = 1, #oldest do
+            local id = oldest[i]
+            if seen_in[id] == gone then
+                seen_in[id] = nil
+            end
+        end
+    end
 end
 
 function Walk:set_total(total)
@@ -205,10 +218,18 @@ function Walk:next()
                         .. "restart it", self.remembered - 1))
                 end
             end
-            local fresh = {}
+            -- Usually nothing was seen before: the page's own list is kept.
+            local fresh = list
+            local seen_in = self.seen_in
             for i = 1, #list do
-                if not self:seen(list[i].id) then
-                    fresh[#fresh + 1] = list[i]
+                if seen_in[list[i].id] ~= nil then
+                    fresh = {}
+                    for j = 1, #list do
+                        if seen_in[list[j].id] == nil then
+                            fresh[#fresh + 1] = list[j]
+                        end
+                    end
+                    break
                 end
             end
             self:remember(list)
@@ -217,7 +238,9 @@ function Walk:next()
                 self:drop_queue()
             end
             if fresh[1] then
-                page.users = setmetatable(fresh, getmetatable(list))
+                if fresh ~= list then
+                    page.users = setmetatable(fresh, getmetatable(list))
+                end
                 return page
             end
         end

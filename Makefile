@@ -107,7 +107,7 @@ spec: build
 	@mkdir -p $(BUILD)
 	@set -o pipefail; $(LUA_ENV) busted --lua=lua5.4 $(BUSTED_ARGS) | tee $(BUILD)/spec.log; rc=$$?; \
 	sed 's/\x1b\[[0-9;]*m//g' $(BUILD)/spec.log | \
-	  awk '/successes \/ .* failures \/ .* errors/ { printf "spec: %d passed, %d failed\n", $$1, $$4 + $$7 }'; \
+	  awk '/ success(es)? \/ [0-9]+ failures? \/ [0-9]+ errors? / { printf "spec: %d passed, %d failed\n", $$1, $$4 + $$7 }'; \
 	exit $$rc
 
 lint:

@@ -30,7 +30,7 @@ build = {
       ["passage.core"] = {
          sources = { "src/core.c", "src/json_decode.c", "src/request.c", "src/transport.c" },
          defines = { "PSG_VERSION=\"0.1.0\"", "_POSIX_C_SOURCE=200809L" },
-         libraries = { "curl", "pthread" },
+         libraries = { "curl", "pthread", "m" },
          incdirs = { "$(CURL_INCDIR)" },
          libdirs = { "$(CURL_LIBDIR)" },
       },
@@ -42,5 +42,6 @@ build = {
       ["passage.url"] = "lua/passage/url.lua",
       ["passage.bulk"] = "lua/passage/bulk.lua",
       ["passage.paginator"] = "lua/passage/paginator.lua",
+      ["passage.openresty"] = "lua/passage/openresty.lua",
    },
 }

@@ -19,7 +19,10 @@ describe("the rock", function()
             assert(package.searchpath("passage.users", package.path):find(%q, 1, true))
             local client = users.new { api_key = "test_key", base_url = %q }
             local page = assert(client:list_paginated_users("test_app", { limit = 1 }))
-            print("ok", type(page.total_users), require("passage.paginator") ~= nil)
+            for _, m in ipairs { "paginator", "bulk", "openresty", "engine", "filters" } do
+                assert(require("passage." .. m))
+            end
+            print("ok", type(page.total_users), true)
         ]], tree, emulator.url())
         ok, out = run(string.format("cd / && LUA_PATH='%s/share/lua/5.4/?.lua;;' "
             .. "LUA_CPATH='%s/lib/lua/5.4/?.so;;' lua5.4 -e %q", tree, tree, script))

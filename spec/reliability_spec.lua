@@ -413,6 +413,19 @@ describe("reliability", function()
             end
         end)
 
+        it("calls a listed user with an unusable id a bad response, not a bad argument", function()
+            local engine = require "passage.engine"
+            local h = client:start("get_user_by_identifier", APP, "a@example.com")
+            local call = h.call
+            h:cancel()
+            local doc = '{"users":[{"id":""}],"total_users":1,"page":1,"limit":1,"created_before":1}'
+            local v, err = engine.outcome(call, { status = 200, body = core.decoder():decode(doc),
+                body_size = #doc })
+            assert.is_nil(v)
+            assert.equal("decode", err.kind)
+            assert.matches("unusable id", err.message)
+        end)
+
         it("does not let a big response make a later small one allocate much", function()
             local d = core.decoder()
             local members = {}

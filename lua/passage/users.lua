@@ -449,7 +449,14 @@ function prepare.get_user_by_identifier(self, app_id, identifier)
                 message = "no user with identifier " .. identifier:lower(),
             })
         end
-        return nil, nil, prepare.get_user(self, app_id, first.id)
+        -- The id comes from the server: one the checks refuse (an empty
+        -- string, say) is a bad response, not a bad argument of the caller.
+        local ok, next_call = pcall(prepare.get_user, self, app_id, first.id)
+        if not ok then
+            return nil, decode_error("response: listed user has an unusable id: "
+                .. tostring(next_call))
+        end
+        return nil, nil, next_call
     end
     local c = list_call(self, "get_user_by_identifier", app,
         { limit = 1, identifier = identifier:lower() }, found)

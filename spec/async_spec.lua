@@ -470,4 +470,17 @@ describe("passage.users concurrent calls", function()
         local ms = tonumber(out:match("users in (%d+) ms"))
         assert.is_true(ms < 1500, out)
     end)
+
+    it("closes a handle: a running call ends and is forgotten, a finished one keeps its result", function()
+        emulator.faults { latency_ms = 300 }
+        local slow = client:start("list_paginated_users", APP, { limit = 1 })
+        slow:close()
+        assert.equal(0, client:pending())
+        assert.same({}, client:poll(0))
+        emulator.faults { clear = true }
+        local quick = client:start("list_paginated_users", APP, { limit = 1 })
+        local page = assert(quick:wait())
+        quick:close()
+        assert.equal(page, (quick:result()))
+    end)
 end)

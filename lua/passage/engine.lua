@@ -485,6 +485,17 @@ function Handle:cancel()
     self.engine:cancel(self)
 end
 
+-- close (and __close, for `local h <close> = client:start(...)`) ends a
+-- call that is still running and forgets it; a finished one keeps its
+-- result. While running, a handle is held by its client, so there is no
+-- __gc to need: dropping a handle lets the call finish unobserved.
+function Handle:close()
+    if self.state ~= "done" then
+        self.engine:discard(self)
+    end
+end
+Handle.__close = Handle.close
+
 function Handle:__tostring()
     return string.format("passage.request %s (%s)", self.operation, self.state)
 end

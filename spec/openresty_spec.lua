@@ -5,31 +5,14 @@ local users = require "passage.users"
 local emulator = require "support.emulator"
 local socket = require "socket"
 local cjson = require "cjson"
+local private_nginx = require "support.private_nginx"
 
 local APP = "test_app"
-local NGINX = "/usr/sbin/nginx"
-local MODULES = "/usr/lib/nginx/modules"
 local PORT = tonumber(os.getenv("PASSAGE_OPENRESTY_PORT")) or 18795
 local LATENCY_MS = 300
 
-local CONF = [[
-load_module MODULES/ndk_http_module.so;
-load_module MODULES/ngx_http_lua_module.so;
-USER_LINE
-daemon on;
-master_process on;
-worker_processes 1;
-thread_pool passage threads=4;
-pid PREFIX/logs/nginx.pid;
-error_log PREFIX/logs/error.log warn;
-events { worker_connections 256; }
-http {
-    access_log off;
-    client_body_temp_path PREFIX/tmp/body;
-    proxy_temp_path PREFIX/tmp/proxy;
-    fastcgi_temp_path PREFIX/tmp/fastcgi;
-    uwsgi_temp_path PREFIX/tmp/uwsgi;
-    scgi_temp_path PREFIX/tmp/scgi;
+-- The body of the http block; REPO, BASE_URL, PORT and "APP" are filled in.
+local HTTP = [[
     lua_package_path "REPO/lua/?.lua;REPO/lua/?/init.lua;;";
     lua_package_cpath "REPO/build/jit/?.so;/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;;";
     default_type application/json;
@@ -99,31 +82,9 @@ http {
             }
         }
     }
-}
 ]]
 
-local function sh(cmd)
-    local ok = os.execute(cmd)
-    return ok == true or ok == 0
-end
-
-local function read_file(path)
-    local f = io.open(path, "r")
-    if not f then
-        return nil
-    end
-    local s = f:read("*a")
-    f:close()
-    return s
-end
-
-local function port_open(port)
-    local c = socket.tcp()
-    c:settimeout(0.2)
-    local ok = c:connect("127.0.0.1", port)
-    c:close()
-    return ok ~= nil
-end
+local sh, read_file = private_nginx.sh, private_nginx.read_file
 
 local function url(path)
     return "http://127.0.0.1:" .. PORT .. path
@@ -156,10 +117,10 @@ local function wait_for_file(file, seconds)
 end
 
 describe("passage.openresty in nginx's thread pool", function()
-    local prefix
+    local server
 
     local function log_tail()
-        return (read_file(prefix .. "/logs/error.log") or ""):sub(-2000)
+        return server and server:log_tail() or ""
     end
 
     setup(function()
@@ -167,44 +128,16 @@ describe("passage.openresty in nginx's thread pool", function()
         -- Always through make: a core left over from older sources would
         -- not match the Lua modules.
         assert(sh("make build LUA_VERSION=jit >/dev/null"), "could not build the LuaJIT core")
-        assert(not port_open(PORT), "port " .. PORT .. " is taken")
-        local tmp = os.tmpname()
-        os.remove(tmp)
-        prefix = tmp .. "-openresty"
-        assert(sh("mkdir -p '" .. prefix .. "/logs' '" .. prefix .. "/tmp' '" .. prefix .. "/conf'"))
-        local is_root = io.popen("id -u"):read("*l") == "0"
-        local conf = CONF:gsub("MODULES", MODULES):gsub("PREFIX", prefix):gsub("REPO", repo)
-            :gsub("BASE_URL", emulator.url()):gsub("PORT", tostring(PORT)):gsub("\"APP\"", '"' .. APP .. '"')
-            :gsub("USER_LINE", is_root and "user root;" or "")
-        local f = assert(io.open(prefix .. "/conf/nginx.conf", "w"))
-        f:write(conf)
-        f:close()
-        assert(sh(string.format("%s -p '%s' -c '%s/conf/nginx.conf' -e '%s/logs/error.log'",
-            NGINX, prefix, prefix, prefix)), "nginx failed to start: " .. log_tail())
-        for _ = 1, 100 do
-            if port_open(PORT) then
-                break
-            end
-            socket.sleep(0.05)
-        end
-        assert(port_open(PORT), "nginx is not listening: " .. log_tail())
+        local http = HTTP:gsub("REPO", repo):gsub("BASE_URL", emulator.url())
+            :gsub("PORT", tostring(PORT)):gsub("\"APP\"", '"' .. APP .. '"')
+        server = private_nginx.start { prefix = private_nginx.new_prefix("openresty"), port = PORT,
+            main = "thread_pool passage threads=4;", http = http }
     end)
 
     teardown(function()
-        if not prefix then
-            return
+        if server then
+            server:stop()
         end
-        local pid = tonumber(read_file(prefix .. "/logs/nginx.pid") or "")
-        if pid then
-            sh("kill -QUIT " .. pid .. " 2>/dev/null")
-            for _ = 1, 100 do
-                if not sh("kill -0 " .. pid .. " 2>/dev/null") then
-                    break
-                end
-                socket.sleep(0.05)
-            end
-        end
-        sh("rm -rf '" .. prefix .. "'")
     end)
 
     local user
@@ -251,7 +184,7 @@ describe("passage.openresty in nginx's thread pool", function()
         local files = {}
         local t0 = socket.gettime()
         for i = 1, 4 do
-            files[i] = prefix .. "/tmp/slow" .. i
+            files[i] = server.prefix .. "/tmp/slow" .. i
             get_in_background("/user?id=" .. user.id, files[i])
         end
         socket.sleep(0.08) -- the four calls are in the pool now
@@ -277,7 +210,7 @@ describe("passage.openresty in nginx's thread pool", function()
 
     it("shows what a blocking call in the worker does instead (contrast)", function()
         emulator.faults { latency_ms = LATENCY_MS }
-        local file = prefix .. "/tmp/direct"
+        local file = server.prefix .. "/tmp/direct"
         get_in_background("/direct?id=" .. user.id, file)
         socket.sleep(0.08)
         local status, _, took = get("/ping")

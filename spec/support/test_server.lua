@@ -14,28 +14,10 @@
 
 local M = {}
 
--- Started without a sanitizer runtime a checked run may have preloaded into
--- the interpreter (make asan): nginx is not the code under test.
-local NGINX = "env -u LD_PRELOAD /usr/sbin/nginx"
-local MODULES = "/usr/lib/nginx/modules"
+local private_nginx = require "support.private_nginx"
 
-local CONF = [[
-load_module MODULES/ndk_http_module.so;
-load_module MODULES/ngx_http_lua_module.so;
-USER_LINE
-daemon on;
-master_process on;
-worker_processes 1;
-pid PREFIX/logs/nginx.pid;
-error_log PREFIX/logs/error.log warn;
-events { worker_connections 512; }
-http {
-    access_log off;
-    client_body_temp_path PREFIX/tmp/body;
-    proxy_temp_path PREFIX/tmp/proxy;
-    fastcgi_temp_path PREFIX/tmp/fastcgi;
-    uwsgi_temp_path PREFIX/tmp/uwsgi;
-    scgi_temp_path PREFIX/tmp/scgi;
+-- The body of the http block; PORT and TLS_LISTEN are filled in at start.
+local HTTP = [[
     lua_package_cpath "/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;;";
     keepalive_requests 10000;
     keepalive_timeout 60s;
@@ -215,36 +197,7 @@ http {
             }
         }
     }
-}
 ]]
-
-local function sh(cmd)
-    local ok = os.execute(cmd)
-    return ok == true or ok == 0
-end
-
-local function write_file(path, text)
-    local f = assert(io.open(path, "w"))
-    f:write(text)
-    f:close()
-end
-
-local function read_file(path)
-    local f = io.open(path, "r")
-    if not f then return nil end
-    local s = f:read("*a")
-    f:close()
-    return s
-end
-
-local function port_open(port)
-    local socket = require "socket"
-    local c = socket.tcp()
-    c:settimeout(0.2)
-    local ok = c:connect("127.0.0.1", port)
-    c:close()
-    return ok ~= nil
-end
 
 function M.port()
     return tonumber(os.getenv("PASSAGE_TEST_SERVER_PORT")) or 18790
@@ -260,53 +213,31 @@ function M.tls_url(path)
     return "https://127.0.0.1:" .. (M.port() + 1) .. (path or "")
 end
 
+local server -- the running private nginx
+
 -- Starts the server (once); returns its base URL.
 function M.start()
-    if M.prefix then return M.url() end
+    if server then return M.url() end
     local port = M.port()
-    assert(not port_open(port), "port " .. port .. " is already taken")
-    local tmp = os.tmpname()
-    os.remove(tmp)
-    local prefix = tmp .. "-nginx"
-    assert(sh("mkdir -p '" .. prefix .. "/logs' '" .. prefix .. "/tmp' '" .. prefix .. "/conf'"))
-    local is_root = (io.popen("id -u"):read("*l") == "0")
+    local prefix = private_nginx.new_prefix("nginx")
     local cert, key = prefix .. "/conf/cert.pem", prefix .. "/conf/key.pem"
-    local tls = sh(string.format("env -u LD_PRELOAD openssl req -x509 -newkey rsa:2048 -nodes"
-        .. " -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1"
+    local tls = private_nginx.sh(string.format("env -u LD_PRELOAD openssl req -x509 -newkey rsa:2048"
+        .. " -nodes -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1"
         .. " -keyout '%s' -out '%s' >/dev/null 2>&1", key, cert))
     local tls_listen = tls and string.format("listen 127.0.0.1:%d ssl; ssl_certificate %s; "
         .. "ssl_certificate_key %s;", port + 1, cert, key) or ""
-    local conf = CONF:gsub("TLS_LISTEN", tls_listen):gsub("MODULES", MODULES):gsub("PREFIX", prefix)
-        :gsub("PORT", tostring(port)):gsub("USER_LINE", is_root and "user root;" or "")
-    write_file(prefix .. "/conf/nginx.conf", conf)
-    assert(sh(string.format("%s -p '%s' -c '%s/conf/nginx.conf' -e '%s/logs/error.log'",
-        NGINX, prefix, prefix, prefix)), "nginx failed to start, see " .. prefix .. "/logs/error.log")
-    M.prefix = prefix
+    local http = HTTP:gsub("TLS_LISTEN", function() return tls_listen end)
+        :gsub("PORT", tostring(port))
+    server = private_nginx.start { prefix = prefix, port = port, http = http }
     M.cert_file = tls and cert or nil
-    local socket = require "socket"
-    for _ = 1, 100 do
-        if port_open(port) then return M.url() end
-        socket.sleep(0.05)
-    end
-    M.stop()
-    error("test server did not start listening on port " .. port)
+    return M.url()
 end
 
 function M.stop()
-    local prefix = M.prefix
-    if not prefix then return end
-    M.prefix = nil
+    if not server then return end
+    server:stop()
+    server = nil
     M.cert_file = nil
-    local pid = tonumber(read_file(prefix .. "/logs/nginx.pid") or "")
-    if pid then
-        sh("kill -QUIT " .. pid .. " 2>/dev/null")
-        local socket = require "socket"
-        for _ = 1, 100 do
-            if not sh("kill -0 " .. pid .. " 2>/dev/null") then break end
-            socket.sleep(0.05)
-        end
-    end
-    sh("rm -rf '" .. prefix .. "'")
 end
 
 return M

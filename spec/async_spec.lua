@@ -416,9 +416,9 @@ describe("passage.users concurrent calls", function()
         assert.is_table((client:list_paginated_users(APP, { limit = 1 })))
     end)
 
-    it("keeps other calls going when turning one response into a result raises", function()
-        local good = client:start("list_paginated_users", APP, { limit = 1 })
-        local bad = client.engine:start {
+    -- An engine call whose finish raises, as a bug or an out-of-memory would.
+    local function broken_call()
+        return {
             operation = "broken",
             method = "GET",
             url = emulator.url() .. "/apps/" .. APP .. "/users?limit=1",
@@ -428,6 +428,11 @@ describe("passage.users concurrent calls", function()
                 error("broken finish")
             end,
         }
+    end
+
+    it("keeps other calls going when turning one response into a result raises", function()
+        local good = client:start("list_paginated_users", APP, { limit = 1 })
+        local bad = client.engine:start(broken_call())
         local v, err = bad:wait()
         assert.is_nil(v)
         assert.equal("decode", err.kind)
@@ -438,16 +443,7 @@ describe("passage.users concurrent calls", function()
     it("ends a blocking call whose result cannot be made with an error, others still reported",
         function()
         local other = client:start("list_paginated_users", APP, { limit = 1 })
-        local v, err = client.engine:run {
-            operation = "broken",
-            method = "GET",
-            url = emulator.url() .. "/apps/" .. APP .. "/users?limit=1",
-            headers = { "Authorization: Bearer test_key" },
-            idempotent = true,
-            finish = function()
-                error("broken finish")
-            end,
-        }
+        local v, err = client.engine:run(broken_call())
         assert.is_nil(v)
         assert.equal("decode", err.kind)
         assert.equal("broken", err.operation)

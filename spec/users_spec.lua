@@ -184,6 +184,10 @@ describe("passage.users", function()
         raises("unknown option timeout$", users.new, { api_key = "k", timeout = 5 })
         raises("option timeout_ms: expected number", users.new, { api_key = "k", timeout_ms = "5" })
         raises("control", users.new, { api_key = "k\r\nX-Evil: 1" })
+        for _, name in ipairs { "max_attempts", "timeout_ms", "connect_timeout_ms",
+                "attempt_timeout_ms", "max_response_bytes" } do
+            raises(name .. " must be at least 1", users.new, { api_key = "k", [name] = 0 })
+        end
         raises("base_url", users.new, { api_key = "k", base_url = "ftp://x" })
         raises("base_url", users.new, { api_key = "k", base_url = "https://x/v1?debug=1" })
     end)

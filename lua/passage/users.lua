@@ -95,11 +95,13 @@ local function check_options(opts)
             o.base_url)
     end
     o.base_url = base
-    if o.max_attempts < 1 then
-        argerror("new: max_attempts must be at least 1")
-    end
-    if o.timeout_ms < 1 then
-        argerror("new: timeout_ms must be at least 1")
+    -- 0 would mean "none" or "libcurl's default" below us: never what a
+    -- caller who wrote it meant, so it is refused rather than passed on.
+    for _, name in ipairs { "max_attempts", "timeout_ms", "connect_timeout_ms",
+            "attempt_timeout_ms", "max_response_bytes" } do
+        if o[name] and o[name] < 1 then
+            argerror("new: %s must be at least 1", name)
+        end
     end
     return o
 end

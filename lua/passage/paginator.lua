@@ -18,6 +18,13 @@
 -- still matches is seen exactly once. Memory holds at most K pages plus
 -- the ids of the last few pages.
 --
+-- Those ids are kept as one string per page (500 strings kept alive per
+-- page would age into the old generation of Lua 5.4's collector and make
+-- every major collection longer); the map that answers "yielded already?"
+-- is built only while a page can hold such users: for some pages after
+-- total_users changed, or always when the order is by a field the loop
+-- body can change (created_at and id cannot change).
+--
 -- The walk ends at the last page that total_users announces, or at an empty
 -- page. A short page before that does not end it (the server's word on the
 -- total wins; a wrong total costs one empty page, never missed users).
@@ -74,6 +81,22 @@ local function check_walk(client, app_id, params, opts)
     return { params = p, in_flight = in_flight }
 end
 
+-- Whether users keep their place in this order while the walk runs: true
+-- when every key is one no update changes. No order_by is the API's
+-- default, created_at.
+local STABLE_KEYS = { created_at = true, id = true }
+local function stable_order(order_by)
+    if order_by == nil then
+        return true
+    end
+    for field in (filters.order_by_text(order_by) .. ","):gmatch("([%w_]+):%a+,") do
+        if not STABLE_KEYS[field] then
+            return false
+        end
+    end
+    return true
+end
+
 local Walk = {}
 Walk.__index = Walk
 
@@ -88,10 +111,13 @@ local function new_walk(client, app_id, params, in_flight)
         last_page = nil,  -- known once total_users is
         total = nil,      -- total_users of the last accepted page
         queue = {},       -- handles of requested pages, in page order
-        recent = {},      -- id arrays of the last accepted pages, newest first
-        seen_in = {},     -- id -> serial of the newest remembered page holding it
+        recent = {},      -- ids of the last accepted pages (packed), newest first
+        seen_in = nil,    -- id -> serial of the newest remembered page holding
+                          -- it; only while `watch` > 0 (see watch_for_repeats)
         serial = 0,       -- serial of the last remembered page
         remembered = math.max(REMEMBERED_PAGES, in_flight + 3),
+        watch = 0,        -- accepted pages left that may repeat yielded users
+        always_watch = not stable_order(params.order_by),
         verify = nil,     -- page whose first user must have been seen already
         done = false,
     }, Walk)
@@ -123,33 +149,92 @@ function Walk:drop_queue()
     self.queue = {}
 end
 
+-- A page's ids in one string, NUL-separated. (An id with a NUL in it, which
+-- no real Passage id has, would come back as pieces and only lose its
+-- dedupe after a step back.)
+local function pack_ids(ids)
+    return { n = #ids, table.concat(ids, "\0") }
+end
+
+local function unpack_ids(packed)
+    local ids, text = {}, packed[1]
+    if packed.n == 0 then
+        return ids
+    end
+    local from = 1
+    while true do
+        local at = text:find("\0", from, true)
+        ids[#ids + 1] = text:sub(from, (at or 0) - 1)
+        if not at then
+            return ids
+        end
+        from = at + 1
+    end
+end
+
+-- Pages from here on may hold users already yielded (total_users changed,
+-- so users moved): keep the map of remembered ids for as many accepted
+-- pages as are remembered, which is as far as a walk can step back.
+function Walk:watch_for_repeats()
+    self.watch = self.remembered
+    if self.seen_in then
+        return
+    end
+    -- One map over the remembered pages (not a set per page): a lookup per
+    -- user however many pages are remembered. Oldest first, so an id in
+    -- two pages maps to the newer one, as remember() leaves it.
+    local seen_in, recent = {}, self.recent
+    for age = #recent, 1, -1 do
+        local ids, serial = unpack_ids(recent[age]), self.serial - age + 1
+        for i = 1, #ids do
+            seen_in[ids[i]] = serial
+        end
+    end
+    self.seen_in = seen_in
+end
+
 function Walk:seen(id)
+    if not self.seen_in then
+        self:watch_for_repeats()
+    end
     return self.seen_in[id] ~= nil
 end
 
--- One map over the remembered pages (not a set per page): a lookup per user
--- however many pages are remembered, and no new hash table per page.
+-- Keeps the page's ids, and the map while it is kept (a hash insert and
+-- delete per user, which a walk over a listing nobody changes never pays).
 function Walk:remember(list)
     local serial = self.serial + 1
     self.serial = serial
     local ids, seen_in = {}, self.seen_in
     for i = 1, #list do
-        local id = list[i].id
-        ids[i] = id
-        seen_in[id] = serial
+        ids[i] = list[i].id
+    end
+    if seen_in then
+        for i = 1, #ids do
+            seen_in[ids[i]] = serial
+        end
     end
     local recent = self.recent
-    table.insert(recent, 1, ids)
+    table.insert(recent, 1, pack_ids(ids))
     local oldest = recent[self.remembered + 1]
     if oldest then
         recent[self.remembered + 1] = nil
-        local gone = serial - self.remembered
-        for i = 1, #oldest do
-            local id = oldest[i]
-            if seen_in[id] == gone then
-                seen_in[id] = nil
+        if seen_in then
+            local gone = serial - self.remembered
+            oldest = unpack_ids(oldest)
+            for i = 1, #oldest do
+                local id = oldest[i]
+                if seen_in[id] == gone then
+                    seen_in[id] = nil
+                end
             end
         end
+    end
+    if self.watch > 0 then
+        self.watch = self.watch - 1
+    end
+    if self.watch == 0 and not self.always_watch then
+        self.seen_in = nil
     end
 end
 
@@ -188,6 +273,9 @@ function Walk:next()
         end
         local total = page.total_users
         local shift = self.total and total - self.total or 0
+        if shift ~= 0 or self.always_watch then
+            self:watch_for_repeats()
+        end
         if shift < 0 then
             -- Users went away: if they were before our position, the rest
             -- moved left by -shift. Step back as far as that (the ids of
@@ -221,7 +309,7 @@ function Walk:next()
             -- Usually nothing was seen before: the page's own list is kept.
             local fresh = list
             local seen_in = self.seen_in
-            for i = 1, #list do
+            for i = 1, seen_in and #list or 0 do
                 if seen_in[list[i].id] ~= nil then
                     fresh = {}
                     for j = 1, #list do

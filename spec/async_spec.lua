@@ -189,6 +189,25 @@ describe("passage.users concurrent calls", function()
         assert.equal(u.id, (h:wait()).id) -- waiting again returns the same
     end)
 
+    -- wait() hands back its own call first; a walk then asks for its next
+    -- page before it pays for decoding the pages that arrived meanwhile.
+    it("leaves calls that finish during wait(h) to the next poll or wait", function()
+        local u = assert(client:create_user(APP, { email = "lazy@example.com" }))
+        -- The first request of the queue is slow (its answer trickles).
+        emulator.faults { next = { { trickle_ms = 20, chunk = 64 } } }
+        local slow = client:start("get_user", APP, u.id)
+        local quick = client:start("get_user", APP, u.id)
+        local t = now_ms()
+        assert.equal(u.id, (slow:wait()).id)
+        assert.is_true(now_ms() - t >= 100, "the trickled answer came too fast")
+        -- quick's answer arrived long ago, but nobody has asked for it yet.
+        assert.is_false(quick:done())
+        local got = client:poll(0)
+        assert.equal(1, #got)
+        assert.equal(quick, got[1])
+        assert.equal(u.id, (quick:result()).id)
+    end)
+
     it("runs bulk calls in input order, failures in the middle included", function()
         emulator.seed(APP, 40, 3)
         local page = assert(client:list_paginated_users(APP, { limit = 40, order_by = "id:ASC" }))

@@ -285,8 +285,10 @@ function Engine:poll(timeout_ms)
     return take_finished(self)
 end
 
--- Blocks until `h` is done. Other handles that finish meanwhile stay queued
--- for the next poll.
+-- Blocks until `h` is done. Other transfers that finish meanwhile stay
+-- in the transport, undecoded, until a poll or a wait asks for them: the
+-- caller gets `h` first and can start more work (a walk its next page)
+-- before paying for theirs.
 function Engine:wait(h)
     local transport = self.transport
     while h.state ~= "done" do
@@ -297,13 +299,10 @@ function Engine:wait(h)
         local req = h.request
         if req and self.backing_off[1] == nil then
             -- Nothing to start meanwhile: the transport blocks in C until
-            -- this request is done; others that finish are collected after.
-            local done, others = transport:wait(req, timeout)
+            -- this request is done.
+            local done = transport:wait(req, timeout)
             if done and self.in_flight[req] == h then
                 collect_one(self, h, req)
-            end
-            if others > 0 then
-                collect(self, transport:perform(0))
             end
         else
             turn(self, timeout)
@@ -341,7 +340,7 @@ function Engine:run(call)
         remaining = limit
     end
     local req = transport:start(call.method, call.url, call.headers, call.body, remaining)
-    local done, others = transport:wait(req, policy.timeout_ms + 50)
+    local done = transport:wait(req, policy.timeout_ms + 50)
     local ok, status, value, err, next_call
     if done then
         ok, status, value, err, next_call = pcall(quick_result, req, call.finish)
@@ -369,9 +368,6 @@ function Engine:run(call)
             h.attempts = 0
             attempt(self, h, now_ms())
         end
-    end
-    if others > 0 then
-        collect(self, transport:perform(0))
     end
     if h then
         return self:wait(h)

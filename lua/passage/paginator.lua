@@ -329,6 +329,13 @@ function Walk:next()
                 if fresh ~= list then
                     page.users = setmetatable(fresh, getmetatable(list))
                 end
+                -- With K > 1 the page's place on the wire goes to the next
+                -- one now, not when the loop body asks for it: K stay in
+                -- flight meanwhile. (K = 1 stays strictly one page at a time,
+                -- so each request sees what the body did to the last page.)
+                if self.in_flight > 1 and not self.done then
+                    self:fill()
+                end
                 return page
             end
         end

@@ -693,4 +693,82 @@ describe("passage.core transport", function()
             tr:close()
         end)
     end)
+
+    -- request:result(check) runs a core.checker(fields, path) while decoding.
+    -- Whenever it says "checked", the plain checker passes every value at the
+    -- path; on documents without duplicate keys the two always agree.
+    describe("checks while decoding", function()
+        local FIELDS = { id = "string", email = "string?", n = "number?", ok = "boolean?",
+            meta = "table?" }
+        local plain = core.checker(FIELDS)
+        local in_list = core.checker(FIELDS, { "users", "[]" })
+        local in_user = core.checker(FIELDS, { "user" })
+
+        local function checked_by_decoder(tr, body, check)
+            local req = tr:start("POST", server.url("/reply"), {}, body)
+            wait(tr, req)
+            local status, value, _, checked = req:result(check)
+            assert.equal(200, status)
+            return checked, value
+        end
+
+        local list_cases = {
+            { '{"users":[]}', true },
+            { '{"users":[{"id":"a"},{"id":"b","email":"x","n":1,"ok":true,"meta":{}}]}', true },
+            { '{"users":[{"id":"a","n":1.5e3,"meta":[1]}]}', true },
+            { '{"users":[{"id":"a","email":null}]}', true },
+            { '{"users":[{"id":"a","extra":{"id":5}}]}', true },
+            { '{"users":[{"id":"a"},{"email":"no id"}]}', false },
+            { '{"users":[{"id":null}]}', false },
+            { '{"users":[{"id":7}]}', false },
+            { '{"users":[{"id":"a","email":5}]}', false },
+            { '{"users":[{"id":"a","n":"5"}]}', false },
+            { '{"users":[{"id":"a","ok":"true"}]}', false },
+            { '{"users":[{"id":"a","meta":"x"}]}', false },
+            { '{"users":[{"id":"a"},3]}', false },
+            { '{"users":[{"id":"a"},null]}', false },
+            { '{"users":[{"id":"a"},[{"id":"b"}]]}', false },
+            { '{"other":[{"nothing":1}],"users":[{"id":"a"}]}', true },
+            -- duplicate keys: the decoder may only err on the safe side
+            { '{"users":[{"id":"a","id":null}]}', false },
+            { '{"users":[{"id":5,"id":"a"}]}', nil },
+        }
+
+        it("agrees with the plain checker on the elements of users", function()
+            local tr = core.transport()
+            for _, case in ipairs(list_cases) do
+                local checked, value = checked_by_decoder(tr, case[1], in_list)
+                local all_pass = true
+                for _, u in ipairs(value.users) do
+                    all_pass = all_pass and plain(u)
+                end
+                if checked then
+                    assert.is_true(all_pass, case[1])
+                end
+                if case[2] ~= nil then
+                    assert.equal(case[2], checked, case[1])
+                    assert.equal(case[2], all_pass, case[1])
+                end
+            end
+            tr:close()
+        end)
+
+        it("checks the object at user, and only an object passes", function()
+            local tr = core.transport()
+            assert.is_true((checked_by_decoder(tr, '{"user":{"id":"a","n":2}}', in_user)))
+            assert.is_false((checked_by_decoder(tr, '{"user":{"n":2}}', in_user)))
+            assert.is_false((checked_by_decoder(tr, '{"user":[]}', in_user)))
+            assert.is_false((checked_by_decoder(tr, '{"user":{"id":"a","email":false}}', in_user)))
+            -- Without a check (or with a checker that has no path), nothing is claimed.
+            assert.is_false((checked_by_decoder(tr, '{"user":{"id":"a"}}', nil)))
+            assert.is_false((checked_by_decoder(tr, '{"user":{"id":"a"}}', plain)))
+            tr:close()
+        end)
+
+        it("refuses bad paths", function()
+            assert.has_error(function() core.checker(FIELDS, {}) end)
+            assert.has_error(function() core.checker(FIELDS, { 1 }) end)
+            assert.has_error(function() core.checker(FIELDS, "users") end)
+        end)
+    end)
 end)

@@ -22,6 +22,11 @@
  *                                       types (read as v[name]). For response
  *                                       checks: a few C calls instead of one
  *                                       type() call per field.
+ *   core.checker(fields, path)          the same, and also usable while
+ *                                       decoding: request:result(check) runs
+ *                                       it on the values at path (member
+ *                                       names, "[]" for array elements) as
+ *                                       they are parsed (psg_json_check).
  *   core.null, core.array_mt            the null sentinel and the array metatable
  *   core.decoder(opts)                  a standalone decoder (json_decode.c)
  *   core.transport(opts)                a libcurl multi handle (transport.c)
@@ -31,6 +36,7 @@
 
 #include "compat.h"
 #include "json_decode.h"
+#include "request.h"
 #include "transport.h"
 
 #ifndef PSG_VERSION
@@ -92,13 +98,29 @@ static int core_segment(lua_State *L)
     return 2;
 }
 
-/* Upvalue 1 of a checker; upvalues 2.. are the field names. */
+/* Upvalue 1 of a checker; upvalues 2.. are the field names, which also
+ * anchor the names the decode-time check points to. */
 #define CHECKER_MAX 200
+#define CHECKER_MT "passage.checker"
 typedef struct checker_spec {
     int n;
     signed char type[CHECKER_MAX];
     unsigned char optional[CHECKER_MAX];
+    int has_path;
+    psg_json_check inline_check;
 } checker_spec;
+
+const psg_json_check *psg_checker_inline(lua_State *L, int idx)
+{
+    const checker_spec *spec = NULL;
+    if (lua_type(L, idx) != LUA_TFUNCTION || !lua_iscfunction(L, idx))
+        return NULL;
+    if (lua_getupvalue(L, idx, 1) != NULL) {
+        spec = (const checker_spec *)psg_testudata(L, -1, CHECKER_MT);
+        lua_pop(L, 1);
+    }
+    return spec != NULL && spec->has_path ? &spec->inline_check : NULL;
+}
 
 static int checker_call(lua_State *L)
 {
@@ -133,10 +155,32 @@ static int core_checker(lua_State *L)
                                         "number?", "boolean?", "table?",  NULL};
     static const int types[] = {LUA_TSTRING, LUA_TNUMBER, LUA_TBOOLEAN, LUA_TTABLE};
     checker_spec *spec;
+    int i;
     luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
+    if (!lua_isnoneornil(L, 2))
+        luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
     spec = (checker_spec *)lua_newuserdata(L, sizeof *spec);
     memset(spec, 0, sizeof *spec);
+    luaL_newmetatable(L, CHECKER_MT); /* marks the spec as ours */
+    lua_setmetatable(L, -2);
+    if (lua_istable(L, 2)) {
+        const char *path[16];
+        size_t len[16];
+        int n = (int)psg_rawlen(L, 2);
+        if (n < 1 || n > 16)
+            return luaL_error(L, "checker: a path has 1 to 16 steps");
+        for (i = 0; i < n; i++) {
+            lua_rawgeti(L, 2, i + 1);
+            if (lua_type(L, -1) != LUA_TSTRING)
+                return luaL_error(L, "checker: path steps must be strings");
+            path[i] = lua_tolstring(L, -1, &len[i]);
+            lua_pop(L, 1); /* still anchored by the path table */
+        }
+        spec->inline_check.pos = psg_json_path_pos(path, len, n);
+        spec->has_path = 1;
+    }
+    lua_replace(L, 2); /* the spec takes the path's slot */
     lua_pushnil(L);
     while (lua_next(L, 1) != 0) {
         int opt;
@@ -147,6 +191,15 @@ static int core_checker(lua_State *L)
         opt = luaL_checkoption(L, -1, NULL, names);
         spec->type[spec->n] = (signed char)types[opt % 4];
         spec->optional[spec->n] = opt >= 4;
+        if (spec->n < PSG_JSON_CHECK_MAX) {
+            psg_json_check *ck = &spec->inline_check;
+            ck->name[spec->n] = lua_tolstring(L, -2, &ck->len[spec->n]);
+            ck->type[spec->n] = spec->type[spec->n];
+            ck->optional[spec->n] = spec->optional[spec->n];
+            ck->n = spec->n + 1;
+        } else {
+            spec->has_path = 0; /* too many fields to check while decoding */
+        }
         spec->n++;
         lua_pop(L, 1);
         luaL_checkstack(L, 2, "checker");

@@ -78,6 +78,16 @@ static uint32_t pos_member(uint32_t parent, const char *key, size_t len)
     return pos_mix(h ^ (parent * 0x01000193u));
 }
 
+uint32_t psg_json_path_pos(const char *const *path, const size_t *len, int n)
+{
+    uint32_t pos = POS_ROOT;
+    int i;
+    for (i = 0; i < n; i++)
+        pos = len[i] == 2 && memcmp(path[i], "[]", 2) == 0 ? pos_element(pos)
+                                                           : pos_member(pos, path[i], len[i]);
+    return pos;
+}
+
 static int shape_hint(const psg_json_shapes *shapes, uint32_t pos)
 {
     uint32_t slot = pos & (SHAPE_SLOTS - 1);
@@ -124,6 +134,13 @@ typedef struct dec {
     int mt_index; /* absolute stack index of the array metatable */
     int kc_base;  /* stack index of the first key slot; 0: no key cache */
     key_slot keys[KEY_SLOTS];
+    /* The member check (opts->check), if any. */
+    const psg_json_check *check;
+    uint32_t check_required; /* bit i: field i must be present */
+    int check_failed;
+    int key_slot_used;                 /* key cache slot of the last key, or -1 */
+    signed char slot_field[KEY_SLOTS]; /* check field of a slot's key; -1 none,
+                                          -2 not looked up yet */
 } dec;
 
 /* The size to create the next table at `pos` with, charged to the budget. */
@@ -475,6 +492,7 @@ static int parse_key(dec *d, uint32_t pos, uint32_t ordinal)
     const unsigned char *q;
     unsigned slot;
     key_slot *k;
+    d->key_slot_used = -1;
     if (d->kc_base == 0)
         return parse_string(d);
     /* Fibonacci hashing: the ordinals of one object land far apart */
@@ -487,6 +505,7 @@ static int parse_key(dec *d, uint32_t pos, uint32_t ordinal)
         same_bytes(start, (const unsigned char *)k->s, k->len)) {
         d->p = (const char *)start + k->len + 1;
         lua_pushvalue(d->L, d->kc_base + (int)slot);
+        d->key_slot_used = (int)slot;
         return 1;
     }
     q = scan_plain(start, end);
@@ -497,8 +516,51 @@ static int parse_key(dec *d, uint32_t pos, uint32_t ordinal)
     k->len = (size_t)(q - start);
     lua_pushvalue(d->L, -1);
     lua_replace(d->L, d->kc_base + (int)slot);
+    d->slot_field[slot] = -2;
+    d->key_slot_used = (int)slot;
     d->p = (const char *)q + 1;
     return 1;
+}
+
+/* ---- the member check ----------------------------------------------------
+ * Which checked field the key at the top of the stack is (-1: none). A key
+ * from the key cache is looked up once per document. */
+static int check_field(dec *d, const psg_json_check *ck)
+{
+    int slot = d->key_slot_used, f;
+    size_t klen;
+    const char *key;
+    if (slot >= 0 && d->slot_field[slot] != -2)
+        return d->slot_field[slot];
+    key = lua_tolstring(d->L, -1, &klen);
+    for (f = 0; f < ck->n; f++)
+        if (ck->len[f] == klen && memcmp(ck->name[f], key, klen) == 0)
+            break;
+    if (f == ck->n)
+        f = -1;
+    if (slot >= 0)
+        d->slot_field[slot] = (signed char)f;
+    return f;
+}
+
+/* The Lua type the JSON value starting with c becomes (LUA_TNIL: null). A
+ * byte no value starts with fails the parse anyway. */
+static int value_type(char c)
+{
+    switch (c) {
+    case '"':
+        return LUA_TSTRING;
+    case '{':
+    case '[':
+        return LUA_TTABLE;
+    case 't':
+    case 'f':
+        return LUA_TBOOLEAN;
+    case 'n':
+        return LUA_TNIL;
+    default:
+        return LUA_TNUMBER;
+    }
 }
 
 /* ---- numbers -----------------------------------------------------------
@@ -695,6 +757,8 @@ static int parse_object(dec *d, uint32_t pos)
     lua_State *L = d->L;
     size_t count = 0;
     uint32_t ordinal = 0;
+    const psg_json_check *ck = d->check != NULL && d->check->pos == pos ? d->check : NULL;
+    uint32_t present = 0;
     if (!enter(d, d->p))
         return 0;
     lua_createtable(L, 0, presize(d, pos));
@@ -712,6 +776,18 @@ static int parse_object(dec *d, uint32_t pos)
         if (d->p >= d->end || *d->p != ':')
             return fail_unexpected(d, d->p);
         d->p = skip_ws(d->p + 1, d->end);
+        if (ck != NULL && d->p < d->end) {
+            int f = check_field(d, ck);
+            if (f >= 0) {
+                int t = value_type(*d->p);
+                if (t == LUA_TNIL)
+                    present &= ~(1u << f); /* null: as absent (last one wins) */
+                else if (t == ck->type[f])
+                    present |= 1u << f;
+                else
+                    d->check_failed = 1;
+            }
+        }
         if (d->p < d->end && *d->p == 'n' && !d->keep_null) {
             if (!literal(d, "null", 4))
                 return 0;
@@ -751,6 +827,8 @@ static int parse_object(dec *d, uint32_t pos)
         return fail_unexpected(d, d->p);
     }
 done:
+    if (ck != NULL && (present & d->check_required) != d->check_required)
+        d->check_failed = 1;
     shape_learn(d->shapes, pos, count);
     d->depth--;
     return 1;
@@ -763,6 +841,8 @@ static int parse_array(dec *d, uint32_t pos)
     uint32_t child;
     if (!enter(d, d->p))
         return 0;
+    if (d->check != NULL && d->check->pos == pos)
+        d->check_failed = 1; /* checked values are objects */
     lua_createtable(L, presize(d, pos), 0);
     lua_pushvalue(L, d->mt_index);
     lua_setmetatable(L, -2);
@@ -773,6 +853,10 @@ static int parse_array(dec *d, uint32_t pos)
     }
     child = pos_element(pos);
     for (;;) {
+        /* Checked elements must be objects: a user list holding a number
+         * does not pass. */
+        if (d->check != NULL && d->check->pos == child && *d->p != '{')
+            d->check_failed = 1;
         if (!parse_value(d, child))
             return 0;
         if (n == INT32_MAX)
@@ -869,8 +953,23 @@ int psg_json_decode(lua_State *L, const char *s, size_t len, const psg_json_opts
     d.keep_null = opts ? opts->keep_null : 0;
     d.max_depth = max_depth;
     d.depth = 0;
+    d.check = opts != NULL && opts->check != NULL && opts->check->n >= 0 &&
+                      opts->check->n <= PSG_JSON_CHECK_MAX
+                  ? opts->check
+                  : NULL;
+    d.check_required = 0;
+    d.check_failed = 0;
+    d.key_slot_used = -1;
+    if (d.check != NULL) {
+        int i;
+        for (i = 0; i < d.check->n; i++)
+            if (!d.check->optional[i])
+                d.check_required |= 1u << i;
+        memset(d.slot_field, -2, sizeof d.slot_field);
+    }
     err->offset = 0;
     err->message[0] = '\0';
+    err->check_failed = 0;
 
     if (!lua_checkstack(L, KEY_SLOTS + 4))
         return fail_at(&d, s, "Lua stack exhausted");
@@ -903,6 +1002,7 @@ int psg_json_decode(lua_State *L, const char *s, size_t len, const psg_json_opts
     }
     lua_replace(L, d.mt_index); /* the value takes the metatable's slot */
     lua_settop(L, base + 1);
+    err->check_failed = d.check_failed;
     return 1;
 error:
     lua_settop(L, base);

@@ -29,6 +29,7 @@
 #define PSG_JSON_DECODE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "buffer.h"
 #include "compat.h"
@@ -40,10 +41,32 @@
 
 typedef struct psg_json_shapes psg_json_shapes;
 
+/* Member types checked while decoding, for the objects at one position
+ * (see psg_json_path_pos): each named member, when present and not null,
+ * must have the JSON type that becomes the Lua type `type[i]`; a required
+ * one must be present and not null; anything at that position must be an
+ * object. It only ever answers "all passed" or "look closer": duplicate
+ * keys, or a hash collision with another position, can make it fail objects
+ * a check of the final tables would pass, never the other way round. */
+#define PSG_JSON_CHECK_MAX 32
+typedef struct psg_json_check {
+    uint32_t pos;
+    int n;
+    const char *name[PSG_JSON_CHECK_MAX]; /* anchored by the check's owner */
+    size_t len[PSG_JSON_CHECK_MAX];
+    signed char type[PSG_JSON_CHECK_MAX]; /* LUA_TSTRING, LUA_TNUMBER, ... */
+    unsigned char optional[PSG_JSON_CHECK_MAX];
+} psg_json_check;
+
+/* The position of the values at `path` from the root: member names, and
+ * "[]" for the elements of an array. */
+uint32_t psg_json_path_pos(const char *const *path, const size_t *len, int n);
+
 typedef struct psg_json_opts {
-    int keep_null; /* non-zero: null object members become the sentinel */
-    int max_depth; /* 0 means PSG_JSON_DEFAULT_MAX_DEPTH; capped at
-                      PSG_JSON_MAX_DEPTH_LIMIT */
+    int keep_null;               /* non-zero: null object members become the sentinel */
+    int max_depth;               /* 0 means PSG_JSON_DEFAULT_MAX_DEPTH; capped at
+                                    PSG_JSON_MAX_DEPTH_LIMIT */
+    const psg_json_check *check; /* NULL: none */
 } psg_json_opts;
 
 typedef struct psg_json_error {
@@ -51,6 +74,8 @@ typedef struct psg_json_error {
                           opening quote for an unterminated string; the
                           length for "empty document") */
     char message[160]; /* "unexpected character 'x' at byte 12" style text */
+    int check_failed;  /* after a successful decode with opts->check: some
+                          value at the checked position did not pass */
 } psg_json_error;
 
 /* The shape cache: plain C memory, owned by whoever decodes repeatedly (a

@@ -64,11 +64,13 @@
  *   After response() the receive buffer is freed; the easy handle went back
  *   to the transport's pool as soon as the transfer ended.
  *
- *   request:result() -> status, body, connects | nil
+ *   request:result([check]) -> status, body, connects, checked | nil
  *     The common case without the table (raises if the request is not
  *     done): when the HTTP exchange completed with a 2xx status and its body
  *     is JSON or empty, the status, the decoded body (nil when empty) and
  *     connects as in response(); the request is then closed, as by close().
+ *     check is a core.checker(fields, path), run while decoding; checked is
+ *     true when it was given and every value at its path passed.
  *     Otherwise (a failure, another status, a body that is not JSON, a
  *     closed request or one whose response() was read) nil, and the request
  *     is left as it was: response() tells the rest.
@@ -528,6 +530,8 @@ static int l_response(lua_State *L)
 static int l_result(lua_State *L)
 {
     psg_request *r = check_request(L, 1);
+    const psg_json_check *check = psg_checker_inline(L, 2);
+    int checked = 0;
     luaL_checkstack(L, 8, "passage.request");
     if (!r->done)
         return luaL_error(L, "request is not done");
@@ -540,21 +544,25 @@ static int l_result(lua_State *L)
     if (r->body.len > 0) {
         psg_json_error err;
         psg_json_shapes *shapes = r->tr != NULL ? r->tr->shapes : NULL;
+        psg_json_opts opts = r->json;
+        opts.check = check;
         memset(&err, 0, sizeof err);
-        if (!psg_json_decode(L, r->body.data, r->body.len, &r->json, shapes, &r->scratch, &err)) {
-            lua_settop(L, 1);
+        if (!psg_json_decode(L, r->body.data, r->body.len, &opts, shapes, &r->scratch, &err)) {
+            lua_settop(L, 2);
             lua_pushnil(L);
             return 1;
         }
+        checked = check != NULL && !err.check_failed;
     } else {
         lua_pushnil(L);
     }
     psg_pushwhole(L, r->connects);
+    lua_pushboolean(L, checked);
     /* Taken: the request is closed, as by close(). */
     detach(L, 1, r);
     r->closed = 1;
     free_memory(r);
-    return 3;
+    return 4;
 }
 
 /* ---- transport:start ---------------------------------------------------- */

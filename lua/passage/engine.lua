@@ -9,10 +9,12 @@
 --                                           function returning the array, so
 --                                           a dumped call shows no secret)
 --   idempotent  true when a retry is safe
---   finish      function(body) -> value | nil, err [, next_call]
+--   finish      function(body, checked) -> value | nil, err [, next_call]
 --               turns the decoded body of a 2xx response into the result; a
 --               next_call continues the same handle with another request
 --               (get_user_by_identifier)
+--   check       optional core.checker(fields, path): run by the decoder;
+--               `checked` is true when every value at its path passed
 local core = require "passage.core"
 local errors = require "passage.errors"
 local retry = require "passage.retry"
@@ -117,8 +119,8 @@ local function failure(response)
     return errors.from_http(response)
 end
 
-local function success(self, h, status, body)
-    local value, err, next_call = h.call.finish(body)
+local function success(self, h, status, body, checked)
+    local value, err, next_call = h.call.finish(body, checked)
     if next_call then
         h.call = next_call
         h.attempts = 0
@@ -166,11 +168,11 @@ end
 -- A transfer of `h` ended: succeed, fail, or schedule the next attempt.
 local function complete(self, h, req)
     -- New connections opened by this call's attempts (0: all reused one).
-    local status, body, connects = req:result()
+    local status, body, connects, checked = req:result(h.call.check)
     if status then
         h.request = nil
         h.connects = (h.connects or 0) + connects
-        return success(self, h, status, body)
+        return success(self, h, status, body, checked)
     end
     local response = req:response()
     req:close()
@@ -316,12 +318,12 @@ end
 
 -- The common end of a blocking call's first attempt: a 2xx JSON answer
 -- turned into its result. status is nil for anything else.
-local function quick_result(req, finish_body)
-    local status, body = req:result()
+local function quick_result(req, call)
+    local status, body, _, checked = req:result(call.check)
     if not status then
         return nil
     end
-    return status, finish_body(body)
+    return status, call.finish(body, checked)
 end
 
 -- A blocking call: what wait(start(call)) returns, without a handle in the
@@ -343,7 +345,7 @@ function Engine:run(call)
     local done = transport:wait(req, policy.timeout_ms + 50)
     local ok, status, value, err, next_call
     if done then
-        ok, status, value, err, next_call = pcall(quick_result, req, call.finish)
+        ok, status, value, err, next_call = pcall(quick_result, req, call)
     end
     local h
     if not (ok and status and not next_call) then

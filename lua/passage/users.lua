@@ -263,11 +263,12 @@ end
 
 -- The same check in C: a 500-user page runs it 500 times, and a type()
 -- call per field costs several times more.
-local user_ok = core.checker {
+local USER_RESPONSE_FIELDS = {
     id = "string", email = "string?", phone = "string?", status = "string?",
     created_at = "string?", updated_at = "string?", last_login_at = "string?",
     login_count = "number?", email_verified = "boolean?", phone_verified = "boolean?",
 }
+local user_ok = core.checker(USER_RESPONSE_FIELDS)
 
 local function bad_user(u)
     if user_ok(u) then
@@ -279,11 +280,15 @@ local function bad_user(u)
     return wrong_field(u)
 end
 
-local function user_result(body)
+-- `checked`: the decoder ran the same check on every object at "user" as
+-- it read them, and all passed (see CHECKED_WHILE_DECODING).
+local function user_result(body, checked)
     local user = type(body) == "table" and body.user or nil
-    local problem = bad_user(user)
-    if problem then
-        return nil, decode_error("response: " .. problem)
+    if not (checked and type(user) == "table") then
+        local problem = bad_user(user)
+        if problem then
+            return nil, decode_error("response: " .. problem)
+        end
     end
     return user
 end
@@ -297,7 +302,7 @@ local list_ok = core.checker {
     created_before = "number",
 }
 
-local function list_result(body)
+local function list_result(body, checked)
     if not list_ok(body) then
         if type(body) ~= "table" or type(body.users) ~= "table" then
             return nil, decode_error("response: expected a list with users")
@@ -309,6 +314,9 @@ local function list_result(body)
         end
     end
     local list = body.users
+    if checked then
+        return body
+    end
     for i = 1, #list do
         local problem = bad_user(list[i])
         if problem then
@@ -317,6 +325,15 @@ local function list_result(body)
     end
     return body
 end
+
+-- The user checks again, for the decoder to run on the objects at a path
+-- while it parses them: a 500-user page then needs no second pass over its
+-- users. When the decoder is not sure (it only sees the JSON, so a duplicate
+-- key makes it fail an object), the Lua check above decides.
+local CHECKED_WHILE_DECODING = {
+    [user_result] = core.checker(USER_RESPONSE_FIELDS, { "user" }),
+    [list_result] = core.checker(USER_RESPONSE_FIELDS, { "users", "[]" }),
+}
 
 local function devices_result(body)
     if type(body) ~= "table" or type(body.devices) ~= "table" then
@@ -352,6 +369,7 @@ local function call(self, operation, method, target, finish, idempotent, body)
         body = body,
         idempotent = idempotent,
         finish = finish,
+        check = CHECKED_WHILE_DECODING[finish],
     }
 end
 

@@ -59,6 +59,14 @@ local HTTP = [[
             }
         }
 
+        # The request body, answered as it came: a response of the spec's choosing.
+        location = /reply {
+            content_by_lua_block {
+                ngx.req.read_body()
+                ngx.print(ngx.req.get_body_data() or "")
+            }
+        }
+
         # Any status, with an optional Retry-After and a non-JSON body.
         location = /status {
             content_by_lua_block {

@@ -841,8 +841,6 @@ static int parse_array(dec *d, uint32_t pos)
     uint32_t child;
     if (!enter(d, d->p))
         return 0;
-    if (d->check != NULL && d->check->pos == pos)
-        d->check_failed = 1; /* checked values are objects */
     lua_createtable(L, presize(d, pos), 0);
     lua_pushvalue(L, d->mt_index);
     lua_setmetatable(L, -2);
@@ -853,10 +851,6 @@ static int parse_array(dec *d, uint32_t pos)
     }
     child = pos_element(pos);
     for (;;) {
-        /* Checked elements must be objects: a user list holding a number
-         * does not pass. */
-        if (d->check != NULL && d->check->pos == child && *d->p != '{')
-            d->check_failed = 1;
         if (!parse_value(d, child))
             return 0;
         if (n == INT32_MAX)
@@ -884,6 +878,11 @@ static int parse_value(dec *d, uint32_t pos)
 {
     if (d->p >= d->end)
         return fail_unexpected(d, d->p);
+    /* Checked values must be objects: a user list holding a number, or an
+     * array where the user should be, does not pass. (Scalar members get
+     * position 0 and are left to the caller's type check.) */
+    if (d->check != NULL && d->check->pos == pos && *d->p != '{')
+        d->check_failed = 1;
     switch (*d->p) {
     case '"':
         return parse_string(d);

@@ -207,11 +207,10 @@ function Walk:remember(list)
     self.serial = serial
     local ids, seen_in = {}, self.seen_in
     for i = 1, #list do
-        ids[i] = list[i].id
-    end
-    if seen_in then
-        for i = 1, #ids do
-            seen_in[ids[i]] = serial
+        local id = list[i].id
+        ids[i] = id
+        if seen_in then
+            seen_in[id] = serial
         end
     end
     local recent = self.recent

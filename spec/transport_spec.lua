@@ -3,6 +3,7 @@
 local core = require "passage.core"
 local server = require "support.test_server"
 local socket = require "socket"
+local http = require "socket.http"
 
 -- Timing bounds widen under valgrind or sanitizers (PASSAGE_SLOW=1).
 local SLOW = os.getenv("PASSAGE_SLOW") and 10 or 1
@@ -108,8 +109,30 @@ describe("passage.core transport", function()
             assert.are.equal(0, tr:pending())
         end)
 
-        it("does no I/O until perform", function()
-            local req = tr:start("GET", server.url("/json"), {})
+        it("puts a request on a kept-alive connection on the wire at start", function()
+            fetch(tr, "GET", "/json") -- a connection to reuse
+            local function arrived() -- over luasocket, not the transport
+                local body, status = http.request(server.url("/count-read"))
+                assert.are.equal(200, status)
+                return tonumber(body)
+            end
+            arrived() -- from zero
+            local req = tr:start("GET", server.url("/count?ms=300"), {})
+            -- No perform(): only start() can have sent it.
+            local deadline = now() + 2000 * SLOW
+            local n = arrived()
+            while n == 0 and now() < deadline do
+                socket.sleep(0.01)
+                n = arrived()
+            end
+            assert.are.equal(1, n)
+            assert.is_false(req:done())
+            wait(tr, req)
+            assert.are.equal(0, req:response().connects)
+        end)
+
+        it("starts without waiting", function()
+            local req = tr:start("GET", server.url("/slow?ms=300"), {})
             assert.is_false(req:done())
             assert.are.equal(1, tr:pending())
             assert.has_error(function() req:response() end, "request is not done")

@@ -19,7 +19,10 @@
  *                sends it twice (see setup_easy).
  *     timeout_ms total time allowed for this transfer, > 0; overrides the
  *                transport's timeout_ms (so a deadline can span retries)
- *     Adds the transfer to the transport; no I/O happens here.
+ *     Adds the transfer to the transport and lets libcurl start it at once
+ *     (reuse a kept-alive connection or begin connecting, send what the
+ *     socket takes), all without blocking: the request travels while the
+ *     caller does other work. Nothing is waited for.
  *
  *   transport:headers(array) -> header set
  *     The array of headers as start() takes it, checked the same way and
@@ -725,6 +728,9 @@ int psg_request_start(lua_State *L)
         else
             r->plain = get;
     }
+    /* A transfer has one socket, two while connecting (happy eyeballs). */
+    if (fail == NULL && !psg_transport_reserve_sockets(tr, 2 * (tr->n_inflight + 1)))
+        fail = "out of memory";
     if (fail == NULL && (mc = curl_multi_add_handle(tr->multi, easy)) != CURLM_OK)
         fail = curl_multi_strerror(mc);
     if (fail != NULL) {
@@ -740,6 +746,10 @@ int psg_request_start(lua_State *L)
     }
     r->easy = easy;
     psg_transport_link_inflight(tr, r);
+    /* On the wire now, not at the next perform(): a caller that starts a
+     * call and then works (decodes the last page, runs a game frame) has it
+     * travelling meanwhile. */
+    psg_transport_kick(tr);
     lua_settop(L, top);
     return 1;
 }

@@ -24,6 +24,7 @@
 #define PSG_REQUEST_H
 
 #include <curl/curl.h>
+#include <poll.h>
 
 #include "buffer.h"
 #include "compat.h"
@@ -89,10 +90,18 @@ struct psg_transport {
     int pool_plain[PSG_EASY_POOL_MAX];
     int n_pool;
 
-    /* What CURLMOPT_SOCKETFUNCTION / TIMERFUNCTION reported. */
+    /* What CURLMOPT_SOCKETFUNCTION / TIMERFUNCTION reported: the changes
+     * since a host last asked (socket_changes), and every socket libcurl
+     * wants watched now, which the transport's own loop (perform, wait)
+     * polls. */
     psg_sockchange *changes;
     size_t n_changes, cap_changes;
     int changes_lost; /* a change could not be recorded (out of memory) */
+    psg_sockchange *socks;
+    size_t n_socks, cap_socks;
+    int socks_lost;         /* a socket could not be recorded (out of memory) */
+    struct pollfd *pollfds; /* scratch for poll(), cap_pollfds entries */
+    size_t cap_pollfds;
     int timer_set;
     double timer_deadline_ms; /* monotonic clock */
 };
@@ -148,6 +157,12 @@ void psg_transport_put_easy(psg_transport *tr, CURL *easy, int plain);
 void psg_transport_unlink(psg_transport *tr, psg_request *r);
 void psg_transport_link_inflight(psg_transport *tr, psg_request *r);
 void psg_transport_link_finished(psg_transport *tr, psg_request *r);
+/* Room to record n sockets, so that libcurl's socket
+ * callback need not allocate; 0 when out of memory. */
+int psg_transport_reserve_sockets(psg_transport *tr, size_t n);
+/* Lets libcurl act on its due timer: a transfer just added is connected or
+ * sent now, without waiting for the next perform(). C only; never blocks. */
+void psg_transport_kick(psg_transport *tr);
 /* Drops the anchor of r from the transport at tr_idx (never allocates, so it
  * cannot raise). */
 void psg_transport_unanchor(lua_State *L, int tr_idx, psg_request *r);

@@ -22,11 +22,15 @@
  *       max_host_connections  integer >= 0, default 0 (libcurl's default)
  *
  *   transport:start(method, url, headers, body [, timeout_ms]) -> request
- *     See request.c. Adds the transfer to the multi handle; no I/O.
+ *     See request.c. Adds the transfer to the multi handle and starts it
+ *     without blocking.
  *   transport:headers(array) -> header set, for start(): see request.c.
  *
  *   transport:perform(timeout_ms) -> { request, ... }
  *     Drives every transfer, returns those that finished (possibly none).
+ *     Like wait(), it runs libcurl through its socket interface with a
+ *     poll() of its own, so a turn costs one syscall however many
+ *     transfers are in flight.
  *     When none finished and timeout_ms > 0, waits for activity for up to
  *     timeout_ms and drives them once more. With nothing in flight it simply
  *     sleeps timeout_ms (the Lua layer's backoff sleep). perform(0) never
@@ -195,31 +199,68 @@ void psg_transport_unanchor(lua_State *L, int tr_idx, psg_request *r)
 
 /* ---- libcurl callbacks: C memory only ----------------------------------- */
 
+/* Index of fd in a socket list, or n when it is not there. */
+static size_t find_socket(const psg_sockchange *list, size_t n, curl_socket_t fd)
+{
+    size_t i;
+    for (i = 0; i < n && list[i].fd != fd; i++)
+        ;
+    return i;
+}
+
+/* Appends (fd, what) to a list, doubling its room when full; 0 when out of
+ * memory (the list is then unchanged). */
+static int append_socket(psg_sockchange **list, size_t *n, size_t *cap, curl_socket_t fd, int what)
+{
+    if (*n == *cap) {
+        size_t room = *cap ? *cap * 2 : 8;
+        psg_sockchange *p = (psg_sockchange *)realloc(*list, room * sizeof *p);
+        if (p == NULL)
+            return 0;
+        *list = p;
+        *cap = room;
+    }
+    (*list)[*n].fd = fd;
+    (*list)[*n].what = what;
+    (*n)++;
+    return 1;
+}
+
+int psg_transport_reserve_sockets(psg_transport *tr, size_t n)
+{
+    psg_sockchange *p;
+    if (n <= tr->cap_socks)
+        return 1;
+    p = (psg_sockchange *)realloc(tr->socks, n * sizeof *p);
+    if (p == NULL)
+        return 0;
+    tr->socks = p;
+    tr->cap_socks = n;
+    return 1;
+}
+
 static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
     psg_transport *tr = (psg_transport *)userp;
     size_t i;
     (void)easy;
     (void)socketp;
-    for (i = 0; i < tr->n_changes; i++) {
-        if (tr->changes[i].fd == fd) {
-            tr->changes[i].what = what;
-            return 0;
-        }
+    /* The host's view: the last state asked for per fd since it last read. */
+    i = find_socket(tr->changes, tr->n_changes, fd);
+    if (i < tr->n_changes)
+        tr->changes[i].what = what;
+    else if (!append_socket(&tr->changes, &tr->n_changes, &tr->cap_changes, fd, what))
+        tr->changes_lost = 1; /* reported by socket_changes() */
+    /* The transport's own view: every socket to watch now. */
+    i = find_socket(tr->socks, tr->n_socks, fd);
+    if (what == CURL_POLL_REMOVE) {
+        if (i < tr->n_socks)
+            tr->socks[i] = tr->socks[--tr->n_socks];
+    } else if (i < tr->n_socks) {
+        tr->socks[i].what = what;
+    } else if (!append_socket(&tr->socks, &tr->n_socks, &tr->cap_socks, fd, what)) {
+        tr->socks_lost = 1; /* reported by perform() and wait() */
     }
-    if (tr->n_changes == tr->cap_changes) {
-        size_t cap = tr->cap_changes ? tr->cap_changes * 2 : 8;
-        psg_sockchange *p = (psg_sockchange *)realloc(tr->changes, cap * sizeof *p);
-        if (p == NULL) {
-            tr->changes_lost = 1; /* reported by socket_changes() */
-            return 0;
-        }
-        tr->changes = p;
-        tr->cap_changes = cap;
-    }
-    tr->changes[tr->n_changes].fd = fd;
-    tr->changes[tr->n_changes].what = what;
-    tr->n_changes++;
     return 0;
 }
 
@@ -308,6 +349,120 @@ static void multi_check(lua_State *L, CURLMcode mc, const char *what)
         luaL_error(L, "%s: %s", what, curl_multi_strerror(mc));
 }
 
+/* ---- the transport's own event loop ------------------------------------
+ * perform() and wait() drive libcurl through its socket interface, as a
+ * host reactor would: poll() on the sockets libcurl asked for, and
+ * curl_multi_socket_action for each ready one and for the timer. libcurl
+ * then touches only the transfers that have something to do, where
+ * curl_multi_perform would check the socket of every transfer in flight
+ * with a syscall of its own on every turn. */
+
+/* Runs libcurl's timer while it is due. An action can set a timer of 0
+ * again (a queued transfer may start now): a few rounds, never a spin. */
+static CURLMcode run_due_timer(psg_transport *tr)
+{
+    int rounds, running;
+    CURLMcode mc = CURLM_OK;
+    for (rounds = 0; rounds < 4 && tr->timer_set && tr->timer_deadline_ms <= psg_now_ms();
+         rounds++) {
+        tr->timer_set = 0; /* one-shot; libcurl sets it again if it wants */
+        mc = curl_multi_socket_action(tr->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        if (mc != CURLM_OK && mc != CURLM_CALL_MULTI_PERFORM)
+            break;
+    }
+    return mc;
+}
+
+void psg_transport_kick(psg_transport *tr)
+{
+    /* A failure here shows again, and is reported, at the next perform(). */
+    (void)run_due_timer(tr);
+    collect_finished(tr);
+}
+
+static int ms_until_timer(const psg_transport *tr, int limit)
+{
+    double left;
+    if (!tr->timer_set)
+        return limit;
+    left = tr->timer_deadline_ms - psg_now_ms();
+    if (left <= 0)
+        return 0;
+    return left < (double)limit ? (int)ceil(left) : limit;
+}
+
+static int select_bits(short revents)
+{
+    int mask = 0;
+    /* A hang-up may leave data to read: libcurl reads it, then sees EOF. */
+    if (revents & (POLLIN | POLLPRI | POLLHUP))
+        mask |= CURL_CSELECT_IN;
+    if (revents & POLLOUT)
+        mask |= CURL_CSELECT_OUT;
+    if (revents & (POLLERR | POLLNVAL))
+        mask |= CURL_CSELECT_ERR;
+    return mask;
+}
+
+/* One turn: the due timer, then poll() libcurl's sockets for up to wait_ms
+ * (less when its timer comes sooner), an action per ready socket, the timer
+ * again; finished transfers go to the finished list. Raises only before
+ * libcurl is entered (out of memory) or after it returned. */
+static void drive(lua_State *L, psg_transport *tr, int wait_ms)
+{
+    size_t i, n;
+    int ready, running;
+    CURLMcode mc;
+    if (tr->socks_lost) {
+        tr->socks_lost = 0;
+        luaL_error(L, "out of memory recording the sockets of transfers");
+    }
+    multi_check(L, run_due_timer(tr), "curl_multi_socket_action");
+    n = tr->n_socks;
+    if (n > tr->cap_pollfds) {
+        struct pollfd *p = (struct pollfd *)realloc(tr->pollfds, tr->cap_socks * sizeof *p);
+        if (p == NULL)
+            luaL_error(L, "out of memory polling the sockets of transfers");
+        tr->pollfds = p;
+        tr->cap_pollfds = tr->cap_socks;
+    }
+    /* A copy: the actions below change tr->socks. */
+    for (i = 0; i < n; i++) {
+        int what = tr->socks[i].what;
+        tr->pollfds[i].fd = tr->socks[i].fd;
+        tr->pollfds[i].events =
+            (short)(((what & CURL_POLL_IN) ? POLLIN : 0) | ((what & CURL_POLL_OUT) ? POLLOUT : 0));
+        tr->pollfds[i].revents = 0;
+    }
+    wait_ms = ms_until_timer(tr, wait_ms);
+    ready = n > 0 || wait_ms > 0 ? poll(tr->pollfds, (nfds_t)n, wait_ms) : 0;
+    /* ready < 0 is EINTR (or ENOMEM): nothing is ready; callers loop. */
+    for (i = 0; i < n && ready > 0; i++) {
+        short revents = tr->pollfds[i].revents;
+        if (revents == 0)
+            continue;
+        ready--;
+        if (revents & POLLNVAL) {
+            /* Closed without a word from libcurl: stop watching it, or
+             * every poll() would return at once. */
+            size_t at = find_socket(tr->socks, tr->n_socks, tr->pollfds[i].fd);
+            if (at < tr->n_socks)
+                tr->socks[at] = tr->socks[--tr->n_socks];
+        }
+        mc = curl_multi_socket_action(tr->multi, tr->pollfds[i].fd, select_bits(revents), &running);
+        if (mc != CURLM_OK && mc != CURLM_CALL_MULTI_PERFORM) {
+            collect_finished(tr);
+            multi_check(L, mc, "curl_multi_socket_action");
+        }
+    }
+    mc = run_due_timer(tr);
+    collect_finished(tr);
+    /* Hosts that drive with perform() and wait() never read socket changes;
+     * drop them so the list stays short. */
+    tr->n_changes = 0;
+    multi_check(L, mc, "curl_multi_socket_action");
+}
+
 /* Frees everything the transport owns. C work first (libcurl, lists), then
  * the anchors, whose removal cannot raise; so close is safe from __gc, and
  * safe when the requests are being finalized in the same cycle (a request
@@ -336,6 +491,12 @@ static void transport_close(lua_State *L, int idx, psg_transport *tr)
     free(tr->changes);
     tr->changes = NULL;
     tr->n_changes = tr->cap_changes = 0;
+    free(tr->socks);
+    tr->socks = NULL;
+    tr->n_socks = tr->cap_socks = 0;
+    free(tr->pollfds);
+    tr->pollfds = NULL;
+    tr->cap_pollfds = 0;
     free(tr->ca_file);
     free(tr->ca_path);
     free(tr->user_agent);
@@ -384,19 +545,10 @@ static int l_perform(lua_State *L)
 {
     psg_transport *tr = psg_transport_check_open(L, 1);
     int timeout = lua_isnoneornil(L, 2) ? 0 : check_ms_arg(L, 2);
-    int running = 0;
     luaL_checkstack(L, 4, "passage.transport");
-    multi_check(L, curl_multi_perform(tr->multi, &running), "curl_multi_perform");
-    collect_finished(tr);
-    /* A host that drives with perform() never reads socket changes; drop
-     * them so the list stays short (it is searched on every change). */
-    tr->n_changes = 0;
-    if (tr->n_finished == 0 && timeout > 0) {
-        /* Also sleeps when nothing is in flight: that is the backoff sleep. */
-        multi_check(L, curl_multi_poll(tr->multi, NULL, 0, timeout, NULL), "curl_multi_poll");
-        multi_check(L, curl_multi_perform(tr->multi, &running), "curl_multi_perform");
-        collect_finished(tr);
-    }
+    /* Finished requests already waiting are news enough: no blocking. With
+     * nothing in flight this sleeps: that is the backoff sleep. */
+    drive(L, tr, tr->n_finished > 0 ? 0 : timeout);
     return push_finished(L, tr, 1);
 }
 
@@ -414,28 +566,15 @@ static int l_wait(lua_State *L)
 {
     psg_transport *tr = psg_transport_check_open(L, 1);
     psg_request *r = (psg_request *)luaL_checkudata(L, 2, PSG_REQUEST_MT);
-    int timeout = check_ms_arg(L, 3);
-    double deadline = 0;
-    int running = 0;
+    double deadline = psg_now_ms() + check_ms_arg(L, 3);
     if (r->tr != tr && r->list != PSG_LIST_NONE)
         return luaL_argerror(L, 2, "request of another transport");
     while (r->list == PSG_LIST_INFLIGHT) {
-        int left;
-        multi_check(L, curl_multi_perform(tr->multi, &running), "curl_multi_perform");
-        collect_finished(tr);
-        tr->n_changes = 0; /* as in perform() */
-        if (r->list != PSG_LIST_INFLIGHT)
+        double left = deadline - psg_now_ms();
+        int wait_ms = left <= 0 ? 0 : (int)ceil(left);
+        drive(L, tr, wait_ms);
+        if (wait_ms == 0)
             break;
-        if (deadline == 0) {
-            deadline = psg_now_ms() + timeout;
-            left = timeout;
-        } else {
-            double d = deadline - psg_now_ms();
-            left = d <= 0 ? 0 : (int)ceil(d);
-        }
-        if (left <= 0)
-            break;
-        multi_check(L, curl_multi_poll(tr->multi, NULL, 0, left, NULL), "curl_multi_poll");
     }
     if (r->list == PSG_LIST_FINISHED)
         hand_over(L, tr, r);

@@ -198,6 +198,21 @@ local HTTP = [[
                 ngx.exit(444)
             }
         }
+        # Counts the requests that arrive, then answers after ms milliseconds;
+        # /count-read reads and resets the count.
+        location = /count {
+            content_by_lua_block {
+                ngx.shared.counts:incr("arrived", 1, 0)
+                ngx.sleep((tonumber(ngx.var.arg_ms) or 0) / 1000)
+                ngx.print('{"counted":true}')
+            }
+        }
+        location = /count-read {
+            content_by_lua_block {
+                ngx.print(tostring(ngx.shared.counts:get("arrived") or 0))
+                ngx.shared.counts:set("arrived", 0)
+            }
+        }
         location = /hangup-count {
             content_by_lua_block {
                 ngx.print(tostring(ngx.shared.counts:get("hangup") or 0))

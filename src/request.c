@@ -123,6 +123,25 @@ static void copy_value(char *dst, size_t cap, const char *v, size_t len)
     dst[len] = '\0';
 }
 
+/* Makes room for a declared Content-Length at once, so the body is not
+ * copied through a chain of doubling buffers. Only up to a spare buffer's
+ * size: a length the server merely claims costs no more than that, and a
+ * compressed body may still grow past it. Failure is harmless here:
+ * write_cb reports a real shortage. */
+static void presize_body(psg_request *r, const char *v, size_t len)
+{
+    size_t n = 0, i = 0;
+    while (i < len && (v[i] == ' ' || v[i] == '\t'))
+        i++;
+    for (; i < len && v[i] >= '0' && v[i] <= '9'; i++) {
+        n = n * 10 + (size_t)(v[i] - '0');
+        if (n > PSG_SPARE_MAX_BYTES)
+            return;
+    }
+    if (n > 0 && (r->max_body <= 0 || (curl_off_t)n <= r->max_body))
+        (void)psg_buf_reserve(&r->body, n);
+}
+
 static int header_is(const char *line, size_t len, const char *name, size_t name_len)
 {
     return len > name_len && line[name_len] == ':' && strncasecmp(line, name, name_len) == 0;
@@ -142,6 +161,8 @@ static size_t header_cb(char *line, size_t size, size_t nitems, void *userdata)
     } else if (header_is(line, len, "content-type", 12)) {
         copy_value(r->content_type, sizeof r->content_type, line + 13, len - 13);
         r->has_content_type = 1;
+    } else if (header_is(line, len, "content-length", 14)) {
+        presize_body(r, line + 15, len - 15);
     }
     return len;
 }
@@ -313,7 +334,7 @@ void psg_request_abort(psg_request *r, int why)
 
 static void free_memory(psg_request *r)
 {
-    psg_buf_free(&r->body);
+    psg_transport_give_buffer(r->tr, &r->body);
     psg_buf_free(&r->scratch);
 }
 
@@ -691,6 +712,7 @@ int psg_request_start(lua_State *L)
     lua_setmetatable(L, top);
     strcpy(r->method, methods[m]);
     r->max_body = tr->max_response_bytes;
+    psg_transport_take_buffer(tr, &r->body); /* never raises */
     r->json = tr->json;
     lua_createtable(L, 2, 0); /* { transport, cached response } */
     lua_pushvalue(L, 1);

@@ -51,6 +51,11 @@ enum { PSG_END_NONE = 0, PSG_END_CANCELLED, PSG_END_TRANSPORT_CLOSED };
 #define PSG_RETRY_AFTER_MAX 64
 #define PSG_CONTENT_TYPE_MAX 256
 #define PSG_EASY_POOL_MAX 16
+/* Receive buffers kept for the next responses, and the largest kept: a
+ * walk's pages then land in memory that is already mapped, instead of
+ * fresh pages the kernel must fault in and zero for every response. */
+#define PSG_SPARE_BUFS 4
+#define PSG_SPARE_MAX_BYTES ((size_t)1 << 20)
 
 /* One recorded socket state, the last one libcurl asked for on that fd. */
 typedef struct psg_sockchange {
@@ -89,6 +94,10 @@ struct psg_transport {
     CURL *pool[PSG_EASY_POOL_MAX];
     int pool_plain[PSG_EASY_POOL_MAX];
     int n_pool;
+
+    /* Empty receive buffers for the next requests (see PSG_SPARE_BUFS). */
+    psg_buf spare[PSG_SPARE_BUFS];
+    int n_spare;
 
     /* What CURLMOPT_SOCKETFUNCTION / TIMERFUNCTION reported: the changes
      * since a host last asked (socket_changes), and every socket libcurl
@@ -154,6 +163,10 @@ psg_transport *psg_transport_check_open(lua_State *L, int idx);
 /* *plain tells whether the handle is a plain one (see the pool). */
 CURL *psg_transport_take_easy(psg_transport *tr, int *plain);
 void psg_transport_put_easy(psg_transport *tr, CURL *easy, int plain);
+/* A spare receive buffer into *b (empty, for a new request), if one is kept;
+ * and back: *b is kept as a spare or freed, and left empty either way. */
+void psg_transport_take_buffer(psg_transport *tr, psg_buf *b);
+void psg_transport_give_buffer(psg_transport *tr, psg_buf *b);
 void psg_transport_unlink(psg_transport *tr, psg_request *r);
 void psg_transport_link_inflight(psg_transport *tr, psg_request *r);
 void psg_transport_link_finished(psg_transport *tr, psg_request *r);

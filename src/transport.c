@@ -186,6 +186,25 @@ void psg_transport_put_easy(psg_transport *tr, CURL *easy, int plain)
     }
 }
 
+void psg_transport_take_buffer(psg_transport *tr, psg_buf *b)
+{
+    if (tr->n_spare > 0 && b->data == NULL)
+        *b = tr->spare[--tr->n_spare];
+}
+
+void psg_transport_give_buffer(psg_transport *tr, psg_buf *b)
+{
+    if (tr != NULL && !tr->closed && b->data != NULL && b->cap <= PSG_SPARE_MAX_BYTES &&
+        tr->n_spare < PSG_SPARE_BUFS) {
+        b->len = 0;
+        tr->spare[tr->n_spare++] = *b;
+        b->data = NULL;
+        b->len = b->cap = 0;
+    } else {
+        psg_buf_free(b);
+    }
+}
+
 void psg_transport_unanchor(lua_State *L, int tr_idx, psg_request *r)
 {
     psg_getuservalue(L, tr_idx);
@@ -485,6 +504,8 @@ static void transport_close(lua_State *L, int idx, psg_transport *tr)
     tr->closed = 1;
     while (tr->n_pool > 0)
         curl_easy_cleanup(tr->pool[--tr->n_pool]);
+    while (tr->n_spare > 0)
+        psg_buf_free(&tr->spare[--tr->n_spare]);
     if (tr->multi != NULL)
         curl_multi_cleanup(tr->multi);
     tr->multi = NULL;

@@ -208,6 +208,26 @@ describe("passage.users concurrent calls", function()
         assert.equal(u.id, (quick:result()).id)
     end)
 
+    -- A walk puts its next page on the wire between the two.
+    it("await_response waits for a call's answer and leaves the decode to wait()", function()
+        local u = assert(client:create_user(APP, { email = "await@example.com" }))
+        emulator.faults { latency_ms = 100 }
+        local ok, err = pcall(function()
+            local h = client:start("get_user", APP, u.id)
+            local t = now_ms()
+            client.engine:await_response(h)
+            assert.is_true(now_ms() - t >= 90, "returned before the answer came")
+            assert.is_false(h:done()) -- the answer is in, still undecoded
+            t = now_ms()
+            assert.equal(u.id, (h:wait()).id)
+            assert.is_true(now_ms() - t < 50, "wait() waited again")
+            client.engine:await_response(h) -- done: returns at once
+            assert.equal(0, #client:poll(0)) -- taken by wait(), not handed out again
+        end)
+        emulator.faults { latency_ms = 0 }
+        assert(ok, err)
+    end)
+
     it("runs bulk calls in input order, failures in the middle included", function()
         emulator.seed(APP, 40, 3)
         local page = assert(client:list_paginated_users(APP, { limit = 40, order_by = "id:ASC" }))

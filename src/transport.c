@@ -36,13 +36,14 @@
  *     sleeps timeout_ms (the Lua layer's backoff sleep). perform(0) never
  *     blocks. Cancelled requests are not returned (the canceller knows).
  *
- *   transport:wait(request, timeout_ms) -> done, finished
+ *   transport:wait(request, timeout_ms [, keep]) -> done, finished
  *     Drives every transfer, like perform(), until `request` (started on
  *     this transport) is done or timeout_ms has passed; wait(req, 0) drives
  *     once and never blocks. done tells whether it is: the request is then
- *     handed over as perform() would have returned it. Other requests that
- *     finish meanwhile are kept for the next perform()/socket_action();
- *     finished is how many are waiting there.
+ *     handed over as perform() would have returned it, unless keep is true,
+ *     which leaves it for the next perform() or wait() like the others.
+ *     Other requests that finish meanwhile are kept for the next
+ *     perform()/socket_action(); finished is how many are waiting there.
  *
  *   transport:pending() -> number of transfers in flight
  *
@@ -588,6 +589,7 @@ static int l_wait(lua_State *L)
     psg_transport *tr = psg_transport_check_open(L, 1);
     psg_request *r = (psg_request *)luaL_checkudata(L, 2, PSG_REQUEST_MT);
     double deadline = psg_now_ms() + check_ms_arg(L, 3);
+    int keep = lua_toboolean(L, 4);
     if (r->tr != tr && r->list != PSG_LIST_NONE)
         return luaL_argerror(L, 2, "request of another transport");
     while (r->list == PSG_LIST_INFLIGHT) {
@@ -597,7 +599,7 @@ static int l_wait(lua_State *L)
         if (wait_ms == 0)
             break;
     }
-    if (r->list == PSG_LIST_FINISHED)
+    if (r->list == PSG_LIST_FINISHED && !keep)
         hand_over(L, tr, r);
     lua_pushboolean(L, r->done);
     psg_pushwhole(L, (long long)tr->n_finished);

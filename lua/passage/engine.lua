@@ -316,6 +316,18 @@ function Engine:wait(h)
     return h:result()
 end
 
+-- Blocks until the current attempt of `h` has its response, without turning
+-- it into a result: the next wait() or poll() does that. A caller can put
+-- more work on the wire first (a walk its next page) and pay for the decode
+-- while that travels. Returns at once when `h` has no transfer running.
+function Engine:await_response(h)
+    local req = h.request
+    if req and h.state == "running" then
+        local timeout = h.deadline - now_ms() + 50
+        self.transport:wait(req, timeout < 1 and 1 or timeout, true)
+    end
+end
+
 -- The common end of a blocking call's first attempt: a 2xx JSON answer
 -- turned into its result. status is nil for anything else.
 local function quick_result(req, call)

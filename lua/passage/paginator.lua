@@ -258,6 +258,15 @@ function Walk:next()
             self.done = true
             return nil
         end
+        if self.in_flight > 1 and self.total then
+            -- This page's place on the wire goes to the next one as soon
+            -- as its response is in, before it is decoded: K stay in
+            -- flight while the walk decodes and while the loop body runs.
+            -- (K = 1 stays strictly one page at a time, so each request
+            -- sees what the body did to the last page.)
+            self.client.engine:await_response(q.handle)
+            self:fill()
+        end
         local page, err = q.handle:wait()
         if not page then
             self:close()
@@ -327,13 +336,6 @@ function Walk:next()
             if fresh[1] then
                 if fresh ~= list then
                     page.users = setmetatable(fresh, getmetatable(list))
-                end
-                -- With K > 1 the page's place on the wire goes to the next
-                -- one now, not when the loop body asks for it: K stay in
-                -- flight meanwhile. (K = 1 stays strictly one page at a time,
-                -- so each request sees what the body did to the last page.)
-                if self.in_flight > 1 and not self.done then
-                    self:fill()
                 end
                 return page
             end

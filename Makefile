@@ -125,7 +125,7 @@ format-check:
 # checked (busted is a Lua script, so it is run as `lua5.4 /usr/bin/busted`).
 # Any finding fails the target.
 MEMCHECK_SPECS ?= spec/json_decode_spec.lua spec/transport_spec.lua spec/users_spec.lua \
-                  spec/reliability_spec.lua
+                  spec/reliability_spec.lua spec/async_spec.lua
 CLANG        ?= clang
 SANITIZE     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 ASAN_OUT     := $(BUILD)/asan

@@ -7,7 +7,7 @@
 --        PASSAGE_EMULATOR_PORT=8787 lua5.4 bench/parallel_walk.lua [users] [latency_ms])
 --
 -- Every case runs once per round, the cases of a round back to back, and the
--- best round of each is reported (BENCH_ROUNDS, default 3): on a shared
+-- best round of each is reported (BENCH_ROUNDS, default 5): on a shared
 -- machine a burst of someone else's load then spoils one round of each case,
 -- not all the runs of one case.
 --
@@ -21,6 +21,11 @@
 -- Both ratios (measured / model) are printed. The targets: at K = 8, at least
 -- 6 times the sequential walk and at least 0.8 of min(K / L, C). Bulk calls
 -- use the same models with N calls in flight.
+--
+-- Peers, in the same rounds: the usual Lua way to walk pages (LuaSocket's
+-- http.request and lua-cjson, one page at a time), and for bulk calls wrk
+-- (a C load generator, when installed) with as many connections as calls in
+-- flight: the most this emulator gives N concurrent clients.
 local core = require "passage.core"
 local users = require "passage.users"
 local paginator = require "passage.paginator"
@@ -31,7 +36,7 @@ local now_ms = core.now_ms
 local APP = "test_app"
 local USERS = tonumber(arg and arg[1]) or 100000
 local LATENCY_MS = tonumber(arg and arg[2]) or 5
-local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS")) or 3
+local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS")) or 5
 local PAGE = 500
 local BULK_CALLS = 10000
 local BULK_N = 32
@@ -93,6 +98,42 @@ local function live_heap(k)
     return most
 end
 
+-- The peer walk: LuaSocket and lua-cjson, a page at a time, the window
+-- pinned as the paginator pins it; returns pages/s.
+local peer_json = require("cjson").new()
+local function peer_walk()
+    local http = require "socket.http"
+    local ltn12 = require "ltn12"
+    local base = emulator.url() .. "/apps/" .. APP .. "/users?limit=" .. PAGE
+    local function page_of(query)
+        local chunks = {}
+        local _, status = http.request { url = base .. query, sink = ltn12.sink.table(chunks),
+            headers = { authorization = "Bearer test_key" } }
+        assert(status == 200, "peer walk: HTTP " .. tostring(status))
+        return peer_json.decode(table.concat(chunks))
+    end
+    collectgarbage()
+    local t = now_ms()
+    local first = page_of("&page=1")
+    local pin = string.format("&created_before=%d", first.created_before)
+    local last = math.ceil(first.total_users / PAGE)
+    local n = #first.users
+    for p = 2, last do
+        n = n + #page_of("&page=" .. p .. pin).users
+    end
+    assert(n == USERS, string.format("peer walk saw %d users, expected %d", n, USERS))
+    return last / ((now_ms() - t) / 1000)
+end
+
+-- wrk's requests/s for GET url with `connections` open, or nil without wrk.
+local function wrk_rate(url, connections)
+    local p = io.popen(string.format("wrk -t1 -c%d -d2s -H 'Authorization: Bearer test_key' "
+        .. "'%s' 2>/dev/null", connections, url))
+    local out = p:read("*a")
+    p:close()
+    return tonumber(out:match("Requests/sec:%s*([%d%.]+)"))
+end
+
 local function bulk_gets(ids, count, n)
     local calls = {}
     for i = 1, count do
@@ -148,6 +189,7 @@ local KS = { 4, 8, 16 }
 local cases = {
     { name = "cpu", latency_ms = 0, run = function() return math.max(walk(16), walk(32)) end },
     { name = "sequential", latency_ms = LATENCY_MS, run = function() return walk(1) end },
+    { name = "peer", latency_ms = LATENCY_MS, run = peer_walk },
 }
 for _, k in ipairs(KS) do
     cases[#cases + 1] = { name = k, latency_ms = LATENCY_MS, run = function() return walk(k) end }
@@ -158,14 +200,16 @@ local cpu, seq = best.cpu, best.sequential
 say("cpu bound C (no added latency, K=16 or 32): %.0f pages/s", cpu)
 say("%-10s %6.0f pages/s   latency-only ceiling 1/L %.0f   live heap +%.0f KB", "sequential",
     seq, 1000 / LATENCY_MS, live_heap(1))
+say("%-10s %6.0f pages/s   (LuaSocket + lua-cjson, a page at a time)", "peer", best.peer)
 local at_target
 for _, k in ipairs(KS) do
     local rate = best[k]
     local latency_model = math.min(k * 1000 / LATENCY_MS, cpu)
     local seq_model = math.min(k * seq, cpu)
-    say("%-10s %6.0f pages/s   %4.1fx sequential   %.2f of min(K/L, C) = %.0f   "
+    say("%-10s %6.0f pages/s   %4.1fx sequential   %4.1fx peer   %.2f of min(K/L, C) = %.0f   "
         .. "%.2f of min(K*S, C) = %.0f   live heap +%.0f KB", "K=" .. k, rate, rate / seq,
-        rate / latency_model, latency_model, rate / seq_model, seq_model, live_heap(k))
+        rate / best.peer, rate / latency_model, latency_model, rate / seq_model, seq_model,
+        live_heap(k))
     if k == TARGET_K then
         at_target = { speedup = rate / seq, ratio = rate / latency_model }
     end
@@ -184,10 +228,12 @@ bulk_gets(ids, 1000, BULK_N) -- warm up
 local function bulk_run()
     return bulk_gets(ids, BULK_CALLS, BULK_N)
 end
+local user_url = emulator.url() .. "/apps/" .. APP .. "/users/" .. ids[1]
 local bulk = rounds {
     { name = "cpu", latency_ms = 0, run = bulk_run },
     { name = "sequential", latency_ms = LATENCY_MS, run = function() return sequential_gets(ids, 500) end },
     { name = "bulk", latency_ms = LATENCY_MS, run = bulk_run },
+    { name = "wrk", latency_ms = LATENCY_MS, run = function() return wrk_rate(user_url, BULK_N) or 0 end },
 }
 local bulk_latency_model = math.min(BULK_N * 1000 / LATENCY_MS, bulk.cpu)
 local bulk_seq_model = math.min(BULK_N * bulk.sequential, bulk.cpu)
@@ -196,6 +242,10 @@ say("bulk get_user x%d, N=%d: %.0f calls/s   sequential %.0f calls/s (%.1fx)   "
     .. "%.2f of min(N/L, C) = %.0f   %.2f of min(N*S, C) = %.0f", BULK_CALLS, BULK_N, bulk.bulk,
     bulk.sequential, bulk.bulk / bulk.sequential, bulk.bulk / bulk_latency_model,
     bulk_latency_model, bulk.bulk / bulk_seq_model, bulk_seq_model)
+if bulk.wrk > 0 then
+    say("wrk -c%d, GET one user at the same latency: %.0f requests/s; bulk reaches %.2f of it",
+        BULK_N, bulk.wrk, bulk.bulk / bulk.wrk)
+end
 
 latency(0)
 client:close()

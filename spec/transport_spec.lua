@@ -391,6 +391,28 @@ describe("passage.core transport", function()
             tr:close()
         end)
 
+        -- The transport polls sockets itself: bytes already decrypted inside
+        -- the TLS layer show on no socket, and must still be read.
+        it("reads several big TLS bodies at once to the last byte", function()
+            if not server.tls_url() then return pending("no openssl for a test certificate") end
+            local tr = core.transport({ ca_file = server.cert_file })
+            local reqs, sizes = {}, {}
+            for i = 1, 6 do
+                sizes[i] = 3000000 + i
+                reqs[i] = tr:start("GET", server.tls_url("/big?n=" .. sizes[i]), {})
+            end
+            sizes[7] = 2000000
+            reqs[7] = tr:start("GET", server.tls_url("/chunked?n=" .. sizes[7]), {})
+            local deadline = now() + 20000 * SLOW
+            while tr:pending() > 0 and now() < deadline do tr:perform(100) end
+            for i = 1, 7 do
+                local resp = reqs[i]:response()
+                assert.is_nil(resp.kind, resp.message)
+                assert.are.equal(sizes[i], resp.body_size)
+            end
+            tr:close()
+        end)
+
         it("has a 16 MiB default cap", function()
             local tr = core.transport()
             local resp = fetch(tr, "GET", "/big?n=" .. (16 * 1024 * 1024 + 1))

@@ -573,6 +573,28 @@ describe("passage.core transport", function()
             tr:close()
         end)
 
+        -- libcurl queues the transfers over the limit and starts each when a
+        -- connection frees, through its timer: nothing may be left waiting.
+        it("runs transfers queued by max_host_connections as connections free", function()
+            local tr = core.transport({ max_host_connections = 2 })
+            local reqs = {}
+            for i = 1, 6 do reqs[i] = tr:start("GET", server.url("/slow?ms=150"), {}) end
+            local t0 = now()
+            local deadline = t0 + 5000 * SLOW
+            while tr:pending() > 0 and now() < deadline do tr:perform(50) end
+            local took = now() - t0
+            local connects = 0
+            for i = 1, 6 do
+                local resp = reqs[i]:response()
+                assert.are.equal(200, resp.status)
+                connects = connects + resp.connects
+            end
+            assert.are.equal(2, connects)
+            -- Three rounds of two, not one round of six.
+            assert.is_true(took >= 440, "took " .. took)
+            tr:close()
+        end)
+
         it("wait(req, ms, true) leaves the finished request for perform()", function()
             local tr = core.transport()
             local req = tr:start("GET", server.url("/json"), {})

@@ -269,7 +269,7 @@ describe("reliability", function()
             assert(c:get_user(APP, "u1")) -- leaves a connection to reuse
             local got, err = c:create_user(APP, { email = "hangup@example.com" })
             c:close()
-            local _, count = emulator.request(server.url("/hangup-count"))
+            local _, count = emulator.request(server.url("/counter?name=hangup"))
             server.stop()
             assert.is_nil(got)
             assert.equal("network", err.kind)

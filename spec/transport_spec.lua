@@ -112,7 +112,7 @@ describe("passage.core transport", function()
         it("puts a request on a kept-alive connection on the wire at start", function()
             fetch(tr, "GET", "/json") -- a connection to reuse
             local function arrived() -- over luasocket, not the transport
-                local body, status = http.request(server.url("/count-read"))
+                local body, status = http.request(server.url("/counter?name=arrived"))
                 assert.are.equal(200, status)
                 return tonumber(body)
             end

@@ -24,12 +24,12 @@
 #define PSG_REQUEST_H
 
 #include <curl/curl.h>
-#include <poll.h>
 
 #include "buffer.h"
 #include "compat.h"
 #include "json_decode.h"
 
+struct pollfd;
 typedef struct psg_transport psg_transport;
 typedef struct psg_request psg_request;
 

@@ -66,6 +66,7 @@
  *     "passage.transport: closed".
  */
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -287,6 +287,13 @@ function Engine:poll(timeout_ms)
     return take_finished(self)
 end
 
+-- How long a blocking wait for `h` may take: past its deadline by a little,
+-- so libcurl's own timeout, not the wait, ends a stalled attempt.
+local function wait_limit_ms(h)
+    local timeout = h.deadline - now_ms() + 50
+    return timeout < 1 and 1 or timeout
+end
+
 -- Blocks until `h` is done. Other transfers that finish meanwhile stay
 -- in the transport, undecoded, until a poll or a wait asks for them: the
 -- caller gets `h` first and can start more work (a walk its next page)
@@ -294,10 +301,7 @@ end
 function Engine:wait(h)
     local transport = self.transport
     while h.state ~= "done" do
-        local timeout = h.deadline - now_ms() + 50
-        if timeout < 1 then
-            timeout = 1
-        end
+        local timeout = wait_limit_ms(h)
         local req = h.request
         if req and self.backing_off[1] == nil then
             -- Nothing to start meanwhile: the transport blocks in C until
@@ -321,10 +325,9 @@ end
 -- more work on the wire first (a walk its next page) and pay for the decode
 -- while that travels. Returns at once when `h` has no transfer running.
 function Engine:await_response(h)
-    local req = h.request
-    if req and h.state == "running" then
-        local timeout = h.deadline - now_ms() + 50
-        self.transport:wait(req, timeout < 1 and 1 or timeout, true)
+    local req = h.request -- set only while an attempt is running
+    if req then
+        self.transport:wait(req, wait_limit_ms(h), true)
     end
 end
 

@@ -186,7 +186,7 @@ local HTTP = [[
 
         # /hangup/...: GET answers a user (so the connection stays open for the
         # next request); any other method is counted, then the connection is
-        # closed without an answer. /hangup-count reads and resets the count.
+        # closed without an answer. /counter?name=hangup reads and resets the count.
         location ^~ /hangup/ {
             content_by_lua_block {
                 if ngx.req.get_method() == "GET" then
@@ -199,7 +199,7 @@ local HTTP = [[
             }
         }
         # Counts the requests that arrive, then answers after ms milliseconds;
-        # /count-read reads and resets the count.
+        # /counter?name=arrived reads and resets the count.
         location = /count {
             content_by_lua_block {
                 ngx.shared.counts:incr("arrived", 1, 0)
@@ -207,16 +207,12 @@ local HTTP = [[
                 ngx.print('{"counted":true}')
             }
         }
-        location = /count-read {
+        # Reads and resets the counter `name`.
+        location = /counter {
             content_by_lua_block {
-                ngx.print(tostring(ngx.shared.counts:get("arrived") or 0))
-                ngx.shared.counts:set("arrived", 0)
-            }
-        }
-        location = /hangup-count {
-            content_by_lua_block {
-                ngx.print(tostring(ngx.shared.counts:get("hangup") or 0))
-                ngx.shared.counts:set("hangup", 0)
+                local name = ngx.var.arg_name or ""
+                ngx.print(tostring(ngx.shared.counts:get(name) or 0))
+                ngx.shared.counts:set(name, 0)
             }
         }
     }

@@ -53,12 +53,12 @@ local function is_dir(path)
   return false
 end
 
--- The suite lives beside the repository (../shared/json-test-suite from the
--- repository root), unless PASSAGE_JSON_TEST_SUITE names it (the suite root or
--- its test_parsing directory).
+-- The suite is kept in the repository (spec/fixtures/json-test-suite, MIT),
+-- unless PASSAGE_JSON_TEST_SUITE names another copy (the suite root or its
+-- test_parsing directory).
 local function find_suite()
   local env = os.getenv("PASSAGE_JSON_TEST_SUITE")
-  local candidates = { env, "../shared/json-test-suite" }
+  local candidates = { env, "spec/fixtures/json-test-suite" }
   for i = 1, 2 do
     local dir = candidates[i]
     if dir and dir ~= "" then
@@ -105,7 +105,7 @@ describe("JSONTestSuite test_parsing", function()
   local dir = find_suite()
 
   it("is present (set PASSAGE_JSON_TEST_SUITE to its location)", function()
-    assert.is_not_nil(dir, "JSONTestSuite not found at ../shared/json-test-suite")
+    assert.is_not_nil(dir, "JSONTestSuite not found at spec/fixtures/json-test-suite")
   end)
   if not dir then
     return

@@ -28,7 +28,7 @@ build = {
    type = "builtin",
    modules = {
       ["passage.core"] = {
-         sources = { "src/core.c", "src/json_decode.c", "src/request.c", "src/transport.c" },
+         sources = { "src/core.c", "src/json_check.c", "src/json_decode.c", "src/request.c", "src/transport.c" },
          defines = { "PSG_VERSION=\"0.1.0\"", "_POSIX_C_SOURCE=200809L" },
          libraries = { "curl", "pthread", "m" },
          incdirs = { "$(CURL_INCDIR)" },

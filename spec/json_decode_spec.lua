@@ -5,6 +5,7 @@
 -- lua-cjson instance over generated documents and realistic API bodies.
 local core = require("passage.core")
 local compare = require("support.json_compare")
+local torture = require("support.gc_torture")
 
 package.path = "bench/?.lua;" .. package.path
 local fixtures = require("fixtures")
@@ -487,6 +488,34 @@ describe("core.decoder", function()
     end)
     assert.is_not_nil(core.decoder({}))
     assert.is_not_nil(core.decoder())
+  end)
+
+  it("runs a checker on the values at its path while decoding", function()
+    local d = core.decoder()
+    local check = core.checker({ id = "string", n = "number?" }, { "users", "[]" })
+    local v, checked = d:decode('{"users":[{"id":"a","n":1},{"id":"b"}]}', check)
+    assert.are.equal("b", v.users[2].id)
+    assert.is_true(checked)
+    v, checked = d:decode('{"users":[{"id":"a"},{"id":7}]}', check)
+    assert.are.equal(7, v.users[2].id)
+    assert.is_false(checked)
+    assert.are.equal(1, select("#", d:decode("[1]")))
+  end)
+
+  it("survives a finalizer that closes it in the middle of a decode", function()
+    local d = core.decoder()
+    local doc = fixtures.page(200)
+    local v, state = torture.during(function()
+      -- Garbage at once: the collector, running at every allocation, calls
+      -- it in the middle of the decode.
+      setmetatable({}, { __gc = function() d:close() end })
+      return d:decode(doc), tostring(d)
+    end)
+    assert.are.equal("passage.decoder (closed)", state)
+    assert.are.equal(200, #v.users)
+    assert.has_error(function()
+      d:decode("[1]")
+    end, "attempt to use a closed passage.decoder")
   end)
 
   it("decodes strings only", function()

@@ -1011,10 +1011,16 @@ error:
 /* ---- Lua binding ---------------------------------------------------------- */
 
 typedef struct decoder_ud {
-    psg_json_shapes *shapes; /* NULL once closed */
+    psg_json_shapes *shapes; /* NULL once released */
     psg_buf scratch;
     psg_json_opts opts;
     int closed;
+    /* A decode is running: it holds shapes and scratch across Lua
+     * allocations, where a finalizer may call close(). close() then only
+     * marks the decoder; the decode releases it when it ends. __gc cannot
+     * run during a decode (the decoder is its argument), so it always
+     * releases. */
+    int decoding;
 } decoder_ud;
 
 /* Scratch space above this is given back after a decode, so one odd
@@ -1041,20 +1047,33 @@ static int decoder_decode(lua_State *L)
 {
     decoder_ud *u = check_decoder(L);
     psg_json_error err;
+    psg_json_opts opts;
     const char *s;
     size_t len;
+    int ok;
     if (u->closed)
         return luaL_error(L, "attempt to use a closed passage.decoder");
+    if (u->decoding)
+        return luaL_error(L, "passage.decoder is already decoding");
     if (lua_type(L, 2) != LUA_TSTRING)
         return luaL_argerror(L, 2, "string expected");
     s = lua_tolstring(L, 2, &len);
-    if (psg_json_decode(L, s, len, &u->opts, u->shapes, &u->scratch, &err)) {
-        if (u->scratch.cap > SCRATCH_KEEP)
-            psg_buf_free(&u->scratch);
-        return 1;
-    }
-    if (u->scratch.cap > SCRATCH_KEEP)
+    opts = u->opts;
+    opts.check = psg_json_check_at(L, 3);
+    memset(&err, 0, sizeof err);
+    u->decoding = 1;
+    ok = psg_json_decode(L, s, len, &opts, u->shapes, &u->scratch, &err);
+    u->decoding = 0;
+    if (u->closed)
+        decoder_release(u);
+    else if (u->scratch.cap > SCRATCH_KEEP)
         psg_buf_free(&u->scratch);
+    if (ok) {
+        if (opts.check == NULL)
+            return 1;
+        lua_pushboolean(L, !err.check_failed);
+        return 2;
+    }
     lua_pushnil(L);
     lua_pushstring(L, err.message);
     psg_pushwhole(L, (long long)err.offset);
@@ -1064,7 +1083,16 @@ static int decoder_decode(lua_State *L)
 static int decoder_close(lua_State *L)
 {
     decoder_ud *u = check_decoder(L);
-    decoder_release(u);
+    if (u->decoding)
+        u->closed = 1;
+    else
+        decoder_release(u);
+    return 0;
+}
+
+static int decoder_gc(lua_State *L)
+{
+    decoder_release(check_decoder(L));
     return 0;
 }
 
@@ -1136,7 +1164,7 @@ void psg_json_register(lua_State *L)
     static const luaL_Reg methods[] = {
         {"decode", decoder_decode}, {"close", decoder_close}, {NULL, NULL}};
     static const luaL_Reg meta[] = {
-        {"__gc", decoder_close},
+        {"__gc", decoder_gc},
 #if LUA_VERSION_NUM >= 504
         {"__close", decoder_close},
 #endif
@@ -1154,6 +1182,7 @@ void psg_json_register(lua_State *L)
 
     lua_pushcfunction(L, decoder_new);
     lua_setfield(L, -2, "decoder");
+    psg_json_check_register(L);
     psg_json_push_array_mt(L);
     lua_setfield(L, -2, "array_mt");
     lua_pushlightuserdata(L, NULL);

@@ -99,11 +99,20 @@ int psg_json_decode(lua_State *L, const char *s, size_t len, const psg_json_opts
  * registry). */
 void psg_json_push_array_mt(lua_State *L);
 
+/* The decode-time check of a core.checker(fields, path) closure at idx, or
+ * NULL for anything else (json_check.c). */
+const psg_json_check *psg_json_check_at(lua_State *L, int idx);
+/* Sets core.checker on the table at the top of the stack. */
+void psg_json_check_register(lua_State *L);
+
 /* Registers the Lua-visible decoder on the table at the top of the stack:
  *   core.decoder{ keep_null = bool, max_depth = n } -> decoder userdata
  *       (n from 1 to PSG_JSON_MAX_DEPTH_LIMIT; other names or types raise)
- *   decoder:decode(str) -> value | nil, message, offset (0-based, as in
- *       the message); calls on a closed decoder raise
+ *   decoder:decode(str [, check]) -> value [, checked] | nil, message, offset
+ *       (0-based, as in the message); check is a core.checker(fields, path)
+ *       run while decoding: checked (returned only with a check) is true when
+ *       every value at its path passed; calls on a closed decoder raise
+ *   core.checker (json_check.c)
  *   decoder:close() / __gc / __close
  *   core.array_mt  (the shared array metatable)
  *   core.null      (the null sentinel) */

@@ -554,7 +554,7 @@ static int l_response(lua_State *L)
 static int l_result(lua_State *L)
 {
     psg_request *r = check_request(L, 1);
-    const psg_json_check *check = psg_checker_inline(L, 2);
+    const psg_json_check *check = psg_json_check_at(L, 2);
     int checked = 0;
     luaL_checkstack(L, 8, "passage.request");
     if (!r->done)

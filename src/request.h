@@ -156,9 +156,6 @@ struct psg_request {
 /* transport.c */
 double psg_now_ms(void);
 
-/* The decode-time check of a core.checker(fields, path) closure at idx, or
- * NULL for anything else (core.c). */
-const psg_json_check *psg_checker_inline(lua_State *L, int idx);
 psg_transport *psg_transport_check_open(lua_State *L, int idx);
 /* *plain tells whether the handle is a plain one (see the pool). */
 CURL *psg_transport_take_easy(psg_transport *tr, int *plain);

@@ -455,7 +455,7 @@ describe("passage.users concurrent calls", function()
         assert.is_table((client:list_paginated_users(APP, { limit = 1 })))
     end)
 
-    -- An engine call whose finish raises, as a bug or an out-of-memory would.
+    -- An engine call whose result cannot be read, as a bug or an out-of-memory would.
     local function broken_call()
         return {
             operation = "broken",
@@ -463,9 +463,11 @@ describe("passage.users concurrent calls", function()
             url = emulator.url() .. "/apps/" .. APP .. "/users?limit=1",
             headers = { "Authorization: Bearer test_key" },
             idempotent = true,
-            finish = function()
-                error("broken finish")
-            end,
+            result = {
+                read = function()
+                    error("broken finish")
+                end,
+            },
         }
     end
 

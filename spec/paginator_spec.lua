@@ -521,8 +521,7 @@ describe("passage.paginator", function()
         local function fake(total_users, present, limit)
             local requested = {}
             local client = {
-                engine = { discard = function() end },
-                start = function(_, _, _, p)
+                start_private = function(_, _, _, p)
                     requested[#requested + 1] = p.page
                     local list = {}
                     for i = (p.page - 1) * limit + 1, math.min(present, p.page * limit) do
@@ -530,7 +529,8 @@ describe("passage.paginator", function()
                     end
                     local page = { page = p.page, limit = limit, total_users = total_users,
                         created_before = 1700000000, users = list }
-                    return { wait = function() return page end }
+                    return { wait = function() return page end, close = function() end,
+                        await_response = function() end }
                 end,
             }
             return client, requested
@@ -545,8 +545,7 @@ describe("passage.paginator", function()
 
         it("reads on after a short page that is not the last", function()
             local client = {
-                engine = { discard = function() end },
-                start = function(_, _, _, p)
+                start_private = function(_, _, _, p)
                     local list = {}
                     local first, last = (p.page - 1) * 10 + 1, math.min(25, p.page * 10)
                     if p.page == 1 then
@@ -557,7 +556,8 @@ describe("passage.paginator", function()
                     end
                     local page = { page = p.page, limit = 10, total_users = 25,
                         created_before = 1700000000, users = list }
-                    return { wait = function() return page end }
+                    return { wait = function() return page end, close = function() end,
+                        await_response = function() end }
                 end,
             }
             local got = assert(paginator.collect(client, APP, { limit = 10 }))

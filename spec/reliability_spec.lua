@@ -392,6 +392,18 @@ describe("reliability", function()
             end)
         end
 
+        it("are capped at 16 MiB unless max_response_bytes says otherwise", function()
+            local size = 16 * 1024 * 1024 + 1
+            for _, framing in ipairs { "length", "chunked" } do
+                local c = new_client { base_url = server.url("/bigapi/" .. size .. "/" .. framing) }
+                local got, err = c:get_user(APP, "u1")
+                c:close()
+                assert.is_nil(got)
+                assert.equal("too_large", err.kind)
+                assert.equal(1, err.attempts)
+            end
+        end)
+
         it("calls a response header over libcurl's limit too_large, and does not retry it", function()
             local c = new_client { base_url = server.url("/bighead") }
             local got, err = c:get_user(APP, "u1")
@@ -591,6 +603,8 @@ describe("reliability", function()
                         names[#names + 1] = name:lower()
                     end
                 end
+                local agent = "\r\nUser-Agent: passage-lua/" .. users._VERSION .. "\r\n"
+                assert.truthy(raw:find(agent, 1, true), "the default User-Agent")
                 for _, name in ipairs(names) do
                     assert.truthy(({ host = true, authorization = true, accept = true,
                         ["passage-version"] = true, ["user-agent"] = true,

@@ -185,9 +185,13 @@ describe("passage.users", function()
         raises("option timeout_ms: expected number", users.new, { api_key = "k", timeout_ms = "5" })
         raises("control", users.new, { api_key = "k\r\nX-Evil: 1" })
         for _, name in ipairs { "max_attempts", "timeout_ms", "connect_timeout_ms",
-                "attempt_timeout_ms", "max_response_bytes" } do
-            raises(name .. " must be at least 1", users.new, { api_key = "k", [name] = 0 })
+                "attempt_timeout_ms", "max_response_bytes", "max_host_connections" } do
+            raises(name .. ": expected a whole number >= 1, got 0", users.new,
+                { api_key = "k", [name] = 0 })
         end
+        raises("retry_base_delay_ms: expected a whole number >= 0, got %-1", users.new,
+            { api_key = "k", retry_base_delay_ms = -1 })
+        raises("user_agent holds a control byte", users.new, { api_key = "k", user_agent = "a\nb" })
         raises("base_url", users.new, { api_key = "k", base_url = "ftp://x" })
         raises("base_url", users.new, { api_key = "k", base_url = "https://x/v1?debug=1" })
     end)

@@ -40,8 +40,8 @@
  *   tostring(request):    "passage.request: GET in flight" / "... done" /
  *                         "passage.request: closed"
  *
- *   request:response() -> table (raises if the request is not done). The
- *   same table is returned on every call. Fields:
+ *   request:response([check]) -> table (raises if the request is not done).
+ *   The same table is returned on every call. Fields:
  *     kind          nil when the HTTP exchange completed (any status); else
  *                   "timeout", "connect" (could not resolve or connect, or
  *                   the URL was unusable: the request never left), "tls",
@@ -63,23 +63,15 @@
  *     body          the decoded JSON value, when the exchange completed and
  *                   the body is non-empty JSON (decoded straight from the
  *                   receive buffer: no Lua string of the body is made)
+ *     checked       with body: true when `check` (a core.checker(fields,
+ *                   path), run while decoding) was given and every value at
+ *                   its path passed
  *     decode_error  decoder message when the body is non-empty but not JSON
  *     raw           the body as a string in that case, else nil
  *     total_ms      transfer time in milliseconds
  *     connects      new connections this transfer opened (0: one was reused)
  *   After response() the receive buffer is freed; the easy handle went back
  *   to the transport's pool as soon as the transfer ended.
- *
- *   request:result([check]) -> status, body, connects, checked | nil
- *     The common case without the table (raises if the request is not
- *     done): when the HTTP exchange completed with a 2xx status and its body
- *     is JSON or empty, the status, the decoded body (nil when empty) and
- *     connects as in response(); the request is then closed, as by close().
- *     check is a core.checker(fields, path), run while decoding; checked is
- *     true when it was given and every value at its path passed.
- *     Otherwise (a failure, another status, a body that is not JSON, a
- *     closed request or one whose response() was read) nil, and the request
- *     is left as it was: response() tells the rest.
  */
 #include <math.h>
 #include <stdio.h>
@@ -538,8 +530,10 @@ static void push_message(lua_State *L, const psg_request *r)
 static int l_response(lua_State *L)
 {
     psg_request *r = check_request(L, 1);
+    const psg_json_check *check = psg_json_check_at(L, 2);
     const char *kind;
     luaL_checkstack(L, 8, "passage.request");
+    lua_settop(L, 1);
     if (!r->done)
         return luaL_error(L, "request is not done");
     push_companions(L, 1);
@@ -551,7 +545,7 @@ static int l_response(lua_State *L)
         return luaL_error(L, "request is closed");
 
     kind = kind_of(r);
-    lua_createtable(L, 0, 14);
+    lua_createtable(L, 0, 15);
     if (kind != NULL) {
         set_string(L, "kind", kind);
         push_message(L, r);
@@ -571,8 +565,12 @@ static int l_response(lua_State *L)
     set_whole(L, "connects", r->connects);
     if (kind == NULL && r->body.len > 0) {
         psg_json_error err;
-        if (decode_body(L, r, &r->json, &err)) {
+        psg_json_opts opts = r->json;
+        opts.check = check;
+        if (decode_body(L, r, &opts, &err)) {
             lua_setfield(L, -2, "body");
+            lua_pushboolean(L, check != NULL && !err.check_failed);
+            lua_setfield(L, -2, "checked");
         } else {
             set_string(L, "decode_error", err.message);
             lua_pushlstring(L, r->body.data, r->body.len);
@@ -585,45 +583,6 @@ static int l_response(lua_State *L)
     r->response_cached = 1;
     free_memory(r);
     return 1;
-}
-
-/* The common case without the response table: a completed 2xx exchange
- * whose body is JSON (or empty). Anything else answers nil and leaves the
- * request as it was, for response(). */
-static int l_result(lua_State *L)
-{
-    psg_request *r = check_request(L, 1);
-    const psg_json_check *check = psg_json_check_at(L, 2);
-    int checked = 0;
-    luaL_checkstack(L, 8, "passage.request");
-    if (!r->done)
-        return luaL_error(L, "request is not done");
-    if (r->closed || r->response_cached || r->status < 200 || r->status > 299 ||
-        kind_of(r) != NULL) {
-        lua_pushnil(L);
-        return 1;
-    }
-    psg_pushwhole(L, r->status);
-    if (r->body.len > 0) {
-        psg_json_error err;
-        psg_json_opts opts = r->json;
-        opts.check = check;
-        if (!decode_body(L, r, &opts, &err)) {
-            lua_settop(L, 2);
-            lua_pushnil(L);
-            return 1;
-        }
-        checked = check != NULL && !err.check_failed;
-    } else {
-        lua_pushnil(L);
-    }
-    psg_pushwhole(L, r->connects);
-    lua_pushboolean(L, checked);
-    /* Taken: the request is closed, as by close(). */
-    detach(L, 1, r);
-    r->closed = 1;
-    free_memory(r);
-    return 4;
 }
 
 /* ---- transport:start ---------------------------------------------------- */
@@ -822,9 +781,11 @@ int psg_request_start(lua_State *L)
 
 void psg_request_register(lua_State *L)
 {
-    static const luaL_Reg methods[] = {{"done", l_done},     {"cancel", l_cancel},
-                                       {"close", l_close},   {"response", l_response},
-                                       {"result", l_result}, {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"done", l_done},
+                                       {"cancel", l_cancel},
+                                       {"close", l_close},
+                                       {"response", l_response},
+                                       {NULL, NULL}};
     static const luaL_Reg meta[] = {
         {"__gc", l_gc},
 #if LUA_VERSION_NUM >= 504

@@ -7,19 +7,20 @@
  *
  *   core.transport(opts) -> transport
  *     opts is an optional table; an unknown name or a wrong type raises an
- *     error naming the option. All are optional:
- *       connect_timeout_ms    integer >= 0, default 10000 (0: libcurl's own)
- *       timeout_ms            integer >= 0, default 30000: total per transfer
- *                             (0: no total limit)
- *       max_response_bytes    integer >= 0, default 16 MiB; a bigger body ends
- *                             the transfer with kind "too_large" (0: no cap)
+ *     error naming the option. The defaults are passage.options' (which
+ *     always passes every value); absent here means libcurl's own:
+ *       connect_timeout_ms    integer >= 0 (0: libcurl's own)
+ *       timeout_ms            integer >= 0: total per transfer when start()
+ *                             gives none (0: no limit)
+ *       max_response_bytes    integer >= 0; a bigger body ends the transfer
+ *                             with kind "too_large" (0: no cap)
  *       ca_file, ca_path      strings (CA bundle file / directory)
- *       tls_verify            boolean, default true; false disables both peer
- *                             and host name verification
- *       user_agent            string, default "passage-lua/<version>"
+ *       unsafe_skip_tls_verify  boolean; true turns off both peer and host
+ *                             name verification
+ *       user_agent            string (none: no User-Agent header)
  *       keep_null             boolean, passed to the JSON decoder
  *       max_depth             integer >= 0, passed to the JSON decoder
- *       max_host_connections  integer >= 0, default 0 (libcurl's default)
+ *       max_host_connections  integer >= 0 (0: libcurl's own)
  *
  *   transport:start(method, url, headers, body [, timeout_ms]) -> request
  *     See request.c. Adds the transfer to the multi handle and starts it
@@ -79,14 +80,6 @@
 
 #include "request.h"
 #include "transport.h"
-
-#ifndef PSG_VERSION
-#error "PSG_VERSION must be defined by the build"
-#endif
-
-#define DEFAULT_CONNECT_TIMEOUT_MS 10000L
-#define DEFAULT_TIMEOUT_MS 30000L
-#define DEFAULT_MAX_RESPONSE_BYTES ((curl_off_t)16 * 1024 * 1024)
 
 /* ---- process-wide libcurl initialisation --------------------------------
  * curl_global_init is not guaranteed thread-safe on every libcurl this may
@@ -730,7 +723,7 @@ typedef struct parsed_opts {
     long connect_timeout_ms, timeout_ms, max_host_connections;
     curl_off_t max_response_bytes;
     const char *ca_file, *ca_path, *user_agent;
-    int tls_verify, keep_null, max_depth;
+    int skip_tls_verify, keep_null, max_depth;
 } parsed_opts;
 
 static lua_Number opt_whole(lua_State *L, const char *name, lua_Number max)
@@ -753,8 +746,10 @@ static const char *opt_string(lua_State *L, const char *name)
         luaL_error(L, "transport option '%s' must be a string (got %s)", name,
                    luaL_typename(L, -1));
     s = lua_tolstring(L, -1, &len);
-    if (strlen(s) != len || strpbrk(s, "\r\n") != NULL)
-        luaL_error(L, "transport option '%s' must not contain CR, LF or NUL", name);
+    /* As a C string it would end at a NUL; passage.options refuses every
+     * control byte before it gets here. */
+    if (strlen(s) != len)
+        luaL_error(L, "transport option '%s' must not contain NUL", name);
     return s;
 }
 
@@ -770,15 +765,7 @@ static int opt_bool(lua_State *L, const char *name)
  * the caller keeps on the stack until they are copied. */
 static void parse_opts(lua_State *L, int idx, parsed_opts *o)
 {
-    o->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
-    o->timeout_ms = DEFAULT_TIMEOUT_MS;
-    o->max_response_bytes = DEFAULT_MAX_RESPONSE_BYTES;
-    o->max_host_connections = 0;
-    o->ca_file = o->ca_path = NULL;
-    o->user_agent = "passage-lua/" PSG_VERSION;
-    o->tls_verify = 1;
-    o->keep_null = 0;
-    o->max_depth = 0;
+    memset(o, 0, sizeof *o);
     if (lua_isnoneornil(L, idx))
         return;
     luaL_checktype(L, idx, LUA_TTABLE);
@@ -804,8 +791,8 @@ static void parse_opts(lua_State *L, int idx, parsed_opts *o)
             o->ca_path = opt_string(L, k);
         else if (strcmp(k, "user_agent") == 0)
             o->user_agent = opt_string(L, k);
-        else if (strcmp(k, "tls_verify") == 0)
-            o->tls_verify = opt_bool(L, k);
+        else if (strcmp(k, "unsafe_skip_tls_verify") == 0)
+            o->skip_tls_verify = opt_bool(L, k);
         else if (strcmp(k, "keep_null") == 0)
             o->keep_null = opt_bool(L, k);
         else
@@ -852,7 +839,7 @@ static int l_new(lua_State *L)
     tr->timeout_ms = o.timeout_ms;
     tr->max_response_bytes = o.max_response_bytes;
     tr->max_host_connections = o.max_host_connections;
-    tr->tls_verify = o.tls_verify;
+    tr->tls_verify = !o.skip_tls_verify;
     tr->json.keep_null = o.keep_null;
     tr->json.max_depth = o.max_depth;
     tr->ca_file = dup_or_null(o.ca_file, &failed);

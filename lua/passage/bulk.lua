@@ -4,32 +4,29 @@
 local bulk = {}
 
 -- `engine`: the client's request engine; `calls`: engine calls, already
--- checked; returns results[i] = { value = v } or { err = e }.
+-- checked; returns results[i] = { value = v } or { err = e }. Its handles
+-- finish into a list of its own, so the host's poll never sees them, and
+-- the host's own handles that finish meanwhile stay queued for its poll.
 function bulk.run(engine, calls, max_in_flight)
     local results = {}
     local index_of = {}
-    local foreign = {} -- other handles of the client that finished meanwhile
+    local finished = {}
     local next_call, in_flight, total = 1, 0, #calls
     while next_call <= total or in_flight > 0 do
         while in_flight < max_in_flight and next_call <= total do
-            index_of[engine:start(calls[next_call])] = next_call
+            index_of[engine:start(calls[next_call], finished)] = next_call
             next_call = next_call + 1
             in_flight = in_flight + 1
         end
-        for _, h in ipairs(engine:poll(1000)) do
-            local i = index_of[h]
-            if i then
-                index_of[h] = nil
-                in_flight = in_flight - 1
-                results[i] = { value = h.value, err = h.err }
-            else
-                foreign[#foreign + 1] = h
-            end
+        if finished[1] == nil then
+            engine:drive(1000)
         end
-    end
-    -- Handles started outside the bulk run stay for the caller's next poll.
-    for _, h in ipairs(foreign) do
-        engine:requeue(h)
+        for i = 1, #finished do
+            local h = finished[i]
+            results[index_of[h]] = { value = h.value, err = h.err }
+            in_flight = in_flight - 1
+            finished[i] = nil
+        end
     end
     return results
 end

@@ -1,25 +1,53 @@
--- The request engine of a client: runs calls on its passage.core transport
--- (one libcurl multi handle), with a deadline per call and retries, and
--- hands back request handles. Blocking calls are a start and a wait on the
--- same path, so the two can never behave differently.
+-- The request engine of a client: runs calls on its transport with a
+-- deadline per call and retries, and hands back request handles. A
+-- blocking call is a start and a wait; bulk runs and walks start calls and
+-- wait for them; every finished transfer is settled in one place (settle),
+-- whose verdict is the pure engine.outcome.
 --
 -- A call is a table made by passage.users:
---   operation   "get_user", ...            (for errors)
---   method, url, headers, body             (what to send; headers may be a
---                                           function returning the array, so
---                                           a dumped call shows no secret)
---   idempotent  true when a retry is safe
---   finish      function(body, checked) -> value | nil, err [, next_call]
---               turns the decoded body of a 2xx response into the result; a
---               next_call continues the same handle with another request
---               (get_user_by_identifier)
---   check       optional core.checker(fields, path): run by the decoder;
---               `checked` is true when every value at its path passed
+--   operation                  "get_user", ... (for errors)
+--   method, url, headers, body what to send (headers: a transport header set)
+--   idempotent                 true when a retry is safe
+--   result                     passage.schema.results entry: read(body,
+--                              checked) turns a 2xx body into the value, and
+--                              its `check` runs in the decoder
+--   next                       optional continuation: function(value) ->
+--                              the next call (same handle) | nil, err
+--
+-- The transport seam (the only transport methods used here; libcurl's in
+-- passage.core and nginx's in passage.cosocket both provide them):
+--   transport:start(method, url, headers, body, timeout_ms) -> request | nil
+--       puts the request on its way without blocking; nil when the
+--       transport was closed meanwhile
+--   transport:wait(request, timeout_ms [, keep]) -> done
+--       drives everything until `request` is done or the time is up; unless
+--       keep, a done request is handed over and perform() skips it
+--   transport:perform(timeout_ms) -> { request, ... }
+--       drives everything, returns what finished; waits up to timeout_ms
+--       when nothing has (with nothing in flight: sleeps, the backoff sleep)
+--   transport:close()            ends every transfer (kind "cancelled")
+--   request:response(check) -> { kind, message, sent, status, retry_after,
+--       body, checked, decode_error, raw, body_size, connects } (once; the
+--       request is released)
+--   request:close()              ends a transfer still running
+-- and for hosts with their own reactor (libcurl only): socket_changes(),
+-- timer_ms(), socket_action(fd, events).
+--
+-- Handles go to a sink when they finish: the host's queue (what poll
+-- returns) for calls the script started, a table of the caller's (bulk), or
+-- nowhere (blocking calls, walks, which wait for their own). So a walk's or
+-- a bulk's requests never surface in the host's poll.
+--
+-- Lifetimes: a handle holds its engine, the engine its transport, so a
+-- running call keeps all it uses alive. close() may run at any allocation
+-- (a finalizer): it ends every call as "cancelled" and leaves a transport
+-- that does nothing, so the loops below end on their own.
 local core = require "passage.core"
 local errors = require "passage.errors"
 local retry = require "passage.retry"
 
 local now_ms = core.now_ms
+local floor, max = math.floor, math.max
 
 local engine = {}
 
@@ -28,25 +56,23 @@ Engine.__index = Engine
 
 local Handle = {}
 Handle.__index = Handle
-engine.Handle = Handle
 
 -- policy: timeout_ms, attempt_timeout_ms (or nil), max_attempts,
--- retry_base_delay_ms, retry_max_delay_ms, retry_after_max_ms
--- redact(err): takes the client's secret out of the server's texts in err
--- (errors.redactor).
+-- retry_base_delay_ms, retry_max_delay_ms, retry_after_max_ms.
+-- redact(err) takes the client's secret out of the server's texts in err.
 function engine.new(transport, policy, redact)
     return setmetatable({
         transport = transport,
         policy = policy,
         redact = redact,
-        in_flight = {},  -- core request -> handle
+        in_flight = {},   -- transport request -> handle
         backing_off = {}, -- handles waiting for their next attempt
-        finished = {},   -- handles done but not yet returned by poll
+        finished = {},    -- the host's queue: started handles not yet polled
+        closed = false,
     }, Engine)
 end
 
--- Removes `h` from a list of handles; searched from the end, where the
--- handle of interest almost always is.
+-- Removes `h` from a list; searched from the end, where it almost always is.
 local function remove_from(list, h)
     for i = #list, 1, -1 do
         if list[i] == h then
@@ -56,18 +82,32 @@ local function remove_from(list, h)
     end
 end
 
+local function cancelled(message)
+    return errors.new("cancelled", { message = message })
+end
+
 local function finish(self, h, value, err)
     h.state = "done"
+    h.request = nil
     h.value, h.err = value, err
     if err then
         err.attempts = err.attempts or h.attempts
-        err.operation = err.operation or h.call.operation
+        err.operation = err.operation or h.operation
         self.redact(err)
     end
-    self.finished[#self.finished + 1] = h
+    local sink = h.sink
+    if sink == nil then
+        sink = self.finished
+    end
+    if sink then
+        sink[#sink + 1] = h
+    end
 end
 
 local function attempt(self, h, now)
+    if self.closed then
+        return finish(self, h, nil, cancelled("client closed"))
+    end
     local remaining = h.deadline - now
     if remaining <= 0 then
         return finish(self, h, nil, h.last_err or errors.new("timeout", {
@@ -79,25 +119,29 @@ local function attempt(self, h, now)
         remaining = limit
     end
     local call = h.call
-    h.attempts = h.attempts + 1
-    h.state = "running"
     -- start() rounds the timeout up to whole milliseconds itself.
     local req = self.transport:start(call.method, call.url, call.headers, call.body, remaining)
-    if not req then -- the client was closed meanwhile
-        return finish(self, h, nil, errors.new("cancelled", { message = "client closed" }))
+    if not req then
+        return finish(self, h, nil, cancelled("client closed"))
     end
+    h.attempts = h.attempts + 1
+    h.state = "running"
     h.request = req
     self.in_flight[req] = h
 end
 
-local function new_handle(self, call, now)
+-- sink: nil for the host's queue, false for none, or a list to append to.
+function Engine:start(call, sink)
+    local now = now_ms()
     -- Every field a handle can get is named here, the nil ones too: the
-    -- constructor then sizes the table once instead of growing it later.
-    return setmetatable({
+    -- constructor then sizes the table once.
+    local h = setmetatable({
         engine = self,
         call = call,
         operation = call.operation,
+        sink = sink,
         attempts = 0,
+        connects = 0, -- new connections its attempts opened (0: kept-alive ones served)
         deadline = now + self.policy.timeout_ms,
         state = "running",
         request = nil,
@@ -107,36 +151,8 @@ local function new_handle(self, call, now)
         due = nil,
         last_err = nil,
     }, Handle)
-end
-
-function Engine:start(call)
-    local now = now_ms()
-    local h = new_handle(self, call, now)
     attempt(self, h, now)
     return h
-end
-
-local function failure(response)
-    if response.kind then
-        return errors.new(response.kind, {
-            message = response.message,
-            status = response.status ~= 0 and response.status or nil,
-        })
-    end
-    return errors.from_http(response)
-end
-
-local function success(self, h, status, body, checked)
-    local value, err, next_call = h.call.finish(body, checked)
-    if next_call then
-        h.call = next_call
-        h.attempts = 0
-        return attempt(self, h, now_ms())
-    end
-    if err then
-        err.status = err.status or status
-    end
-    return finish(self, h, value, err)
 end
 
 -- What one finished transfer means for `call`, with no I/O, clock or policy:
@@ -144,66 +160,93 @@ end
 --   nil, err, transient       failure; transient = worth another attempt
 --                             (if the policy and the deadline allow it)
 --   nil, nil, false, next     the call continues with the request `next`
--- `response` is passage.core's request:response() table.
+-- `response` is the transport's request:response() table.
 function engine.outcome(call, response)
     local status = response.status
-    if not response.kind and status >= 200 and status < 300 then
-        if response.decode_error and response.body_size > 0 then
+    if response.kind then
+        local err = errors.new(response.kind, {
+            message = response.message,
+            status = status ~= 0 and status or nil,
+        })
+        return nil, err, retry.is_transient(response, call.idempotent)
+    end
+    if status >= 200 and status < 300 then
+        if response.decode_error then
             return nil, errors.new("decode", {
                 status = status,
                 message = "response is not JSON: " .. response.decode_error,
                 body = response.raw,
             }), false
         end
-        local value, err, next_call = call.finish(response.body)
-        if next_call then
-            return nil, nil, false, next_call
-        end
+        local value, err = call.result.read(response.body, response.checked)
         if err then
-            err.status = err.status or status
+            err.status = status
             return nil, err, false
+        end
+        if call.next then
+            local next_call
+            next_call, err = call.next(value)
+            if not next_call then
+                return nil, err, false
+            end
+            return nil, nil, false, next_call
         end
         return value
     end
-    local err = failure(response)
+    local err = errors.from_http(response)
     if response.retry_after then
         err.retry_after = retry.parse_retry_after(response.retry_after)
     end
     return nil, err, retry.is_transient(response, call.idempotent)
 end
 
--- A transfer of `h` ended: succeed, fail, or schedule the next attempt.
-local function complete(self, h, req)
-    -- New connections opened by this call's attempts (0: all reused one).
-    local status, body, connects, checked = req:result(h.call.check)
-    if status then
-        h.request = nil
-        h.connects = (h.connects or 0) + connects
-        return success(self, h, status, body, checked)
-    end
-    local response = req:response()
-    req:close()
-    h.request = nil
-    h.connects = (h.connects or 0) + (response.connects or 0)
+-- The one place a finished transfer of `h` is settled: succeed, fail,
+-- continue with the next request, or back off for another attempt.
+local function settle(self, h, req)
+    local response = req:response(h.call.check)
+    h.connects = h.connects + (response.connects or 0)
     local value, err, transient, next_call = engine.outcome(h.call, response)
     if next_call then
-        h.call = next_call
-        h.attempts = 0
+        h.call, h.attempts = next_call, 0
         return attempt(self, h, now_ms())
     end
     local policy = self.policy
-    if transient and h.attempts < policy.max_attempts then
+    if transient and h.attempts < policy.max_attempts and not self.closed then
         local delay = retry.delay_ms(policy, h.attempts, response.retry_after)
         local now = now_ms()
         if delay and now + delay < h.deadline then
-            h.state = "backing_off"
-            h.due = now + delay
-            h.last_err = err
+            h.state, h.due, h.last_err = "backing_off", now + delay, err
             self.backing_off[#self.backing_off + 1] = h
             return
         end
     end
     return finish(self, h, value, err)
+end
+
+-- A raise while settling (out of memory while decoding, say) ends that call
+-- with an error instead of escaping: the other finished transfers are still
+-- settled, and nobody waits forever for a handle that can no longer finish.
+local function collect(self, h, req)
+    self.in_flight[req] = nil
+    h.request = nil
+    local ok, problem = pcall(settle, self, h, req)
+    if not ok and h.state == "running" and h.request == nil then
+        pcall(req.close, req)
+        finish(self, h, nil, errors.new("decode", {
+            message = "could not read the response: " .. tostring(problem),
+        }))
+    end
+end
+
+local function collect_all(self, done)
+    local in_flight = self.in_flight
+    for i = 1, #done do
+        local req = done[i]
+        local h = in_flight[req]
+        if h then
+            collect(self, h, req)
+        end
+    end
 end
 
 -- Starts the attempts whose backoff is over; returns ms to the next one.
@@ -232,43 +275,18 @@ local function start_due(self)
     return next_due and next_due - now
 end
 
--- A raise while turning one response into a result (out of memory while
--- decoding, say) ends that call with an error instead of escaping: the
--- other finished transfers in `done` are still completed, and nobody waits
--- forever for a handle that can no longer finish.
-local function collect_one(self, h, req)
-    self.in_flight[req] = nil
-    local ok, problem = pcall(complete, self, h, req)
-    if not ok and h.state == "running" and (h.request == nil or h.request == req) then
-        h.request = nil
-        pcall(req.close, req)
-        finish(self, h, nil, errors.new("decode", {
-            message = "could not read the response: " .. tostring(problem),
-        }))
-    end
-end
-
-local function collect(self, done)
-    for i = 1, #done do
-        local req = done[i]
-        local h = self.in_flight[req]
-        if h then
-            collect_one(self, h, req)
-        end
-    end
-end
-
--- One turn: start due retries, let libcurl work for at most timeout_ms.
-local function turn(self, timeout_ms)
+-- One turn: start due retries, let the transport work for at most
+-- timeout_ms, settle what finished.
+function Engine:drive(timeout_ms)
     local until_due = start_due(self)
     if until_due and until_due < timeout_ms then
         timeout_ms = until_due
     end
-    collect(self, self.transport:perform(math.max(0, math.floor(timeout_ms))))
+    collect_all(self, self.transport:perform(max(0, floor(timeout_ms))))
     start_due(self)
 end
 
--- Hands out the finished handles nobody has taken yet.
+-- Hands out the host's finished handles that nobody has taken yet.
 local function take_finished(self)
     local out = {}
     for _, h in ipairs(self.finished) do
@@ -281,54 +299,57 @@ local function take_finished(self)
     return out
 end
 
--- The handles that finished since the last poll. When none has, drives the
--- transfers until one finishes or timeout_ms has passed (0 never blocks):
--- socket activity that finishes nothing does not cut the wait short, so a
--- host can sleep out the rest of its frame in poll.
+-- The host's handles that finished since the last poll. When none has,
+-- drives the transfers until one finishes or timeout_ms has passed (0 never
+-- blocks): activity that finishes nothing of the host's (a walk's page) does
+-- not cut the wait short, so a host can sleep out its frame in poll.
 function Engine:poll(timeout_ms)
-    local deadline = now_ms() + (timeout_ms or 0)
+    local deadline = now_ms() + timeout_ms
     repeat
-        -- Finished handles already waiting are news enough: don't block.
-        turn(self, self.finished[1] ~= nil and 0 or deadline - now_ms())
-    until self.finished[1] ~= nil or now_ms() >= deadline
+        self:drive(self.finished[1] ~= nil and 0 or deadline - now_ms())
+    until self.finished[1] ~= nil or self.closed or now_ms() >= deadline
     return take_finished(self)
 end
 
 -- How long a blocking wait for `h` may take: past its deadline by a little,
--- so libcurl's own timeout, not the wait, ends a stalled attempt.
+-- so the transport's own timeout, not the wait, ends a stalled attempt.
 local function wait_limit_ms(h)
     local timeout = h.deadline - now_ms() + 50
     return timeout < 1 and 1 or timeout
 end
 
--- Blocks until `h` is done. Other transfers that finish meanwhile stay
--- in the transport, undecoded, until a poll or a wait asks for them: the
--- caller gets `h` first and can start more work (a walk its next page)
--- before paying for theirs.
+-- Blocks until `h` is done and returns its result. Other transfers that
+-- finish meanwhile stay in the transport, undecoded, until a drive or a
+-- wait asks for them: the caller gets `h` first and can start more work (a
+-- walk its next page) before paying for theirs.
 function Engine:wait(h)
     local transport = self.transport
     while h.state ~= "done" do
-        local timeout = wait_limit_ms(h)
         local req = h.request
         if req and self.backing_off[1] == nil then
-            -- Nothing to start meanwhile: the transport blocks in C until
-            -- this request is done.
-            local done = transport:wait(req, timeout)
-            if done and self.in_flight[req] == h then
-                collect_one(self, h, req)
+            -- Nothing to start meanwhile: the transport waits for this one.
+            if transport:wait(req, wait_limit_ms(h)) and self.in_flight[req] == h then
+                collect(self, h, req)
             end
         else
-            turn(self, timeout)
+            self:drive(wait_limit_ms(h))
         end
     end
-    h.taken = true
-    -- Blocking callers never poll: drop `h` from the queue so it cannot grow.
-    remove_from(self.finished, h)
+    if h.sink == nil and not h.taken then
+        -- The host has it now: a later poll does not hand it out again.
+        h.taken = true
+        remove_from(self.finished, h)
+    end
     return h:result()
 end
 
+-- A blocking call.
+function Engine:run(call)
+    return self:wait(self:start(call, false))
+end
+
 -- Blocks until the current attempt of `h` has its response, without turning
--- it into a result: the next wait() or poll() does that. A caller can put
+-- it into a result: the next wait() or drive() does that. A caller can put
 -- more work on the wire first (a walk its next page) and pay for the decode
 -- while that travels. Returns at once when `h` has no transfer running.
 function Engine:await_response(h)
@@ -336,82 +357,6 @@ function Engine:await_response(h)
     if req then
         self.transport:wait(req, wait_limit_ms(h), true)
     end
-end
-
--- The common end of a blocking call's first attempt: a 2xx JSON answer
--- turned into its result. status is nil for anything else.
-local function quick_result(req, call)
-    local status, body, _, checked = req:result(call.check)
-    if not status then
-        return nil
-    end
-    return status, call.finish(body, checked)
-end
-
--- A blocking call: what wait(start(call)) returns, without a handle in the
--- common case (nothing else to start meanwhile, one attempt, a 2xx JSON
--- answer). Anything else goes on with a handle, exactly as wait() would.
-function Engine:run(call)
-    if self.backing_off[1] ~= nil then
-        return self:wait(self:start(call))
-    end
-    local now = now_ms()
-    local policy = self.policy
-    local transport = self.transport
-    local remaining = policy.timeout_ms
-    local limit = policy.attempt_timeout_ms
-    if limit and limit < remaining then
-        remaining = limit
-    end
-    local req = transport:start(call.method, call.url, call.headers, call.body, remaining)
-    if not req then
-        return self:wait(self:start(call)) -- closed meanwhile: ends as cancelled
-    end
-    local done = transport:wait(req, policy.timeout_ms + 50)
-    local ok, status, value, err, next_call
-    if done then
-        ok, status, value, err, next_call = pcall(quick_result, req, call)
-    end
-    local h
-    if not (ok and status and not next_call) then
-        -- As if start() had made this attempt.
-        h = new_handle(self, call, now)
-        h.attempts = 1
-        h.request = req
-        if not done then
-            self.in_flight[req] = h
-        elseif not ok then
-            -- As collect() does when turning a response into a result raises.
-            h.request = nil
-            pcall(req.close, req)
-            finish(self, h, nil, errors.new("decode", {
-                message = "could not read the response: " .. tostring(status),
-            }))
-        elseif not status then
-            collect_one(self, h, req)
-        else
-            h.request = nil
-            h.call = next_call
-            h.attempts = 0
-            attempt(self, h, now_ms())
-        end
-    end
-    if h then
-        return self:wait(h)
-    end
-    if err then
-        err.status = err.status or status
-        err.attempts = err.attempts or 1
-        err.operation = err.operation or call.operation
-        return nil, self.redact(err)
-    end
-    return value
-end
-
--- Gives a handle taken by poll back to the queue of the next poll.
-function Engine:requeue(h)
-    h.taken = nil
-    self.finished[#self.finished + 1] = h
 end
 
 function Engine:pending()
@@ -422,13 +367,13 @@ function Engine:pending()
     return n
 end
 
--- For hosts with their own reactor: the next timeout is libcurl's or the
--- next retry's, whichever comes first.
+-- For hosts with their own reactor: the next timeout is the transport's or
+-- the next retry's, whichever comes first.
 function Engine:timer_ms()
     local t = self.transport:timer_ms()
     local now = now_ms()
     for _, h in ipairs(self.backing_off) do
-        local left = math.max(0, math.ceil(h.due - now))
+        local left = max(0, math.ceil(h.due - now))
         if t < 0 or left < t then
             t = left
         end
@@ -436,12 +381,14 @@ function Engine:timer_ms()
     return t
 end
 
+function Engine:socket_changes()
+    return self.transport:socket_changes()
+end
+
 function Engine:socket_action(fd, events)
     start_due(self)
-    collect(self, self.transport:socket_action(fd, events))
+    collect_all(self, self.transport:socket_action(fd, events))
     start_due(self)
-    -- Not poll(): that drives the transport with perform(), which would drop
-    -- the socket changes the host has yet to read.
     return take_finished(self)
 end
 
@@ -452,35 +399,35 @@ function Engine:cancel(h)
     if h.request then
         self.in_flight[h.request] = nil
         h.request:close()
-        h.request = nil
     elseif h.state == "backing_off" then
-        -- Waiting for its next attempt: no longer pending.
         remove_from(self.backing_off, h)
     end
-    finish(self, h, nil, errors.new("cancelled", { message = "cancelled by the caller" }))
+    finish(self, h, nil, cancelled("cancelled by the caller"))
 end
 
--- Cancels `h` and forgets it: it will not show up in a later poll. For
--- internal prefetches whose results nobody will read.
-function Engine:discard(h)
-    self:cancel(h)
-    h.taken = true
-    remove_from(self.finished, h)
-end
-
--- Ends every call still running; used when the client closes.
-function Engine:cancel_all()
+-- Ends every call and the transport. Safe from a finalizer at any point of
+-- another engine call: what it leaves (done handles, an inert transport)
+-- ends every loop above.
+function Engine:close()
+    if self.closed then
+        return
+    end
+    self.closed = true
+    local running = {}
     for req, h in pairs(self.in_flight) do
+        running[#running + 1] = h
         self.in_flight[req] = nil
-        h.request = nil
-        finish(self, h, nil, errors.new("cancelled", { message = "client closed" }))
     end
     for _, h in ipairs(self.backing_off) do
-        if h.state ~= "done" then
-            finish(self, h, nil, errors.new("cancelled", { message = "client closed" }))
-        end
+        running[#running + 1] = h
     end
     self.backing_off = {}
+    for _, h in ipairs(running) do
+        if h.state ~= "done" then
+            finish(self, h, nil, cancelled("client closed"))
+        end
+    end
+    self.transport:close()
 end
 
 -- Request handles -------------------------------------------------------
@@ -504,17 +451,22 @@ function Handle:wait()
     return self.engine:wait(self)
 end
 
+function Handle:await_response()
+    return self.engine:await_response(self)
+end
+
 function Handle:cancel()
     self.engine:cancel(self)
 end
 
 -- close (and __close, for `local h <close> = client:start(...)`) ends a
--- call that is still running and forgets it; a finished one keeps its
--- result. While running, a handle is held by its client, so there is no
--- __gc to need: dropping a handle lets the call finish unobserved.
+-- call that is still running and forgets it: no poll returns it. A finished
+-- one keeps its result. While running, a handle is held by its engine, so
+-- dropping one lets its call finish unobserved.
 function Handle:close()
     if self.state ~= "done" then
-        self.engine:discard(self)
+        self.sink = false
+        self.engine:cancel(self)
     end
 end
 Handle.__close = Handle.close

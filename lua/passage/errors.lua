@@ -122,9 +122,10 @@ function errors.redactor(secret)
 end
 
 -- Bad arguments --------------------------------------------------------
--- Checks deep inside the library throw an ArgumentError; the public entry
--- point catches it and raises a plain message pointing at the script's
--- line, so no check has to count stack levels.
+-- One style everywhere: a check, however deep, throws with
+-- errors.argument; each public function runs its checks under pcall and
+-- hands a failure to errors.rethrow, which raises the plain message at the
+-- line of the script that called it. So no check counts stack levels.
 
 local ArgumentError = {}
 ArgumentError.__tostring = function(e)
@@ -136,24 +137,15 @@ function errors.argument(fmt, ...)
     error(setmetatable({ message = "passage.users: " .. string.format(fmt, ...) }, ArgumentError))
 end
 
--- Raises `v`, an error caught by pcall, again: a bad-argument error as its
--- message at `level` (1 = the function calling rethrow), anything else as
--- it is.
-function errors.rethrow(level, v)
+-- Raises `v`, caught by pcall in a public function, again: a bad-argument
+-- error at the line that called that public function, anything else as it
+-- is. Call it from the public function itself (not a tail call): level 3
+-- is 1 here, 2 the public function, 3 its caller.
+function errors.rethrow(v)
     if getmetatable(v) == ArgumentError then
-        error(v.message, level + 1)
+        error(v.message, 3)
     end
     error(v, 0)
-end
-
--- Calls f(...) and returns its one result; a bad-argument error inside it
--- is raised again at `level` (1 = the function calling checked).
-function errors.checked(level, f, ...)
-    local ok, v = pcall(f, ...)
-    if ok then
-        return v
-    end
-    errors.rethrow(level + 1, v)
 end
 
 return errors

@@ -45,7 +45,7 @@ local DEFAULT_LIMIT = 500
 local REMEMBERED_PAGES = 8
 
 local function check_walk(client, app_id, params, opts)
-    if type(client) ~= "table" or type(client.start) ~= "function" then
+    if type(client) ~= "table" or type(client.start_private) ~= "function" then
         errors.argument("paginator: expected a passage.users client, got %s", type(client))
     end
     if params ~= nil and type(params) ~= "table" then
@@ -129,7 +129,7 @@ function Walk:request(page)
         p[k] = v
     end
     p.page = page
-    local h = self.client:start("list_paginated_users", self.app_id, p)
+    local h = self.client:start_private("list_paginated_users", self.app_id, p)
     self.queue[#self.queue + 1] = { page = page, handle = h }
 end
 
@@ -144,7 +144,7 @@ end
 
 function Walk:drop_queue()
     for _, q in ipairs(self.queue) do
-        self.client.engine:discard(q.handle)
+        q.handle:close()
     end
     self.queue = {}
 end
@@ -264,7 +264,7 @@ function Walk:next()
             -- flight while the walk decodes and while the loop body runs.
             -- (K = 1 stays strictly one page at a time, so each request
             -- sees what the body did to the last page.)
-            self.client.engine:await_response(q.handle)
+            q.handle:await_response()
             self:fill()
         end
         local page, err = q.handle:wait()
@@ -350,24 +350,31 @@ function Walk:close()
 end
 Walk.__close = Walk.close
 
--- The state object of a for loop is closed when the loop ends early
--- (break, error) on Lua 5.4, so prefetched pages are not left running.
+-- A checked walk, or an argument error (thrown, for the public function to
+-- raise at its caller).
 local function walk_for(client, app_id, params, opts)
-    local checked = errors.checked(3, check_walk, client, app_id, params, opts)
+    local checked = check_walk(client, app_id, params, opts)
     return new_walk(client, app_id, checked.params, checked.in_flight)
 end
 
 -- Iterates page tables (as list_paginated_users returns them), each with
 -- only the users not yielded before; a page left with none is skipped, so an
--- empty app yields no page.
+-- empty app yields no page. The walk is the loop's closing value: on Lua 5.4
+-- a loop left early (break, error) cancels the pages in flight.
 function paginator.pages(client, app_id, params, opts)
-    local walk = walk_for(client, app_id, params, opts)
+    local ok, walk = pcall(walk_for, client, app_id, params, opts)
+    if not ok then
+        errors.rethrow(walk)
+    end
     return Walk.next, walk, nil, walk
 end
 
 -- Iterates users, one page in memory (K with in_flight).
 function paginator.users(client, app_id, params, opts)
-    local walk = walk_for(client, app_id, params, opts)
+    local ok, walk = pcall(walk_for, client, app_id, params, opts)
+    if not ok then
+        errors.rethrow(walk)
+    end
     local list, i = nil, 0
     local function next_user()
         while true do
@@ -390,9 +397,12 @@ end
 
 -- Every matching user in one array, or nil, err.
 function paginator.collect(client, app_id, params, opts)
-    local walk = walk_for(client, app_id, params, opts)
+    local ok, walk = pcall(walk_for, client, app_id, params, opts)
+    if not ok then
+        errors.rethrow(walk)
+    end
     local all = setmetatable({}, users.array_mt)
-    local ok, err = pcall(function()
+    local walked, err = pcall(function()
         for page in Walk.next, walk do
             local list = page.users
             for i = 1, #list do
@@ -400,7 +410,7 @@ function paginator.collect(client, app_id, params, opts)
             end
         end
     end)
-    if not ok then
+    if not walked then
         if errors.is_error(err) then
             return nil, err
         end

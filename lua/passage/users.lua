@@ -8,11 +8,19 @@
 -- nil, err (see passage.errors). Every call can also be started without
 -- waiting: client:start("get_user", app_id, user_id) returns a handle, and
 -- client:poll(timeout_ms) drives all transfers (see README, "Concurrency").
+--
+-- The way of a call: its method (made from passage.operations) checks the
+-- arguments and builds the request (prepare), the engine runs it on the
+-- transport and settles the answer (passage.engine), passage.schema turns
+-- the body into the value.
 local bulk = require "passage.bulk"
 local core = require "passage.core"
 local engine = require "passage.engine"
 local errors = require "passage.errors"
 local filters = require "passage.filters"
+local operations = require "passage.operations"
+local options = require "passage.options"
+local schema = require "passage.schema"
 local url = require "passage.url"
 
 -- A private encoder instance: the global cjson configuration belongs to the
@@ -20,7 +28,7 @@ local url = require "passage.url"
 local cjson = require("cjson").new()
 
 local users = {
-    _VERSION = "0.1.0",
+    _VERSION = options.VERSION,
     null = core.null,          -- JSON null where a null is kept (keep_null)
     array_mt = core.array_mt,  -- the metatable of every decoded JSON array
 }
@@ -30,163 +38,14 @@ if core._VERSION ~= users._VERSION then
         users._VERSION, tostring(core._VERSION)))
 end
 
+local argerror, rethrow = errors.argument, errors.rethrow
 local unpack_args = table.unpack or unpack -- luacheck: globals unpack
 
-local DEFAULT_BASE_URL = "https://api.passage.id/v1"
-
--- Client options: name -> { type, default }.
-local OPTIONS = {
-    api_key = { "string" },
-    base_url = { "string", DEFAULT_BASE_URL },
-    connect_timeout_ms = { "number", 10000 },
-    timeout_ms = { "number", 30000 },          -- a whole call, retries included
-    attempt_timeout_ms = { "number" },         -- one attempt (default: what is left)
-    max_attempts = { "number", 4 },
-    retry_base_delay_ms = { "number", 100 },
-    retry_max_delay_ms = { "number", 5000 },
-    retry_after_max_ms = { "number", 30000 },  -- longest Retry-After honoured
-    max_response_bytes = { "number", 16 * 1024 * 1024 },
-    max_host_connections = { "number" },
-    ca_file = { "string" },
-    ca_path = { "string" },
-    unsafe_skip_tls_verify = { "boolean", false },
-    user_agent = { "string" },
-    keep_null = { "boolean", false },
-}
-
-local argerror = errors.argument
-
-local function check_options(opts)
-    if type(opts) ~= "table" then
-        argerror("new: expected an options table, got %s", type(opts))
-    end
-    local o = {}
-    for name, value in pairs(opts) do
-        local spec = OPTIONS[name]
-        if not spec then
-            argerror("new: unknown option %s", tostring(name))
-        end
-        if type(value) ~= spec[1] then
-            argerror("new: option %s: expected %s, got %s", name, spec[1], type(value))
-        end
-        if spec[1] == "number" and not (value >= 0 and filters.is_whole(value)) then
-            argerror("new: option %s: expected a whole number >= 0, got %s", name, tostring(value))
-        end
-        o[name] = value
-    end
-    for name, spec in pairs(OPTIONS) do
-        if o[name] == nil then
-            o[name] = spec[2]
-        end
-    end
-    if type(o.api_key) ~= "string" or o.api_key:match("^%s*$") then
-        argerror("new: api_key is required")
-    end
-    -- A key holding CR, LF or any control byte could add a header.
-    if o.api_key:find("[%c\128-\255 ]") then
-        argerror("new: api_key holds a control, space or non-ASCII byte")
-    end
-    if o.user_agent and o.user_agent:find("%c") then
-        argerror("new: user_agent holds a control byte")
-    end
-    -- base_url may hold a user and password: no message quotes it.
-    local base = o.base_url:gsub("/+$", "")
-    if not base:match("^https?://[^/]") then
-        argerror("new: base_url must start with http:// or https:// and a host")
-    elseif base:find("[%c%s\128-\255]") then
-        argerror("new: base_url holds a space, control or non-ASCII byte")
-    elseif base:find("[?#]") then
-        argerror("new: base_url must have no query or fragment")
-    end
-    o.base_url = base
-    -- 0 would mean "none" or "libcurl's default" below us: never what a
-    -- caller who wrote it meant, so it is refused rather than passed on.
-    for _, name in ipairs { "max_attempts", "timeout_ms", "connect_timeout_ms",
-            "attempt_timeout_ms", "max_response_bytes" } do
-        if o[name] and o[name] < 1 then
-            argerror("new: %s must be at least 1", name)
-        end
-    end
-    return o
-end
-
-local Client = {}
-Client.__index = Client
-
--- The API key lives here, out of the client table, so that printing or
--- dumping a client (or an error) can never show it.
-local secrets = setmetatable({}, { __mode = "k" })
-
-function users.new(opts)
-    local o = check_options(opts)
-    local transport = core.transport {
-        connect_timeout_ms = o.connect_timeout_ms,
-        timeout_ms = o.timeout_ms,
-        max_response_bytes = o.max_response_bytes,
-        ca_file = o.ca_file,
-        ca_path = o.ca_path,
-        tls_verify = not o.unsafe_skip_tls_verify,
-        user_agent = o.user_agent,
-        keep_null = o.keep_null,
-        max_host_connections = o.max_host_connections,
-    }
-    local self = setmetatable({
-        base_url = o.base_url,
-        options = {
-            timeout_ms = o.timeout_ms,
-            attempt_timeout_ms = o.attempt_timeout_ms,
-            max_attempts = o.max_attempts,
-            retry_base_delay_ms = o.retry_base_delay_ms,
-            retry_max_delay_ms = o.retry_max_delay_ms,
-            retry_after_max_ms = o.retry_after_max_ms,
-        },
-        transport = transport,
-    }, Client)
-    self.engine = engine.new(transport, self.options, errors.redactor(o.api_key))
-    local common = {
-        "Authorization: Bearer " .. o.api_key,
-        "Accept: application/json",
-        "Passage-Version: passage-lua " .. users._VERSION,
-    }
-    local with_body = { common[1], common[2], common[3], "Content-Type: application/json" }
-    -- Checked and turned into libcurl lists once, shared by every request.
-    secrets[self] = {
-        headers = transport:headers(common),
-        headers_with_body = transport:headers(with_body),
-    }
-    return self
-end
-
--- A user and password in base_url are secrets: shown as ***.
-local function printable_url(u)
-    return (u:gsub("^(https?://)[^/]*@", "%1***@"))
-end
-
-function Client:__tostring()
-    if not self.transport then
-        return "passage.users client (closed)"
-    end
-    return "passage.users client (" .. printable_url(self.base_url) .. ")"
-end
-
-function Client:close()
-    if self.transport then
-        self.engine:cancel_all()
-        self.transport:close()
-        self.transport = nil
-        secrets[self] = nil
-    end
-end
--- No __gc: a client nobody holds any more may still have a call running
--- (users.new(o):get_user(...)); its transport frees itself once no call,
--- handle or walk can reach it.
-Client.__close = Client.close
-
--- Argument checks -------------------------------------------------------
+-- Arguments ---------------------------------------------------------------
+-- How each argument named in passage.operations is checked; each check
+-- returns what the request uses (an id as a URL path segment).
 
 local c_segment = core.segment
-
--- Checks an id and returns it as a URL path segment (see core.segment).
 local MAX_TEXT_BYTES = filters.MAX_TEXT_BYTES
 
 local function check_id(what, v)
@@ -222,7 +81,7 @@ local function check_metadata(md)
     end
 end
 
-local USER_FIELDS = { email = "string", phone = "string", user_metadata = "table" }
+local USER_REQUEST_FIELDS = { email = "string", phone = "string", user_metadata = "table" }
 
 local function check_user_request(what, req, need_identifier)
     if type(req) ~= "table" then
@@ -230,7 +89,7 @@ local function check_user_request(what, req, need_identifier)
     end
     local n = 0
     for k, v in pairs(req) do
-        local want = USER_FIELDS[k]
+        local want = USER_REQUEST_FIELDS[k]
         if not want then
             argerror("%s: unknown field %s", what, tostring(k))
         end
@@ -248,293 +107,297 @@ local function check_user_request(what, req, need_identifier)
     if n == 0 then
         argerror("%s: nothing to update", what)
     end
+    return req
 end
 
--- Response checks: a 2xx whose body is not what the spec promises is a
--- "decode" error, never a half-filled table handed to the script.
-
-local function decode_error(message)
-    return errors.new("decode", { message = message })
-end
-
--- The fields of UserInfo and ListPaginatedUsersItem with a fixed type; a
--- missing one is tolerated (older servers omit some), a wrong one is not.
-local USER_TYPES = {
-    id = "string", email = "string", phone = "string", status = "string",
-    created_at = "string", updated_at = "string", last_login_at = "string",
-    login_count = "number", email_verified = "boolean", phone_verified = "boolean",
+local ARGUMENTS = {
+    app_id = check_id,
+    user_id = check_id,
+    device_id = check_id,
+    identifier = function(what, v)
+        check_id(what, v)
+        return v
+    end,
+    create = function(_, req)
+        return check_user_request("create_user", req, true)
+    end,
+    update = function(_, req)
+        return check_user_request("update_user", req, false)
+    end,
+    params = function(_, params)
+        filters.to_query(params) -- checked here; the query is built in prepare
+        return params
+    end,
 }
 
--- A null field is an absent one, whether or not keep_null kept it.
-local function wrong_field(u)
-    for field, want in pairs(USER_TYPES) do
-        local v = u[field]
-        local t = type(v)
-        if t ~= want and v ~= nil and v ~= core.null then
-            return string.format("user field %s: expected %s, got %s", field, want, t)
+-- Operations as the client runs them: each entry of passage.operations
+-- with the checks of its arguments, its path as a function of the checked
+-- path arguments, and its result's reader.
+
+-- "/apps/{app_id}/users/{user_id}" -> function(a, b) return "/apps/" .. a
+-- .. "/users/" .. b end, in one concatenation.
+local function path_function(name, op)
+    local s, holes = {}, 0
+    local at = 1
+    for before, arg, stop in op.path:gmatch("()({[%w_]+})()") do
+        holes = holes + 1
+        assert(op.args[holes] == arg:sub(2, -2),
+            "operation " .. name .. ": path arguments come first, in order")
+        s[#s + 1] = op.path:sub(at, before - 1)
+        at = stop
+    end
+    s[#s + 1] = op.path:sub(at)
+    if holes == 1 then
+        return function(a) return s[1] .. a .. s[2] end
+    elseif holes == 2 then
+        return function(a, b) return s[1] .. a .. s[2] .. b .. s[3] end
+    end
+    assert(holes == 3, "operation " .. name .. ": 1 to 3 path arguments")
+    return function(a, b, c) return s[1] .. a .. s[2] .. b .. s[3] .. c .. s[4] end
+end
+
+local function position(op, arg)
+    for i, name in ipairs(op.args) do
+        if name == arg then
+            return i
         end
     end
-    return "user without an id"
 end
 
--- The same check in C: a 500-user page runs it 500 times, and a type()
--- call per field costs several times more.
-local USER_RESPONSE_FIELDS = {
-    id = "string", email = "string?", phone = "string?", status = "string?",
-    created_at = "string?", updated_at = "string?", last_login_at = "string?",
-    login_count = "number?", email_verified = "boolean?", phone_verified = "boolean?",
-}
-local user_ok = core.checker(USER_RESPONSE_FIELDS)
-
-local function bad_user(u)
-    if user_ok(u) then
-        return nil
+local OPS = {}
+for name, op in pairs(operations) do
+    assert(#op.args <= 3, "operation " .. name .. ": at most three arguments")
+    local checks = {}
+    for i, arg in ipairs(op.args) do
+        checks[i] = assert(ARGUMENTS[arg], "operation " .. name .. ": no check for " .. arg)
     end
-    if type(u) ~= "table" then
-        return "expected a user object"
-    end
-    return wrong_field(u)
-end
-
--- `checked`: the decoder ran the same check on every object at "user" as
--- it read them, and all passed (see CHECKED_WHILE_DECODING).
-local function user_result(body, checked)
-    local user = type(body) == "table" and body.user or nil
-    if not (checked and type(user) == "table") then
-        local problem = bad_user(user)
-        if problem then
-            return nil, decode_error("response: " .. problem)
-        end
-    end
-    return user
-end
-
-local function true_result()
-    return true
-end
-
-local list_ok = core.checker {
-    users = "table", total_users = "number", page = "number", limit = "number",
-    created_before = "number",
-}
-
-local function list_result(body, checked)
-    if not list_ok(body) then
-        if type(body) ~= "table" or type(body.users) ~= "table" then
-            return nil, decode_error("response: expected a list with users")
-        end
-        for _, field in ipairs { "total_users", "page", "limit", "created_before" } do
-            if type(body[field]) ~= "number" then
-                return nil, decode_error("response: list field " .. field .. " is not a number")
-            end
-        end
-    end
-    local list = body.users
-    if checked then
-        return body
-    end
-    for i = 1, #list do
-        local problem = bad_user(list[i])
-        if problem then
-            return nil, decode_error(string.format("response: users[%d]: %s", i, problem))
-        end
-    end
-    return body
-end
-
--- The user checks again, for the decoder to run on the objects at a path
--- while it parses them: a 500-user page then needs no second pass over its
--- users. When the decoder is not sure (it only sees the JSON, so a duplicate
--- key makes it fail an object), the Lua check above decides.
-local CHECKED_WHILE_DECODING = {
-    [user_result] = core.checker(USER_RESPONSE_FIELDS, { "user" }),
-    [list_result] = core.checker(USER_RESPONSE_FIELDS, { "users", "[]" }),
-}
-
-local function devices_result(body)
-    if type(body) ~= "table" or type(body.devices) ~= "table" then
-        return nil, decode_error("response: expected a devices list")
-    end
-    return body.devices
-end
-
--- Operations --------------------------------------------------------------
--- Each builds a call for the engine; `level` points error messages at the
--- script line that called the client.
-
--- base/apps/{app}/users[/{user}[/{tail}]], from checked segments, built in
--- one concatenation.
-local function users_path(self, app)
-    return self.base_url .. "/apps/" .. app .. "/users"
-end
-
-local function user_path(self, app, user, tail)
-    if tail then
-        return self.base_url .. "/apps/" .. app .. "/users/" .. user .. "/" .. tail
-    end
-    return self.base_url .. "/apps/" .. app .. "/users/" .. user
-end
-
-local function call(self, operation, method, target, finish, idempotent, body)
-    local s = secrets[self]
-    return {
-        operation = operation,
-        method = method,
-        url = target,
-        headers = body and s.headers_with_body or s.headers,
-        body = body,
-        idempotent = idempotent,
-        finish = finish,
-        check = CHECKED_WHILE_DECODING[finish],
+    OPS[name] = {
+        name = name,
+        method = op.method,
+        args = op.args,
+        checks = checks,
+        path = path_function(name, op),
+        query = type(op.query) == "string" and position(op, op.query) or op.query,
+        body = op.body and position(op, op.body),
+        result = schema.results[op.result],
+        idempotent = op.idempotent,
+        next = op.next,
     }
 end
 
-local function list_call(self, operation, app, params, finish)
-    local query = url.query(filters.to_query(params))
-    local target = users_path(self, app)
-    if query ~= "" then
-        target = target .. "?" .. query
-    end
-    return call(self, operation, "GET", target, finish, true)
-end
-
-local prepare = {}
-
-function prepare.get_user(self, app_id, user_id)
-    local app = check_id("app_id", app_id)
-    local user = check_id("user_id", user_id)
-    return call(self, "get_user", "GET", user_path(self, app, user), user_result, true)
-end
-
-function prepare.create_user(self, app_id, req)
-    local app = check_id("app_id", app_id)
-    check_user_request("create_user", req, true)
-    return call(self, "create_user", "POST", users_path(self, app), user_result, false,
-        cjson.encode(req))
-end
-
-function prepare.update_user(self, app_id, user_id, req)
-    local app = check_id("app_id", app_id)
-    local user = check_id("user_id", user_id)
-    check_user_request("update_user", req, false)
-    return call(self, "update_user", "PATCH", user_path(self, app, user), user_result,
-        true, cjson.encode(req))
-end
-
-function prepare.delete_user(self, app_id, user_id)
-    local app = check_id("app_id", app_id)
-    local user = check_id("user_id", user_id)
-    return call(self, "delete_user", "DELETE", user_path(self, app, user), true_result, true)
-end
-
-function prepare.activate_user(self, app_id, user_id)
-    local app = check_id("app_id", app_id)
-    local user = check_id("user_id", user_id)
-    return call(self, "activate_user", "PATCH",
-        user_path(self, app, user, "activate"), user_result, true)
-end
-
-function prepare.deactivate_user(self, app_id, user_id)
-    local app = check_id("app_id", app_id)
-    local user = check_id("user_id", user_id)
-    return call(self, "deactivate_user", "PATCH",
-        user_path(self, app, user, "deactivate"), user_result, true)
-end
-
-function prepare.list_paginated_users(self, app_id, params)
-    local app = check_id("app_id", app_id)
-    return list_call(self, "list_paginated_users", app, params, list_result)
-end
-
-function prepare.list_user_devices(self, app_id, user_id)
-    local app = check_id("app_id", app_id)
-    local user = check_id("user_id", user_id)
-    return call(self, "list_user_devices", "GET",
-        user_path(self, app, user, "devices"), devices_result, true)
-end
-
-function prepare.delete_user_device(self, app_id, user_id, device_id)
-    local app = check_id("app_id", app_id)
-    local user = check_id("user_id", user_id)
-    local device = check_id("device_id", device_id)
-    return call(self, "delete_user_device", "DELETE",
-        user_path(self, app, user, "devices/" .. device), true_result, true)
-end
-
-function prepare.revoke_user_refresh_tokens(self, app_id, user_id)
-    local app = check_id("app_id", app_id)
-    local user = check_id("user_id", user_id)
-    return call(self, "revoke_user_refresh_tokens", "DELETE",
-        user_path(self, app, user, "tokens"), true_result, true)
-end
-
--- As the official SDKs do it: a list with limit=1 on the lower-cased
--- identifier, then a get of the user found.
-function prepare.get_user_by_identifier(self, app_id, identifier)
-    local app = check_id("app_id", app_id)
-    check_id("identifier", identifier)
-    local function found(body)
-        local list, err = list_result(body)
-        if not list then
-            return nil, err
-        end
-        local first = list.users[1]
-        if not first then
-            return nil, errors.new("not_found", {
-                code = "user_not_found",
-                message = "no user with identifier " .. identifier:lower(),
-            })
-        end
-        -- The id comes from the server: one the checks refuse (an empty
-        -- string, say) is a bad response, not a bad argument of the caller.
-        local ok, next_call = pcall(prepare.get_user, self, app_id, first.id)
-        if not ok then
-            return nil, decode_error("response: listed user has an unusable id: "
-                .. tostring(next_call))
-        end
-        return nil, nil, next_call
-    end
-    local c = list_call(self, "get_user_by_identifier", app,
-        { limit = 1, identifier = identifier:lower() }, found)
-    return c
-end
-
 users.OPERATIONS = {}
-for name in pairs(prepare) do
+for name in pairs(OPS) do
     users.OPERATIONS[#users.OPERATIONS + 1] = name
 end
 table.sort(users.OPERATIONS)
 
--- Both entry points (the blocking method and start) call this directly,
--- so level 3 is the script's line: 1 here, 2 the entry point, 3 the script.
-local rethrow = errors.rethrow
+-- What each client keeps out of its table: its key is in the header sets,
+-- and base_url may hold a password, so dumping a client shows neither.
+local private = setmetatable({}, { __mode = "k" })
 
-local function checked_call(self, name, ...)
-    if not self.transport then
-        error("passage.users: " .. name .. " on a closed client", 3)
-    end
-    local ok, c = pcall(prepare[name], self, ...)
-    if not ok then
-        rethrow(3, c) -- not a tail call: keeps the level
+local function pick(i, a, b, c)
+    if i == 1 then
+        return a
+    elseif i == 2 then
+        return b
     end
     return c
 end
 
--- Starts `operation` without waiting; returns a request handle with
--- :done(), :result(), :wait(), :cancel(). Once done, handle.connects is the
--- number of new connections its attempts opened (0: a kept-alive one served).
-function Client:start(operation, ...)
-    if type(operation) ~= "string" or not prepare[operation] then
-        error("passage.users: start: unknown operation " .. tostring(operation), 2)
+-- The engine call of `op` with the arguments a, b, c of the client's
+-- method; raises an argument error (errors.argument) on a bad one.
+local prepare
+function prepare(p, op, a, b, c)
+    local names, checks = op.args, op.checks
+    local n = #names
+    -- Raw arguments kept for the query, body and continuation; checked ones
+    -- (ids as path segments) for the path.
+    local ra, rb, rc = a, b, c
+    if n >= 1 then a = checks[1](names[1], a) end
+    if n >= 2 then b = checks[2](names[2], b) end
+    if n >= 3 then c = checks[3](names[3], c) end
+    local target = p.base_url .. op.path(a, b, c)
+    local query = op.query
+    if query then
+        local params
+        if type(query) == "function" then
+            params = query(ra, rb, rc)
+        else
+            params = pick(query, ra, rb, rc)
+        end
+        query = url.query(filters.to_query(params))
+        if query ~= "" then
+            target = target .. "?" .. query
+        end
     end
-    local c = checked_call(self, operation, ...) -- not a tail call: keeps error levels
-    return self.engine:start(c)
+    local body = op.body and cjson.encode(pick(op.body, ra, rb, rc))
+    local continue = op.next
+    if continue then
+        -- The next request comes from the server's answer: an id the checks
+        -- refuse is a bad response, not a bad argument of the caller.
+        continue = function(value)
+            local next_op, x, y, z = op.next(value, ra, rb, rc)
+            if not next_op then
+                return nil, x
+            end
+            local ok, call = pcall(prepare, p, OPS[next_op], x, y, z)
+            if not ok then
+                return nil, errors.new("decode", {
+                    message = "response: listed user has an unusable id: " .. tostring(call),
+                })
+            end
+            return call
+        end
+    end
+    return {
+        operation = op.name,
+        method = op.method,
+        url = target,
+        headers = body and p.headers_with_body or p.headers,
+        body = body,
+        idempotent = op.idempotent,
+        result = op.result,
+        check = op.result.check,
+        next = continue,
+    }
 end
 
-for name in pairs(prepare) do
-    Client[name] = function(self, ...)
-        return self.engine:run(checked_call(self, name, ...))
+-- The client ---------------------------------------------------------------
+
+local Client = {}
+Client.__index = Client
+
+local function new_client(opts)
+    local layers = options.resolve(opts)
+    local transport = core.transport(layers.transport)
+    local key = layers.client.api_key
+    local common = {
+        "Authorization: Bearer " .. key,
+        "Accept: application/json",
+        "Passage-Version: passage-lua " .. users._VERSION,
+    }
+    local with_body = { common[1], common[2], common[3], "Content-Type: application/json" }
+    local self = setmetatable({
+        engine = engine.new(transport, layers.policy, errors.redactor(key)),
+    }, Client)
+    private[self] = {
+        base_url = layers.client.base_url:gsub("/+$", ""),
+        -- Checked and turned into transport header sets once, shared by
+        -- every request.
+        headers = transport:headers(common),
+        headers_with_body = transport:headers(with_body),
+    }
+    return self
+end
+
+function users.new(opts)
+    local ok, client = pcall(new_client, opts)
+    if not ok then
+        rethrow(client)
     end
+    return client
+end
+
+-- A user and password in base_url are secrets: shown as ***.
+function Client:__tostring()
+    if self.engine.closed then
+        return "passage.users client (closed)"
+    end
+    return "passage.users client ("
+        .. private[self].base_url:gsub("^(https?://)[^/]*@", "%1***@") .. ")"
+end
+
+-- Ends every call in flight as "cancelled" and frees the connections; also
+-- __close (local c <close> = users.new ...). There is no __gc: a client
+-- nobody holds may still have a call running (users.new(o):get_user(...)),
+-- and its transport frees itself once no call, handle or walk reaches it.
+function Client:close()
+    self.engine:close()
+end
+Client.__close = Client.close
+
+-- The call of operation `name` with its arguments, checked; raises an
+-- argument error.
+local function call_of(self, what, name, a, b, c)
+    if self.engine.closed then
+        argerror("%s on a closed client", what)
+    end
+    local op = type(name) == "string" and OPS[name]
+    if not op then
+        argerror("%s: unknown operation %s", what, tostring(name))
+    end
+    return prepare(private[self], op, a, b, c)
+end
+
+for name in pairs(OPS) do
+    Client[name] = function(self, a, b, c)
+        local ok, call = pcall(call_of, self, name, name, a, b, c)
+        if not ok then
+            rethrow(call)
+        end
+        return self.engine:run(call)
+    end
+end
+
+-- Starts `operation` without waiting; returns a request handle with
+-- :done(), :result(), :wait(), :cancel(), :close(). Once done,
+-- handle.connects is the number of new connections its attempts opened
+-- (0: a kept-alive one served).
+function Client:start(operation, a, b, c)
+    local ok, call = pcall(call_of, self, "start", operation, a, b, c)
+    if not ok then
+        rethrow(call)
+    end
+    return self.engine:start(call)
+end
+
+-- As start, for layers that wait for their own handles (passage.paginator):
+-- poll never hands this one out.
+function Client:start_private(operation, a, b, c)
+    local ok, call = pcall(call_of, self, "start_private", operation, a, b, c)
+    if not ok then
+        rethrow(call)
+    end
+    return self.engine:start(call, false)
+end
+
+local function check_bulk(self, calls, opts)
+    if self.engine.closed then
+        argerror("bulk on a closed client")
+    end
+    if type(calls) ~= "table" then
+        argerror("bulk: expected a list of calls, got %s", type(calls))
+    end
+    local max_in_flight = 16
+    if opts ~= nil then
+        if type(opts) ~= "table" then
+            argerror("bulk: expected an options table, got %s", type(opts))
+        end
+        for k in pairs(opts) do
+            if k ~= "max_in_flight" then
+                argerror("bulk: unknown option %s", tostring(k))
+            end
+        end
+        max_in_flight = opts.max_in_flight or max_in_flight
+        if not filters.is_whole(max_in_flight) or max_in_flight < 1 then
+            argerror("bulk: max_in_flight must be a whole number >= 1")
+        end
+    end
+    local p, prepared = private[self], {}
+    for i = 1, #calls do
+        local c = calls[i]
+        local name = type(c) == "table" and c[1]
+        local op = type(name) == "string" and OPS[name]
+        if not op then
+            argerror("bulk: call %d: unknown operation %s", i, tostring(name))
+        end
+        local ok, call = pcall(prepare, p, op, unpack_args(c, 2))
+        if not ok then
+            argerror("bulk: call %d: %s", i, tostring(call):gsub("^passage%.users: ", ""))
+        end
+        prepared[i] = call
+    end
+    return prepared, max_in_flight
 end
 
 -- Runs many calls with at most opts.max_in_flight (default 16) in flight.
@@ -542,66 +405,42 @@ end
 -- before the first request. Returns results in input order, each
 -- { value = v } or { err = e }.
 function Client:bulk(calls, opts)
-    if not self.transport then
-        error("passage.users: bulk on a closed client", 2)
-    end
-    if type(calls) ~= "table" then
-        error("passage.users: bulk: expected a list of calls, got " .. type(calls), 2)
-    end
-    local max_in_flight = 16
-    if opts ~= nil then
-        if type(opts) ~= "table" then
-            error("passage.users: bulk: expected an options table, got " .. type(opts), 2)
-        end
-        for k in pairs(opts) do
-            if k ~= "max_in_flight" then
-                error("passage.users: bulk: unknown option " .. tostring(k), 2)
-            end
-        end
-        max_in_flight = opts.max_in_flight or max_in_flight
-        if not filters.is_whole(max_in_flight) or max_in_flight < 1 then
-            error("passage.users: bulk: max_in_flight must be a whole number >= 1", 2)
-        end
-    end
-    local prepared = {}
-    for i = 1, #calls do
-        local c = calls[i]
-        local name = type(c) == "table" and c[1]
-        if type(name) ~= "string" or not prepare[name] then
-            error(string.format("passage.users: bulk: call %d: unknown operation %s", i,
-                tostring(name)), 2)
-        end
-        local ok, call_or_err = pcall(prepare[name], self, unpack_args(c, 2))
-        if not ok then
-            local message = tostring(call_or_err):gsub("^passage%.users: ", "")
-            error(string.format("passage.users: bulk: call %d: %s", i, message), 2)
-        end
-        prepared[i] = call_or_err
+    local ok, prepared, max_in_flight = pcall(check_bulk, self, calls, opts)
+    if not ok then
+        rethrow(prepared)
     end
     return bulk.run(self.engine, prepared, max_in_flight)
+end
+
+local function check_poll(self, timeout_ms)
+    if self.engine.closed then
+        argerror("poll on a closed client")
+    end
+    if timeout_ms ~= nil and (type(timeout_ms) ~= "number" or timeout_ms ~= timeout_ms
+            or timeout_ms < 0) then
+        argerror("poll: timeout_ms must be a number >= 0")
+    end
 end
 
 -- Drives every transfer of this client for at most timeout_ms (0 never
 -- blocks) and returns the handles that finished.
 function Client:poll(timeout_ms)
-    if not self.transport then
-        error("passage.users: poll on a closed client", 2)
-    end
-    if timeout_ms ~= nil and (type(timeout_ms) ~= "number" or timeout_ms < 0) then
-        error("passage.users: poll: timeout_ms must be a number >= 0", 2)
+    local ok, problem = pcall(check_poll, self, timeout_ms)
+    if not ok then
+        rethrow(problem)
     end
     return self.engine:poll(timeout_ms or 0)
 end
 
 function Client:pending()
-    return self.transport and self.engine:pending() or 0
+    return self.engine:pending()
 end
 
 -- The socket interface, for hosts that run their own reactor: watch the
 -- sockets of socket_changes(), call socket_action(fd, events) when one is
 -- ready and socket_action() when timer_ms() has passed.
 function Client:socket_changes()
-    return self.transport:socket_changes()
+    return self.engine:socket_changes()
 end
 
 function Client:timer_ms()

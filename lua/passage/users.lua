@@ -538,13 +538,16 @@ function Client:bulk(calls, opts)
             error("passage.users: bulk: expected an options table, got " .. type(opts), 2)
         end
         for k in pairs(opts) do
-            if k ~= "max_in_flight" then
+            if k ~= "max_in_flight" and k ~= "progress" then
                 error("passage.users: bulk: unknown option " .. tostring(k), 2)
             end
         end
         max_in_flight = opts.max_in_flight or max_in_flight
         if not filters.is_whole(max_in_flight) or max_in_flight < 1 then
             error("passage.users: bulk: max_in_flight must be a whole number >= 1", 2)
+        end
+        if opts.progress ~= nil and type(opts.progress) ~= "function" then
+            error("passage.users: bulk: progress must be a function", 2)
         end
     end
     local prepared = {}
@@ -562,7 +565,7 @@ function Client:bulk(calls, opts)
         end
         prepared[i] = call_or_err
     end
-    return bulk.run(self.engine, prepared, max_in_flight)
+    return bulk.run(self.engine, prepared, max_in_flight, opts and opts.progress)
 end
 
 -- Drives every transfer of this client for at most timeout_ms (0 never

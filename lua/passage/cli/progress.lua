@@ -29,9 +29,9 @@ local Bar = {}
 Bar.__index = Bar
 
 local function thousands(n)
-    local s = string.format("%d", n)
-    local head, tail = s:match("^(%-?%d%d?%d?)(%d*)$")
-    return head .. tail:gsub("(%d%d%d)", ",%1")
+    local digits = string.format("%d", n)
+    local head = (#digits - 1) % 3 + 1
+    return digits:sub(1, head) .. digits:sub(head + 1):gsub("%d%d%d", ",%0")
 end
 
 local function duration(seconds)

@@ -28,6 +28,15 @@ local function key_before(a, b)
     return a < b
 end
 
+-- Most strings need no escape and are quoted as they are (UTF-8 passes
+-- through, as lua-cjson passes it).
+local function string_text(v)
+    if v:find('[%c"\\]') then
+        return cjson.encode(v)
+    end
+    return '"' .. v .. '"'
+end
+
 local function is_integer(v)
     if math.type then
         return math.type(v) == "integer"
@@ -63,65 +72,104 @@ local function is_array(t)
     return n == #t
 end
 
-local encode_value
-
-local function encode_table(t, out, indent, depth)
-    local pad, inner, sep = "", "", ","
-    if indent then
-        pad = "\n" .. indent:rep(depth)
-        inner = "\n" .. indent:rep(depth + 1)
-        sep = ","
-    end
-    if is_array(t) then
-        if t[1] == nil then
-            out[#out + 1] = "[]"
-            return
-        end
-        out[#out + 1] = "["
-        for i = 1, #t do
-            out[#out + 1] = (i > 1 and sep or "") .. inner
-            encode_value(t[i], out, indent, depth + 1)
-        end
-        out[#out + 1] = pad .. "]"
-        return
-    end
-    local keys = {}
-    for k in pairs(t) do
-        keys[#keys + 1] = tostring(k)
-    end
-    if keys[1] == nil then
-        out[#out + 1] = "{}"
-        return
-    end
-    table.sort(keys, key_before)
-    out[#out + 1] = "{"
-    local colon = indent and ": " or ":"
-    for i, k in ipairs(keys) do
-        local v = t[k]
-        if v == nil then
-            v = t[tonumber(k)]
-        end
-        out[#out + 1] = (i > 1 and sep or "") .. inner .. cjson.encode(k) .. colon
-        encode_value(v, out, indent, depth + 1)
-    end
-    out[#out + 1] = pad .. "}"
+local function padding(indent, depth)
+    return indent and "\n" .. indent:rep(depth) or ""
 end
 
-function encode_value(v, out, indent, depth)
+-- How an object of a given set of keys is written: its keys in order, the
+-- text before each value ('{"id":', ',"email":') and the closing text.
+-- Users of a listing share a few such shapes, so an export builds each
+-- once rather than sorting every user's keys.
+local function new_layout(keys, indent, depth)
+    table.sort(keys, function(a, b)
+        return key_before(tostring(a), tostring(b))
+    end)
+    local inner = padding(indent, depth + 1)
+    local colon = indent and ": " or ":"
+    local prefix = {}
+    for i, k in ipairs(keys) do
+        prefix[i] = (i == 1 and "{" or ",") .. inner .. string_text(tostring(k)) .. colon
+    end
+    return { keys = keys, prefix = prefix, close = padding(indent, depth) .. "}" }
+end
+
+-- The layouts made last, per indent and depth, newest first: an object has
+-- a layout's key set when it has as many keys and each of the layout's.
+local recent = {}
+local KEPT_LAYOUTS = 8
+
+local function layout_of(v, keys, count, indent, depth)
+    local mode = indent and depth or "compact"
+    local list = recent[mode]
+    if not list then
+        list = {}
+        recent[mode] = list
+    end
+    for i = 1, #list do
+        local layout = list[i]
+        local order = layout.keys
+        if #order == count then
+            local same = true
+            for j = 1, count do
+                if v[order[j]] == nil then
+                    same = false
+                    break
+                end
+            end
+            if same then
+                return layout
+            end
+        end
+    end
+    local layout = new_layout(keys, indent, depth)
+    table.insert(list, 1, layout)
+    list[KEPT_LAYOUTS + 1] = nil
+    return layout
+end
+
+-- Appends the text of `v` to out[n + 1 ...]; returns the new n.
+local function encode(v, out, n, indent, depth)
     local t = type(v)
     if t == "string" then
-        out[#out + 1] = cjson.encode(v)
+        out[n + 1] = string_text(v)
     elseif t == "number" then
-        out[#out + 1] = number_text(v)
+        out[n + 1] = number_text(v)
     elseif t == "boolean" then
-        out[#out + 1] = v and "true" or "false"
-    elseif t == "table" then
-        encode_table(v, out, indent, depth)
+        out[n + 1] = v and "true" or "false"
     elseif v == nil or v == users.null then
-        out[#out + 1] = "null"
-    else
+        out[n + 1] = "null"
+    elseif t ~= "table" then
         error("json: cannot encode a " .. t, 0)
+    elseif is_array(v) then
+        if v[1] == nil then
+            out[n + 1] = "[]"
+            return n + 1
+        end
+        local inner = padding(indent, depth + 1)
+        for i = 1, #v do
+            out[n + 1] = (i == 1 and "[" or ",") .. inner
+            n = encode(v[i], out, n + 1, indent, depth + 1)
+        end
+        out[n + 1] = padding(indent, depth) .. "]"
+    else
+        local keys, count = {}, 0
+        for k in pairs(v) do
+            count = count + 1
+            keys[count] = k
+        end
+        if count == 0 then
+            out[n + 1] = "{}"
+            return n + 1
+        end
+        local layout = layout_of(v, keys, count, indent, depth)
+        local order, prefix = layout.keys, layout.prefix
+        for i = 1, count do
+            out[n + 1] = prefix[i]
+            n = encode(v[order[i]], out, n + 1, indent, depth + 1)
+        end
+        out[n + 1] = layout.close
     end
+    return n + 1
 end
 
 --- One value as compact JSON (one line).
@@ -129,7 +177,7 @@ end
 -- @treturn string
 function json.encode(v)
     local out = {}
-    encode_value(v, out, nil, 0)
+    encode(v, out, 0, nil, 0)
     return table.concat(out)
 end
 
@@ -138,7 +186,7 @@ end
 -- @treturn string
 function json.pretty(v)
     local out = {}
-    encode_value(v, out, "  ", 0)
+    encode(v, out, 0, "  ", 0)
     return table.concat(out)
 end
 

@@ -48,7 +48,7 @@ DEB_PACKAGES := lua5.4 liblua5.4-dev libcurl4-openssl-dev lua-cjson lua-busted l
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all build deps demo test spec lint format format-check emulator emulator-stop clean \
-        bench asan valgrind fuzz fuzz-short fuzz-corpus
+        bench asan valgrind fuzz fuzz-short fuzz-corpus docs
 
 all: build
 build: $(CORE_SO) $(CLI)
@@ -123,6 +123,13 @@ spec: build
 
 lint:
 	luacheck -q lua spec bench examples bin/passage-users
+
+# The LDoc reference (config.ld) in build/docs; any warning fails it.
+docs: deps
+	@rm -rf $(BUILD)/docs && mkdir -p $(BUILD)
+	@ldoc . 2>$(BUILD)/ldoc.warnings; rc=$$?; \
+	if [ $$rc -ne 0 ] || [ -s $(BUILD)/ldoc.warnings ]; then \
+	  cat $(BUILD)/ldoc.warnings; echo "docs: ldoc warned (warnings are errors)"; exit 1; fi
 
 format:
 	clang-format -i src/*.c src/*.h src/fuzz/*.c

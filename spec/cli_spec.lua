@@ -416,14 +416,22 @@ describe("passage-users", function()
         run({ "-v", "--api-key=" .. KEY, "frobnicate" }, { PASSAGE_API_KEY = false })
         run({ "-v", "list" }, { PASSAGE_BASE_URL = emulator.url():gsub("//", "//admin:" .. KEY .. "@") })
         run({ "-v", "import", "-" }, nil, cjson.encode { email = "echo@example.com" } .. "\n")
-        -- A server that puts the key into its answers.
+        -- A server that puts the key into its answers: into a user it
+        -- sends back (a metadata value holding it), and into its errors.
+        local out = run { "create", "--email", "echo-key@example.com", "--metadata", "note=" .. KEY }
+        assert.matches('"note": "[REDACTED]"', out, 1, true)
+        run { "find", "echo-key@example.com" }
+        run { "export" }
+        run { "list", "--format", "csv", "--identifier", "echo-key@example.com" }
+        run({ "import", "-", "--dry-run" }, nil,
+            cjson.encode { email = "x@example.com", user_metadata = { note = KEY } } .. "\n")
         local echo = "key " .. KEY .. " refused; " .. cjson.encode(KEY)
         emulator.faults { next = { { status = 401, error = echo, count = 4 } } }
         finally(function()
             emulator.faults { clear = true }
         end)
-        assert.matches("[redacted]", run { "-v", "get", id }, 1, true)
-        assert.matches("[redacted]", run({ "import", "-" }, nil,
+        assert.matches("[REDACTED]", run { "-v", "get", id }, 1, true)
+        assert.matches("[REDACTED]", run({ "import", "-" }, nil,
             cjson.encode { email = "echo2@example.com" } .. "\n"), 1, true)
         run { "-v", "list" }
         run { "activate", id }

@@ -2,7 +2,7 @@
 --
 -- Every byte `passage-users` prints goes through here. The API key (and the
 -- credentials of a base URL) are registered as secrets and replaced by
--- `[redacted]` in anything written, in the forms a server could echo them
+-- `[REDACTED]` in anything written, in the forms a server could echo them
 -- back: as sent, JSON-escaped and percent-encoded. So a server that puts the
 -- key into an error message cannot make it reach a terminal or a log.
 -- @module passage.cli.output
@@ -10,7 +10,7 @@ local cjson = require("cjson").new()
 
 local output = {}
 
-local REDACTED = "[redacted]"
+local REDACTED = "[REDACTED]" -- as the library writes it in server texts
 local forms = {} -- every form of every secret, longest first
 
 local function percent_encoded(s)

@@ -6,7 +6,9 @@ local cli = require "support.cli"
 
 local APP, KEY = "cli_bar", "sk_bar_7Yt2mQ"
 local IMPORT_APP = "cli_bar_import"
-local SOCKET = "passage_cli_spec_" .. os.time() .. "_" .. math.random(1e6)
+-- The private tmux server's socket, removed with the other files at the end.
+local SOCKET = os.tmpname()
+os.remove(SOCKET)
 
 local function sh(cmd)
     local p = assert(io.popen(cmd .. " 2>&1"))
@@ -16,7 +18,7 @@ local function sh(cmd)
 end
 
 local function tmux(args)
-    return sh("tmux -L " .. SOCKET .. " -f /dev/null " .. args)
+    return sh("tmux -S " .. SOCKET .. " -f /dev/null " .. args)
 end
 
 local function sleep(seconds)
@@ -80,7 +82,7 @@ describe("the progress bar", function()
     teardown(function()
         emulator.faults { clear = true }
         tmux("kill-server")
-        os.execute("rm -f " .. tmp .. "*")
+        os.execute("rm -f " .. tmp .. "* " .. SOCKET)
     end)
 
     it("moves on a terminal and ends as one complete line", function()

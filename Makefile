@@ -32,6 +32,7 @@ LIBS         := -lcurl -lpthread -lm
 
 OUT          := $(BUILD)/$(LUA_VERSION)
 CORE_SO      := $(OUT)/passage/core.so
+CLI          := $(OUT)/bin/passage-users
 SRCS         := $(wildcard src/*.c)
 OBJS         := $(patsubst src/%.c,$(OUT)/obj/%.o,$(SRCS))
 HDRS         := $(wildcard src/*.h)
@@ -42,14 +43,15 @@ LUA_ENV      := LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' LUA_CPATH='$(OU
 DEB_PACKAGES := lua5.4 liblua5.4-dev libcurl4-openssl-dev lua-cjson lua-busted luarocks \
                 lua-check nginx-light libnginx-mod-http-lua lua-resty-core curl wrk \
                 lua5.1 liblua5.1-0-dev lua5.3 liblua5.3-dev luajit2 libluajit2-5.1-dev \
-                valgrind clang libclang-rt-14-dev clang-format
+                valgrind clang libclang-rt-14-dev clang-format \
+                lua-argparse lua-term lua-socket tmux lua-ldoc lua-markdown
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all build deps demo test spec lint format format-check emulator emulator-stop clean \
-        bench asan valgrind fuzz fuzz-short fuzz-corpus
+        bench asan valgrind fuzz fuzz-short fuzz-corpus docs
 
 all: build
-build: $(CORE_SO)
+build: $(CORE_SO) $(CLI)
 
 $(OUT)/obj/%.o: src/%.c $(HDRS)
 	@mkdir -p $(dir $@)
@@ -58,6 +60,15 @@ $(OUT)/obj/%.o: src/%.c $(HDRS)
 $(CORE_SO): $(OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $(OBJS) $(LIBS)
+
+# The command of this checkout: bin/passage-users with its modules and core.
+$(CLI): Makefile
+	@mkdir -p $(dir $@)
+	@printf '%s\n' '#!/bin/sh' \
+	  "LUA_PATH='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;' \\" \
+	  "LUA_CPATH='$(CURDIR)/$(OUT)/?.so;;' \\" \
+	  'exec $(LUA) $(CURDIR)/bin/passage-users "$$@"' > $@
+	@chmod +x $@
 
 # Installs only what is missing, so a prepared machine pays nothing.
 deps:
@@ -111,7 +122,14 @@ spec: build
 	exit $$rc
 
 lint:
-	luacheck -q lua spec bench examples
+	luacheck -q lua spec bench examples bin/passage-users
+
+# The LDoc reference (config.ld) in build/docs; any warning fails it.
+docs: deps
+	@rm -rf $(BUILD)/docs && mkdir -p $(BUILD)
+	@ldoc . 2>$(BUILD)/ldoc.warnings; rc=$$?; \
+	if [ $$rc -ne 0 ] || [ -s $(BUILD)/ldoc.warnings ]; then \
+	  cat $(BUILD)/ldoc.warnings; echo "docs: ldoc warned (warnings are errors)"; exit 1; fi
 
 format:
 	clang-format -i src/*.c src/*.h src/fuzz/*.c

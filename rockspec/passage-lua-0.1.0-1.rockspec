@@ -1,3 +1,4 @@
+rockspec_format = "3.0"
 package = "passage-lua"
 version = "0.1.0-1"
 source = {
@@ -11,16 +12,24 @@ passage.users calls every user operation of the Passage Management API v1
 over libcurl and returns native Lua tables, blocking or concurrently (many
 calls in flight on one client, pollable from any host loop). passage.paginator
 walks every user of an app with one for loop. A local Passage emulator
-(nginx + Lua) ships with it for tests and demos.
+(nginx + Lua) ships with it for tests and demos. passage-users is a command
+line for user administration built on them.
 ]],
    homepage = "https://github.com/passage-lua/passage-lua",
    license = "MIT",
 }
+supported_platforms = { "unix" }
+-- Offline, against the system's packages (Debian: lua-cjson, lua-argparse,
+-- lua-term): luarocks make --deps-mode=none.
 dependencies = {
    "lua >= 5.1",
    "lua-cjson >= 2.1.0",
+   "argparse >= 0.7",   -- passage-users (Debian: lua-argparse)
+   "lua-term >= 0.7",   -- passage-users: is stderr a terminal (Debian: lua-term)
 }
 -- Probed by library name: the header probe fails on multiarch Debian.
+-- rockspec/check_curl_headers.c, compiled first, names the package to
+-- install when the headers are missing.
 external_dependencies = {
    CURL = { library = "curl" },
 }
@@ -28,13 +37,16 @@ build = {
    type = "builtin",
    modules = {
       ["passage.core"] = {
-         sources = { "src/core.c", "src/json_check.c", "src/json_decode.c", "src/request.c", "src/transport.c" },
+         sources = { "rockspec/check_curl_headers.c", "src/core.c", "src/json_check.c", "src/json_decode.c", "src/request.c", "src/transport.c" },
          defines = { "PSG_VERSION=\"0.1.0\"", "_POSIX_C_SOURCE=200809L" },
          libraries = { "curl", "pthread", "m" },
          incdirs = { "$(CURL_INCDIR)" },
          libdirs = { "$(CURL_LIBDIR)" },
       },
       ["passage.users"] = "lua/passage/users.lua",
+      ["passage.operations"] = "lua/passage/operations.lua",
+      ["passage.options"] = "lua/passage/options.lua",
+      ["passage.schema"] = "lua/passage/schema.lua",
       ["passage.engine"] = "lua/passage/engine.lua",
       ["passage.errors"] = "lua/passage/errors.lua",
       ["passage.filters"] = "lua/passage/filters.lua",
@@ -43,5 +55,30 @@ build = {
       ["passage.bulk"] = "lua/passage/bulk.lua",
       ["passage.paginator"] = "lua/passage/paginator.lua",
       ["passage.openresty"] = "lua/passage/openresty.lua",
+      ["passage.cli.calls"] = "lua/passage/cli/calls.lua",
+      ["passage.cli.config"] = "lua/passage/cli/config.lua",
+      ["passage.cli.csv"] = "lua/passage/cli/csv.lua",
+      ["passage.cli.json"] = "lua/passage/cli/json.lua",
+      ["passage.cli.main"] = "lua/passage/cli/main.lua",
+      ["passage.cli.output"] = "lua/passage/cli/output.lua",
+      ["passage.cli.parser"] = "lua/passage/cli/parser.lua",
+      ["passage.cli.progress"] = "lua/passage/cli/progress.lua",
+      ["passage.cli.records"] = "lua/passage/cli/records.lua",
+      ["passage.cli.users_format"] = "lua/passage/cli/users_format.lua",
+      ["passage.cli.where"] = "lua/passage/cli/where.lua",
+      ["passage.cli.commands.change"] = "lua/passage/cli/commands/change.lua",
+      ["passage.cli.commands.export"] = "lua/passage/cli/commands/export.lua",
+      ["passage.cli.commands.import"] = "lua/passage/cli/commands/import.lua",
+      ["passage.cli.commands.list"] = "lua/passage/cli/commands/list.lua",
+      ["passage.cli.commands.user"] = "lua/passage/cli/commands/user.lua",
    },
+   install = {
+      bin = { ["passage-users"] = "bin/passage-users" },
+   },
+}
+-- `luarocks test`: the specs with busted, through make (it builds the core
+-- and sets the paths the specs use; the emulator needs nginx).
+test = {
+   type = "command",
+   command = "make spec",
 }

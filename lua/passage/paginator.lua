@@ -7,7 +7,9 @@
 -- params are those of client:list_paginated_users (filters as Lua values,
 -- see passage.filters) without `page`, which the walk owns. The optional
 -- last argument holds walk options: { in_flight = K } keeps K pages in
--- flight at once (default 1).
+-- flight at once (default 1); { progress = f } calls f(p) as each page is
+-- handed out, with p.pages and p.users handed out so far and p.total_users
+-- (the server's latest count).
 --
 -- The window is stable: the first page's created_before is pinned and sent
 -- with every later page, so users created during the walk do not shift
@@ -66,7 +68,7 @@ local function check_walk(client, app_id, params, opts)
             errors.argument("paginator: expected an options table, got %s", type(opts))
         end
         for k in pairs(opts) do
-            if k ~= "in_flight" then
+            if k ~= "in_flight" and k ~= "progress" then
                 errors.argument("paginator: unknown option %s", tostring(k))
             end
         end
@@ -74,11 +76,14 @@ local function check_walk(client, app_id, params, opts)
         if not filters.is_whole(in_flight) or in_flight < 1 or in_flight > 64 then
             errors.argument("paginator: in_flight must be a whole number in 1..64")
         end
+        if opts.progress ~= nil and type(opts.progress) ~= "function" then
+            errors.argument("paginator: progress must be a function")
+        end
     end
     if type(app_id) ~= "string" or app_id:match("^%s*$") then
         errors.argument("paginator: app_id must be a non-empty string")
     end
-    return { params = p, in_flight = in_flight }
+    return { params = p, in_flight = in_flight, progress = opts and opts.progress }
 end
 
 -- Whether users keep their place in this order while the walk runs: true
@@ -100,8 +105,11 @@ end
 local Walk = {}
 Walk.__index = Walk
 
-local function new_walk(client, app_id, params, in_flight)
+local function new_walk(client, app_id, params, in_flight, progress)
     return setmetatable({
+        progress = progress, -- opts.progress, told { pages, users, total_users }
+        pages_out = 0,    -- pages handed out, and their users
+        users_out = 0,
         client = client,
         app_id = app_id,
         params = params,
@@ -337,11 +345,27 @@ function Walk:next()
                 if fresh ~= list then
                     page.users = setmetatable(fresh, getmetatable(list))
                 end
+                self:report(#fresh)
                 return page
             end
         end
     end
     return nil
+end
+
+-- Tells opts.progress about a page handed out. A hook that raises ends the
+-- walk (its pages in flight cancelled) with the hook's error as it was.
+function Walk:report(users_in_page)
+    self.pages_out = self.pages_out + 1
+    self.users_out = self.users_out + users_in_page
+    if self.progress then
+        local ok, e = pcall(self.progress,
+            { pages = self.pages_out, users = self.users_out, total_users = self.total })
+        if not ok then
+            self:close()
+            error(e, 0)
+        end
+    end
 end
 
 function Walk:close()
@@ -354,7 +378,7 @@ Walk.__close = Walk.close
 -- raise at its caller).
 local function walk_for(client, app_id, params, opts)
     local checked = check_walk(client, app_id, params, opts)
-    return new_walk(client, app_id, checked.params, checked.in_flight)
+    return new_walk(client, app_id, checked.params, checked.in_flight, checked.progress)
 end
 
 -- Iterates page tables (as list_paginated_users returns them), each with

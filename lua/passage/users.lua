@@ -374,13 +374,16 @@ local function check_bulk(self, calls, opts)
             argerror("bulk: expected an options table, got %s", type(opts))
         end
         for k in pairs(opts) do
-            if k ~= "max_in_flight" then
+            if k ~= "max_in_flight" and k ~= "progress" then
                 argerror("bulk: unknown option %s", tostring(k))
             end
         end
         max_in_flight = opts.max_in_flight or max_in_flight
         if not filters.is_whole(max_in_flight) or max_in_flight < 1 then
             argerror("bulk: max_in_flight must be a whole number >= 1")
+        end
+        if opts.progress ~= nil and type(opts.progress) ~= "function" then
+            argerror("bulk: progress must be a function")
         end
     end
     local p, prepared = private[self], {}
@@ -409,7 +412,7 @@ function Client:bulk(calls, opts)
     if not ok then
         rethrow(prepared)
     end
-    return bulk.run(self.engine, prepared, max_in_flight)
+    return bulk.run(self.engine, prepared, max_in_flight, opts and opts.progress)
 end
 
 local function check_poll(self, timeout_ms)

@@ -1,0 +1,53 @@
+--- `list`: one page of users, as a table, JSON, JSON Lines or CSV.
+-- @module passage.cli.commands.list
+local output = require "passage.cli.output"
+local progress = require "passage.cli.progress"
+local users_format = require "passage.cli.users_format"
+local json = require "passage.cli.json"
+local where = require "passage.cli.where"
+
+local list = {}
+
+--- Runs the command; returns the exit status.
+-- @tparam table ctx `client`, `app_id`, `args`
+-- @treturn number
+-- @return nil and a usage message
+function list.run(ctx)
+    local args = ctx.args
+    local params, problem = where.from_args(args)
+    if not params then
+        return nil, problem
+    end
+    params.order_by = args.order_by
+    params.limit = args.limit
+    params.page = args.page
+    params.created_before = args.created_before
+    local page, err = ctx.client:list_paginated_users(ctx.app_id, params)
+    if not page then
+        output.say("%s", tostring(err))
+        return 1
+    end
+    local format = args.format or (progress.isatty(io.stdout) and "table" or "jsonl")
+    local users = page.users
+    if format == "table" then
+        output.out(users_format.table(users))
+        local pages = math.max(1, math.ceil(page.total_users / math.max(1, page.limit)))
+        output.out(string.format("page %d of %d, %d users shown of %d\n",
+            page.page, pages, #users, page.total_users))
+    elseif format == "json" then
+        output.out(json.pretty(users) .. "\n")
+    else
+        local out = {}
+        if format == "csv" then
+            out[1] = users_format.csv_header()
+        end
+        local line = format == "csv" and users_format.csv_line or users_format.json_line
+        for _, u in ipairs(users) do
+            out[#out + 1] = line(u)
+        end
+        output.out(table.concat(out))
+    end
+    return 0
+end
+
+return list

@@ -1,0 +1,66 @@
+--- `get`, `find`, `create`, `update`, `devices`: one call, its answer as
+-- indented JSON on stdout, or the error on stderr.
+-- @module passage.cli.commands.user
+local json = require "passage.cli.json"
+local output = require "passage.cli.output"
+
+local user = {}
+
+local function show(value, err)
+    if value == nil then
+        output.say("%s", tostring(err))
+        return 1
+    end
+    output.out(json.pretty(value) .. "\n")
+    return 0
+end
+
+-- The request table of create and update from --email, --phone,
+-- --metadata key=value and --metadata-json.
+local function request(args)
+    local req = { email = args.email, phone = args.phone }
+    local md
+    if args.metadata_json then
+        local v, err = json.decode(args.metadata_json)
+        if type(v) ~= "table" then
+            return nil, "--metadata-json: not a JSON object" .. (err and ": " .. err or "")
+        end
+        md = v
+    end
+    for _, pair in ipairs(args.metadata or {}) do
+        local k, v = pair:match("^([^=]+)=(.*)$")
+        if not k then
+            return nil, string.format("--metadata %q: expected key=value", pair)
+        end
+        md = md or {}
+        md[k] = v
+    end
+    req.user_metadata = md
+    return req
+end
+
+--- Runs the command; returns the exit status.
+-- @tparam table ctx `client`, `app_id`, `args`
+-- @treturn number
+-- @return nil and a usage message
+function user.run(ctx)
+    local client, app, args = ctx.client, ctx.app_id, ctx.args
+    local command = args.command
+    if command == "get" then
+        return show(client:get_user(app, args.user_id))
+    elseif command == "find" then
+        return show(client:get_user_by_identifier(app, args.identifier))
+    elseif command == "devices" then
+        return show(client:list_user_devices(app, args.user_id))
+    end
+    local req, problem = request(args)
+    if not req then
+        return nil, problem
+    end
+    if command == "create" then
+        return show(client:create_user(app, req))
+    end
+    return show(client:update_user(app, args.user_id, req))
+end
+
+return user

@@ -1,0 +1,78 @@
+--- `passage-users`: parses the command line, makes the client, runs the
+-- command and turns the outcome into the exit status.
+--
+-- Exit status: 0 when every call succeeded, 1 when some failed (or a run
+-- stopped), 2 for a usage error (bad arguments, missing configuration, a
+-- run not confirmed). A bad argument the library refuses is a usage error
+-- too.
+-- @module passage.cli.main
+local config = require "passage.cli.config"
+local output = require "passage.cli.output"
+local parser = require "passage.cli.parser"
+
+local main = {}
+
+local COMMANDS = {
+    get = "user", find = "user", create = "user", update = "user", devices = "user",
+    delete = "change", activate = "change", deactivate = "change",
+    ["revoke-tokens"] = "change", ["delete-device"] = "change",
+    list = "list", export = "export", import = "import", bulk = "import",
+}
+
+main.OK, main.FAILED, main.USAGE = 0, 1, 2
+
+local function usage(message)
+    output.say("%s (see passage-users --help)", message)
+    return main.USAGE
+end
+
+-- A message the library raised for a bad argument, without its position.
+local function argument_message(e)
+    return type(e) == "string" and e:match("passage%.users: (.*)$")
+end
+
+--- Runs the command line; returns the exit status.
+-- @tparam {string,...} argv the arguments (as the global `arg`)
+-- @treturn number 0, 1 or 2
+function main.run(argv)
+    local list = {}
+    for i = 1, #argv do
+        list[i] = argv[i]
+    end
+    config.hide_secrets(list)
+    local p = parser.new()
+    local ok, args = p:pparse(list)
+    if not ok then
+        return usage(args)
+    end
+    local client, app_id, described = config.client(args)
+    if not client then
+        return usage(app_id)
+    end
+    if args.verbose then
+        output.say("%s", described)
+    end
+    local ctx = {
+        client = client,
+        app_id = app_id,
+        args = args,
+        verbose = args.verbose,
+        progress = not args.no_progress,
+    }
+    local command = require("passage.cli.commands." .. COMMANDS[args.command])
+    local done, status, problem = pcall(command.run, ctx)
+    client:close()
+    if not done then
+        local message = argument_message(status)
+        if not message then
+            error(status, 0)
+        end
+        return usage(message)
+    end
+    if status == nil then
+        return usage(problem)
+    end
+    return status
+end
+
+return main

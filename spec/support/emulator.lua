@@ -113,6 +113,12 @@ function M.raw(method, path, opts)
   return res
 end
 
+-- nginx's error log of the emulator on the port (when it runs from its
+-- default place).
+function M.error_log()
+  return require("passage.emulator.control").paths(M.port()).log
+end
+
 function M.answering()
   local status = M.request(M.admin_url("stats"))
   return status == 200

@@ -42,6 +42,29 @@ M.error_response = err
 
 local function invalid(message) return err(400, "invalid_request", message) end
 
+-- The answer to a failure inside the emulator (a bug, or an injected crash):
+-- a 500 whose body says nothing about the server, the cause in resp.log for
+-- the adapter to write to the server's error log.
+local function internal_error(req, template, cause)
+  local r = err(500, "internal_server_error", "internal error in the emulator")
+  r.log = "emulator: " .. tostring(req.method) .. " " .. tostring(template) .. ": " .. tostring(cause)
+  return r
+end
+
+-- Renders a changed user and only then stores it (new user when old is nil),
+-- so a user that cannot be rendered is never stored. Returns the rendered
+-- {"user": ...} body.
+local function commit(app, old, new)
+  local body = render.user_response(new)
+  render.item(new)
+  if old == nil then
+    store.insert(app, new)
+  elseif new ~= old then
+    store.replace(app, old, new)
+  end
+  return body
+end
+
 -- Route table for the API, relative to /v1. Each template lists the methods it
 -- answers; a path that matches with another method gets a 405.
 local ROUTES = {
@@ -111,9 +134,9 @@ local function api(state, req, name, app_id, user_id, device_id)
     local body, msg = validate.user_body(req.body, false)
     if not body then return invalid(msg) end
     local u
-    u, msg = state:create_user(app, body)
+    u, msg = state:new_user(app, body)
     if not u then return invalid(msg) end
-    return reply(201, render.user_response(u))
+    return reply(201, commit(app, nil, u))
   end
 
   local u = app.users[user_id]
@@ -127,22 +150,20 @@ local function api(state, req, name, app_id, user_id, device_id)
     end
     local body, msg = validate.user_body(req.body, true)
     if not body then return invalid(msg) end
-    local ok
-    ok, msg = state:update_user(app, u, body)
-    if not ok then return invalid(msg) end
-    return reply(200, render.user_response(u))
+    local changed
+    changed, msg = state:updated_user(app, u, body)
+    if not changed then return invalid(msg) end
+    return reply(200, commit(app, u, changed))
   elseif name == "activate" then
-    state:set_status(app, u, "active")
-    return reply(200, render.user_response(u))
+    return reply(200, commit(app, u, state:with_status(u, "active")))
   elseif name == "deactivate" then
-    state:set_status(app, u, "inactive")
-    return reply(200, render.user_response(u))
+    return reply(200, commit(app, u, state:with_status(u, "inactive")))
   elseif name == "devices" then
     return reply(200, render.devices_response(u))
   elseif name == "device" then
     local d, index = store.find_device(u, device_id)
     if not d then return err(404, "device_not_found", "Device not found") end
-    state:delete_device(app, u, index)
+    commit(app, u, state:without_device(u, index))
     return reply(200, "")
   else -- tokens
     store.revoke_tokens(u)
@@ -159,6 +180,7 @@ local function route_api(state, req)
     return err(404, "not_found", "No such endpoint"), "<unmatched>"
   end
   local template = method .. " " .. ROUTES[name]
+  if req.crash then error("injected crash") end
   if not METHODS[name][method] then
     local allow = {}
     for m in pairs(METHODS[name]) do allow[#allow + 1] = m end
@@ -262,8 +284,8 @@ function M.handle(state, req)
   local path = req.path or "/"
   if path:sub(1, 12) == "/__emulator/" or path == "/__emulator" then
     local segs, n = url.split_path(path)
-    local ok, resp = pcall(admin, state, req, segs, n)
-    if not ok then return err(500, "internal_server_error", tostring(resp)) end
+    local ok, resp = xpcall(admin, debug.traceback, state, req, segs, n)
+    if not ok then return internal_error(req, path, resp) end
     return resp
   end
 
@@ -276,13 +298,18 @@ function M.handle(state, req)
     template = name and (req.method .. " " .. ROUTES[name]) or "<unmatched>"
     resp = faults.status_response(fault)
   else
-    local ok, r, t = pcall(route_api, state, req)
+    local api_req = req
+    if fault and fault.kind == "crash" then
+      api_req = setmetatable({ crash = true }, { __index = req })
+    end
+    local ok, r, t = xpcall(route_api, debug.traceback, state, api_req)
     if ok then
       resp, template = r, t
     else
-      resp, template = err(500, "internal_server_error", tostring(r)), "<error>"
+      template = M.template(req.method, path) or "<unmatched>"
+      resp = internal_error(req, template, r)
     end
-    if fault then
+    if fault and fault.kind ~= "crash" then
       if fault.kind == "body" then
         faults.apply_body(fault, resp)
       elseif fault.kind == "truncate" then

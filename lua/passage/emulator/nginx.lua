@@ -105,6 +105,7 @@ function M.serve(admin_location)
       resp = handler.error_response(500, "internal_server_error", "emulator error")
     end
   end
+  if resp.log then ngx.log(ngx.ERR, resp.log) end
   if resp.delay_ms then ngx.sleep(resp.delay_ms / 1000) end
   return send(resp)
 end

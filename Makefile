@@ -1,5 +1,6 @@
 # passage-lua: build, run the demo, test.
-#   make demo   starts the embedded emulator, runs examples/admin.lua, stops it
+#   make demo   runs examples/admin.lua against the emulator (started and
+#               stopped around it unless one already answers on the port)
 #   make test   installs what is missing, builds, lints, runs every spec
 #   make bench  decoder and call benchmarks against the emulator (BENCH_PORT)
 # Both install their missing Debian packages first (apt-get; root or sudo).
@@ -37,7 +38,7 @@ OBJS         := $(patsubst src/%.c,$(OUT)/obj/%.o,$(SRCS))
 HDRS         := $(wildcard src/*.h)
 
 # Where specs, the demo and benchmarks find the modules of this checkout.
-LUA_ENV      := LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' LUA_CPATH='$(OUT)/?.so;;'
+LUA_ENV      := LUA_PATH='lua/?.lua;lua/?/init.lua;emulator/lua/?.lua;spec/?.lua;;' LUA_CPATH='$(OUT)/?.so;;'
 
 DEB_PACKAGES := lua5.4 liblua5.4-dev libcurl4-openssl-dev lua-cjson lua-busted luarocks \
                 lua-check nginx-light libnginx-mod-http-lua lua-resty-core curl wrk \
@@ -69,17 +70,20 @@ deps:
 	fi
 
 # ---- emulator -------------------------------------------------------------
+# emulator/bin/passage-emulator (the passage-emulator rock's command); nginx's
+# files live in its runtime directory (passage-emulator --help).
+EMULATOR     := $(LUA_ENV) lua5.4 emulator/bin/passage-emulator
+
 emulator: deps
-	@$(LUA_ENV) lua5.4 lua/passage/emulator/control.lua start
+	@$(EMULATOR) start --port $(PORT)
 
 emulator-stop:
-	@$(LUA_ENV) lua5.4 lua/passage/emulator/control.lua stop
+	@$(EMULATOR) stop --port $(PORT)
 
 # ---- demo -----------------------------------------------------------------
+# `run` stops the emulator afterwards only if it started it.
 demo: deps build
-	@$(MAKE) --no-print-directory emulator
-	@$(LUA_ENV) $(LUA) examples/admin.lua; rc=$$?; \
-	$(MAKE) --no-print-directory emulator-stop; exit $$rc
+	@$(EMULATOR) run --port $(PORT) -- $(LUA) examples/admin.lua
 
 # ---- benchmarks -------------------------------------------------------------
 # bench/run.lua starts an emulator on BENCH_PORT unless one answers there,
@@ -111,7 +115,7 @@ spec: build
 	exit $$rc
 
 lint:
-	luacheck -q lua spec bench examples
+	luacheck -q lua emulator emulator/bin/passage-emulator spec bench examples
 
 format:
 	clang-format -i src/*.c src/*.h src/fuzz/*.c

@@ -124,19 +124,22 @@ function M.answering()
   return status == 200
 end
 
--- Starts the emulator unless something already answers on the port.
+-- Starts the emulator unless one already answers on the port.
 function M.ensure()
-  if M.answering() then return true end
-  local control = require("passage.emulator.control")
-  assert(control.start(), "could not start the emulator")
-  M.started_here = true
+  local ok, message, started = require("passage.emulator.control").start({ port = M.port() })
+  assert(ok, message)
+  if started then
+    print(message)
+    M.started_here = true
+  end
   return true
 end
 
 -- Stops the emulator if ensure() started it.
 function M.stop_if_started()
   if M.started_here then
-    require("passage.emulator.control").stop()
+    local _, message = require("passage.emulator.control").stop({ port = M.port() })
+    print(message)
     M.started_here = false
   end
 end

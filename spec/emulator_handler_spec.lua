@@ -207,6 +207,26 @@ describe("emulator handler: errors", function()
     assert.are.equal("GET, POST", resp.headers.Allow)
   end)
 
+  it("serves every route of the route table, each counted under its own name", function()
+    local u = create({ email = "routes@example.com" })
+    local served = 0
+    for _, route in ipairs(require("passage.emulator.routes")) do
+      local method, template = route[1], route[2]
+      local path = template:gsub("{app_id}", "test_app"):gsub("{user_id}", u.id)
+        :gsub("{device_id}", "no_device")
+      local status, body = call(method, path, { body = method == "GET" and nil or "{}" })
+      assert.are_not.equal(405, status, method .. " " .. path)
+      assert.is_false(status == 404 and body.code == "not_found", method .. " " .. path)
+      if template:find("^/v1/") then
+        local _, stats = call("GET", "/__emulator/stats")
+        local name = method .. " " .. template:gsub("^/v1", "")
+        assert.are.equal(1, stats.routes[name][tostring(status)], name)
+        served = served + 1
+      end
+    end
+    assert.are.equal(10, served)
+  end)
+
   local bad_bodies = {
     { nil, "body" }, { "", "body" }, { "{", "body" }, { "[]", "body" }, { "null", "body" },
     { '"x"', "body" }, { "{}", "identifier" }, { '{"email":""}', "identifier" },

@@ -68,6 +68,9 @@ deps:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
+	@# node and npm for spec/node_sdk_spec.lua (any install will do, e.g. NodeSource's)
+	@command -v npm >/dev/null 2>&1 || { echo "installing: nodejs npm"; $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm >/dev/null; }
 
 # ---- emulator -------------------------------------------------------------
 # emulator/bin/passage-emulator (the passage-emulator rock's command); nginx's

@@ -1,6 +1,7 @@
--- Spec helper for the local Passage API emulator: where it is, how to start it,
--- and its admin API (reset, apps, seed, faults, stats), over real HTTP with
--- luasocket.
+-- Spec helper for the local Passage API emulator (emulator/): where it is,
+-- starting it (through passage.emulator.control, the passage-emulator
+-- command's module, on PASSAGE_EMULATOR_PORT), and its admin API (reset,
+-- apps, seed, faults, stats), over real HTTP with luasocket.
 local http = require("socket.http")
 local ltn12 = require("ltn12")
 local cjson = require("cjson")

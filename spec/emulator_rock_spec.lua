@@ -50,9 +50,23 @@ describe("the passage-emulator rock", function()
             .. "--deps-mode=none passage-emulator-0.1.0-1.rockspec", tree))
         assert(ok, out)
         local modules = tree .. "/share/lua/5.4/passage/"
-        for _, m in ipairs { "cli", "control", "launcher", "handler", "nginx", "store" } do
-            assert.is_truthy(io.open(modules .. "emulator/" .. m .. ".lua"), m)
+        local _, sources = run("cd emulator/lua/passage/emulator && LC_ALL=C ls *.lua")
+        local _, installed = run("cd " .. modules .. "emulator && LC_ALL=C ls *.lua")
+        assert.are.equal(sources, installed)
+        assert.matches("routes.lua", installed)
+        -- each of them named in the rockspec (luarocks would copy a forgotten one anyway)
+        local rockspec = {}
+        local chunk = assert(loadfile("emulator/passage-emulator-0.1.0-1.rockspec", "t", rockspec))
+        if setfenv then
+            setfenv(chunk, rockspec)
         end
+        chunk()
+        local named = {}
+        for name in pairs(rockspec.build.modules) do
+            named[#named + 1] = name:match("^passage%.emulator%.(.*)$") .. ".lua"
+        end
+        table.sort(named)
+        assert.are.equal(sources, table.concat(named, "\n") .. "\n")
         local _, library = run("find " .. modules .. " -maxdepth 1 -type f")
         assert.are.equal("", library) -- nothing of passage-lua itself
     end)

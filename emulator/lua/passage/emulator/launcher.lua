@@ -54,6 +54,14 @@ local function exists(path)
   return f ~= nil
 end
 
+-- A daemon's parent is init, which may take its time to reap it: an exited
+-- process is gone once /proc shows it as a zombie ("Z"), or not at all.
+local function alive(pid)
+  local stat = read_file("/proc/" .. pid .. "/stat")
+  if stat then return not stat:match("^%d+ %b() Z") end
+  return run("kill -0 " .. pid .. " 2>/dev/null")
+end
+
 function M.sleep(seconds)
   if has_socket and socket.sleep then
     socket.sleep(seconds)
@@ -138,7 +146,7 @@ end
 -- there, its command line must name this prefix (nginx keeps -p in it).
 function Server:pid()
   local pid = tonumber((read_file(self.pid_file) or ""):match("%d+"))
-  if not pid or not run("kill -0 " .. pid .. " 2>/dev/null") then return nil end
+  if not pid or not alive(pid) then return nil end
   if exists("/proc/self/cmdline") then
     local cmdline = read_file("/proc/" .. pid .. "/cmdline")
     local args = cmdline and (cmdline:gsub("%z", " ") .. " ")
@@ -152,23 +160,21 @@ function Server:log_tail(bytes)
 end
 
 local function wait_gone(pid, seconds)
-  for _ = 1, seconds * 20 do
-    if not run("kill -0 " .. pid .. " 2>/dev/null") then return true end
-    M.sleep(0.05)
+  for _ = 1, seconds * 50 do
+    if not alive(pid) then return true end
+    M.sleep(0.02)
   end
   return false
 end
 
--- Stops nginx: a graceful quit, then a terminate. Returns the pid it stopped
--- (false when nothing ran), or nil, message.
+-- Stops nginx (a fast shutdown: the servers here hold nothing worth a
+-- graceful one) and waits for it to exit. Returns the pid it stopped (false
+-- when nothing ran), or nil, message.
 function Server:stop()
   local pid = self:pid()
   if pid then
-    run("kill -QUIT " .. pid .. " 2>/dev/null")
-    if not wait_gone(pid, 5) then
-      run("kill -TERM " .. pid .. " 2>/dev/null")
-      if not wait_gone(pid, 5) then return nil, "nginx (pid " .. pid .. ") did not exit" end
-    end
+    run("kill -TERM " .. pid .. " 2>/dev/null")
+    if not wait_gone(pid, 10) then return nil, "nginx (pid " .. pid .. ") did not exit" end
   end
   if self.temporary then run("rm -rf " .. quote(self.prefix)) end
   return pid or false
@@ -212,28 +218,33 @@ function M.start(opts)
   assert(type(opts.http) == "string", "launcher.start: http must be a string")
   local server = server_at(opts.prefix, opts.port)
   server.temporary = opts.temporary
-  if M.port_open(opts.port) then return nil, "port " .. opts.port .. " is already taken" end
+  local function fail(message)
+    server:stop() -- and a temporary prefix goes with it
+    return nil, message
+  end
+  if M.port_open(opts.port) then
+    if opts.temporary then run("rm -rf " .. quote(opts.prefix)) end
+    return nil, "port " .. opts.port .. " is already taken"
+  end
   if not run("mkdir -p " .. quote(opts.prefix .. "/conf") .. " " .. quote(opts.prefix .. "/logs")
       .. " " .. quote(opts.prefix .. "/tmp")) then
-    return nil, "cannot create " .. opts.prefix
+    return fail("cannot create " .. opts.prefix)
   end
   local f, err = io.open(server.conf, "w")
-  if not f then return nil, err end
+  if not f then return fail(err) end
   f:write(config(server, opts))
   f:close()
   -- Started without a sanitizer runtime a checked run may have preloaded
   -- into the interpreter (make asan): nginx is not the code under test.
   if not run(string.format("env -u LD_PRELOAD %s -q -p %s -c %s -e %s", nginx_binary(),
       quote(opts.prefix), quote(server.conf), quote(server.log))) then
-    return nil, "nginx failed to start (" .. server.log .. "): " .. server:log_tail(600)
+    return fail("nginx failed to start (" .. server.log .. "): " .. server:log_tail(600))
   end
   for _ = 1, 200 do
     if M.port_open(opts.port) then return server end
     M.sleep(0.025)
   end
-  local log = server:log_tail(600)
-  server:stop()
-  return nil, "nginx did not start listening on port " .. opts.port .. ": " .. log
+  return fail("nginx did not start listening on port " .. opts.port .. ": " .. server:log_tail(600))
 end
 
 return M

@@ -123,6 +123,20 @@ describe("emulator handler: users", function()
     create({ email = "grace2@example.com", phone = "+15005550012" })
   end)
 
+  it("moves a changed identifier in the indexes: the old one is free, the new one taken", function()
+    local u = create({ email = "before@example.com", phone = "+15005550001" })
+    local status = call("PATCH", users_path("/" .. u.id),
+      { body = '{"email":"after@example.com","phone":"+15005550002"}' })
+    assert.are.equal(200, status)
+    local _, body = call("POST", users_path(), { body = '{"email":"after@example.com"}' })
+    assert.are.equal("email: already in use", body.error)
+    _, body = call("POST", users_path(), { body = '{"phone":"+15005550002"}' })
+    assert.are.equal("phone: already in use", body.error)
+    create({ email = "before@example.com", phone = "+15005550001" })
+    local _, page = list("identifier=after@example.com")
+    assert.are.equal(u.id, page.users[1].id)
+  end)
+
   it("lists, deletes devices and revokes tokens", function()
     admin("seed", { app_id = "test_app", count = 200, seed = 3 })
     local with_device

@@ -113,8 +113,8 @@ end
 
 local has_socket, socket = pcall(require, "socket")
 
--- True when GET /__emulator/stats answers 200 on the port: an emulator, not
--- just anything listening there.
+-- True when GET /__emulator/stats answers 200 with the statistics on the
+-- port: an emulator, not just anything listening there.
 function M.answering(port)
   port = port or M.port()
   if has_socket then
@@ -125,11 +125,12 @@ function M.answering(port)
       return false
     end
     c:send("GET /__emulator/stats HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-    local line = c:receive("*l")
+    local reply = c:receive("*a")
     c:close()
-    return line ~= nil and line:find("^HTTP/1%.%d 200") ~= nil
+    return reply ~= nil and reply:find("^HTTP/1%.%d 200") ~= nil and reply:find('"routes":', 1, true) ~= nil
   end
-  return run("curl -fsS -m 1 -o /dev/null http://127.0.0.1:" .. port .. "/__emulator/stats 2>/dev/null") == 0
+  return run("curl -fsS -m 1 http://127.0.0.1:" .. port .. "/__emulator/stats 2>/dev/null"
+    .. " | grep -q '\"routes\":'") == 0
 end
 
 local function url(port)

@@ -23,7 +23,7 @@ local function answers(port)
 end
 
 describe("the passage-emulator rock", function()
-    local tree, command, port, runtime
+    local tree, command, port, runtime, prefix
 
     -- `<command> args`, from /, with no Lua paths; its output and exit status.
     local function emulator(args)
@@ -37,12 +37,17 @@ describe("the passage-emulator rock", function()
         os.remove(tree)
         port = free_port()
         command = tree .. "/bin/passage-emulator"
-        runtime = "/tmp/passage-emulator-" .. port
+        runtime = require("passage.emulator.control").runtime_dir(port) -- the default
+        prefix = os.tmpname() -- one given with --prefix
+        os.remove(prefix)
     end)
 
     teardown(function()
-        if answers(port) then emulator("stop --port " .. port) end
-        run("rm -rf '" .. tree .. "' '" .. runtime .. "'")
+        if answers(port) then
+            emulator("stop --port " .. port)
+            emulator("stop --port " .. port .. " --prefix " .. prefix)
+        end
+        run("rm -rf '" .. tree .. "' '" .. runtime .. "' '" .. prefix .. "'")
     end)
 
     it("installs only the emulator, with its command", function()
@@ -72,7 +77,7 @@ describe("the passage-emulator rock", function()
     end)
 
     it("starts an emulator that answers HTTP, its files outside the tree", function()
-        local out, code = emulator("start --port " .. port .. " --prefix " .. runtime)
+        local out, code = emulator("start --port " .. port)
         assert.are.equal(0, code, out)
         assert.matches("emulator running at http://127.0.0.1:" .. port .. "/v1", out, 1, true)
         assert.is_true(answers(port))
@@ -94,7 +99,7 @@ describe("the passage-emulator rock", function()
     end)
 
     it("stops, and runs a command around an emulator it starts and stops", function()
-        local out, code = emulator("stop --port " .. port .. " --prefix " .. runtime)
+        local out, code = emulator("stop --port " .. port)
         assert.are.equal(0, code, out)
         assert.matches("emulator stopped", out)
         assert.is_false(answers(port))
@@ -102,9 +107,10 @@ describe("the passage-emulator rock", function()
         assert.are.equal(1, code, out)
         out, code = emulator(string.format("run --port %d --prefix %s -- sh -c "
             .. "'curl -fsS -o /dev/null http://127.0.0.1:%d/__emulator/stats && exit 3'",
-            port, runtime, port))
+            port, prefix, port))
         assert.are.equal(3, code, out) -- the command's own status, after it reached the emulator
         assert.is_false(answers(port))
+        assert.is_truthy(io.open(prefix .. "/conf/nginx.conf"), "nginx's files under --prefix")
         out, code = emulator("bogus")
         assert.are.equal(2, code)
         assert.matches("usage: passage%-emulator", out)

@@ -1,6 +1,6 @@
 std = "max"
 max_line_length = 110
 files["spec/"] = { std = "+busted" }
-files["lua/passage/emulator/nginx.lua"] = { globals = { "ngx" } }
+files["emulator/lua/passage/emulator/nginx.lua"] = { globals = { "ngx" } }
 files["lua/passage/openresty.lua"] = { read_globals = { "ngx" } }
 exclude_files = { "build/", "luarocks-tree/" }

@@ -1,5 +1,6 @@
 # passage-lua: build, run the demo, test.
-#   make demo   starts the embedded emulator, runs examples/admin.lua, stops it
+#   make demo   runs examples/admin.lua against the emulator (started and
+#               stopped around it unless one already answers on the port)
 #   make test   installs what is missing, builds, lints, runs every spec
 #   make bench  decoder and call benchmarks against the emulator (BENCH_PORT)
 # Both install their missing Debian packages first (apt-get; root or sudo).
@@ -38,7 +39,7 @@ OBJS         := $(patsubst src/%.c,$(OUT)/obj/%.o,$(SRCS))
 HDRS         := $(wildcard src/*.h)
 
 # Where specs, the demo and benchmarks find the modules of this checkout.
-LUA_ENV      := LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' LUA_CPATH='$(OUT)/?.so;;'
+LUA_ENV      := LUA_PATH='lua/?.lua;lua/?/init.lua;emulator/lua/?.lua;spec/?.lua;;' LUA_CPATH='$(OUT)/?.so;;'
 
 DEB_PACKAGES := lua5.4 liblua5.4-dev libcurl4-openssl-dev lua-cjson lua-busted luarocks \
                 lua-check nginx-light libnginx-mod-http-lua lua-resty-core curl wrk \
@@ -78,19 +79,25 @@ deps:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
+	@# node and npm for spec/node_sdk_spec.lua (any install will do, e.g. NodeSource's)
+	@command -v npm >/dev/null 2>&1 || { echo "installing: nodejs npm"; $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm >/dev/null; }
 
 # ---- emulator -------------------------------------------------------------
+# emulator/bin/passage-emulator (the passage-emulator rock's command); nginx's
+# files live in its runtime directory (passage-emulator --help).
+EMULATOR     := $(LUA_ENV) lua5.4 emulator/bin/passage-emulator
+
 emulator: deps
-	@$(LUA_ENV) lua5.4 lua/passage/emulator/control.lua start
+	@$(EMULATOR) start --port $(PORT)
 
 emulator-stop:
-	@$(LUA_ENV) lua5.4 lua/passage/emulator/control.lua stop
+	@$(EMULATOR) stop --port $(PORT)
 
 # ---- demo -----------------------------------------------------------------
+# `run` stops the emulator afterwards only if it started it.
 demo: deps build
-	@$(MAKE) --no-print-directory emulator
-	@$(LUA_ENV) $(LUA) examples/admin.lua; rc=$$?; \
-	$(MAKE) --no-print-directory emulator-stop; exit $$rc
+	@$(EMULATOR) run --port $(PORT) -- $(LUA) examples/admin.lua
 
 # ---- benchmarks -------------------------------------------------------------
 # bench/run.lua starts an emulator on BENCH_PORT unless one answers there,
@@ -122,7 +129,7 @@ spec: build
 	exit $$rc
 
 lint:
-	luacheck -q lua spec bench examples bin/passage-users
+	luacheck -q lua emulator emulator/bin/passage-emulator spec bench examples bin/passage-users
 
 # The LDoc reference (config.ld) in build/docs; any warning fails it.
 docs: deps

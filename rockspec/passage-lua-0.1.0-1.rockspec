@@ -11,9 +11,9 @@ description = {
 passage.users calls every user operation of the Passage Management API v1
 over libcurl and returns native Lua tables, blocking or concurrently (many
 calls in flight on one client, pollable from any host loop). passage.paginator
-walks every user of an app with one for loop. A local Passage emulator
-(nginx + Lua) ships with it for tests and demos. passage-users is a command
-line for user administration built on them.
+walks every user of an app with one for loop. passage-users is a command
+line for user administration built on them. The local Passage emulator for
+tests and demos is a rock of its own: passage-emulator (emulator/).
 ]],
    homepage = "https://github.com/passage-lua/passage-lua",
    license = "MIT",

@@ -123,6 +123,20 @@ describe("emulator handler: users", function()
     create({ email = "grace2@example.com", phone = "+15005550012" })
   end)
 
+  it("moves a changed identifier in the indexes: the old one is free, the new one taken", function()
+    local u = create({ email = "before@example.com", phone = "+15005550001" })
+    local status = call("PATCH", users_path("/" .. u.id),
+      { body = '{"email":"after@example.com","phone":"+15005550002"}' })
+    assert.are.equal(200, status)
+    local _, body = call("POST", users_path(), { body = '{"email":"after@example.com"}' })
+    assert.are.equal("email: already in use", body.error)
+    _, body = call("POST", users_path(), { body = '{"phone":"+15005550002"}' })
+    assert.are.equal("phone: already in use", body.error)
+    create({ email = "before@example.com", phone = "+15005550001" })
+    local _, page = list("identifier=after@example.com")
+    assert.are.equal(u.id, page.users[1].id)
+  end)
+
   it("lists, deletes devices and revokes tokens", function()
     admin("seed", { app_id = "test_app", count = 200, seed = 3 })
     local with_device
@@ -207,6 +221,26 @@ describe("emulator handler: errors", function()
     assert.are.equal("GET, POST", resp.headers.Allow)
   end)
 
+  it("serves every route of the route table, each counted under its own name", function()
+    local u = create({ email = "routes@example.com" })
+    local served = 0
+    for _, route in ipairs(require("passage.emulator.routes")) do
+      local method, template = route[1], route[2]
+      local path = template:gsub("{app_id}", "test_app"):gsub("{user_id}", u.id)
+        :gsub("{device_id}", "no_device")
+      local status, body = call(method, path, { body = method == "GET" and nil or "{}" })
+      assert.are_not.equal(405, status, method .. " " .. path)
+      assert.is_false(status == 404 and body.code == "not_found", method .. " " .. path)
+      if template:find("^/v1/") then
+        local _, stats = call("GET", "/__emulator/stats")
+        local name = method .. " " .. template:gsub("^/v1", "")
+        assert.are.equal(1, stats.routes[name][tostring(status)], name)
+        served = served + 1
+      end
+    end
+    assert.are.equal(10, served)
+  end)
+
   local bad_bodies = {
     { nil, "body" }, { "", "body" }, { "{", "body" }, { "[]", "body" }, { "null", "body" },
     { '"x"', "body" }, { "{}", "identifier" }, { '{"email":""}', "identifier" },
@@ -219,6 +253,8 @@ describe("emulator handler: errors", function()
     { '{"email":"a@example.com","user_metadata":"x"}', "user_metadata" },
     { '{"email":"a@example.com","user_metadata":{"k":{"n":1}}}', "user_metadata.k" },
     { '{"email":"a@example.com","user_metadata":{"k":"\255"}}', "user_metadata.k" },
+    { '{"email":"a@example.com","user_metadata":{"big":1e400}}', "user_metadata.big" },
+    { '{"email":"a@example.com","user_metadata":{"small":-1e999}}', "user_metadata.small" },
     { string.rep("[", 5000) .. string.rep("]", 5000), "body" },
   }
   for _, case in ipairs(bad_bodies) do
@@ -259,6 +295,96 @@ describe("emulator handler: errors", function()
     status, body = call("PATCH", users_path("/" .. u.id), { body = "{}" })
     assert.are.equal(200, status)
     assert.are.equal(u.updated_at, body.user.updated_at)
+  end)
+end)
+
+describe("emulator handler: what it cannot store or render", function()
+  it("refuses a non-finite metadata number on update, changing nothing", function()
+    local u = create({ email = "finite@example.com", user_metadata = { n = 1 } })
+    for _, literal in ipairs({ "1e400", "-1e999" }) do
+      local status, body = call("PATCH", users_path("/" .. u.id),
+        { body = '{"email":"changed@example.com","user_metadata":{"n":' .. literal .. '}}' })
+      assert.are.equal(400, status)
+      assert.are.equal("invalid_request", body.code)
+      assert.are.equal("user_metadata.n: must be a finite number", body.error)
+    end
+    local status, body = call("GET", users_path("/" .. u.id))
+    assert.are.equal(200, status)
+    assert.are.same(u, body.user)
+  end)
+
+  -- A clock that reads NaN gives timestamps no response can render: a state
+  -- the API cannot otherwise reach, standing in for any rendering failure.
+  it("answers what it cannot render with a logged 500, naming no file, storing nothing", function()
+    local u = create({ email = "kept@example.com" })
+    clock = 0 / 0
+    local requests = {
+      { "POST", users_path(), '{"email":"new@example.com","phone":"+15005550001"}' },
+      { "PATCH", users_path("/" .. u.id), '{"email":"moved@example.com"}' },
+      { "PATCH", users_path("/" .. u.id .. "/deactivate") },
+    }
+    for _, r in ipairs(requests) do
+      local status, body, resp = call(r[1], r[2], { body = r[3] })
+      assert.are.equal(500, status, r[1] .. " " .. r[2])
+      assert.are.equal("internal_server_error", body.code)
+      assert.is_nil(resp.body:find(".lua", 1, true), resp.body)
+      assert.is_nil(resp.body:find("/", 1, true), resp.body)
+      assert.matches("format", resp.log) -- the cause, for the server's error log
+    end
+    clock = NOW + 1
+    local status, body = call("GET", users_path("/" .. u.id))
+    assert.are.equal(200, status)
+    assert.are.same(u, body.user)
+    status, body = list("limit=5")
+    assert.are.equal(200, status)
+    assert.are.equal(1, body.total_users)
+    status, body = list("identifier=moved@example.com")
+    assert.are.equal(200, status)
+    assert.are.equal(0, body.total_users)
+    -- the refused create left neither a user nor its identifiers behind
+    create({ email = "new@example.com", phone = "+15005550001" })
+    create({ email = "moved@example.com" })
+  end)
+
+  it("answers an injected crash with the same 500, changing nothing", function()
+    local u = create({ email = "crash@example.com" })
+    admin("faults", { next = { { crash = true, count = 2 } } })
+    local status, body, resp = call("POST", users_path(), { body = '{"email":"never@example.com"}' })
+    assert.are.equal(500, status)
+    assert.are.same({ code = "internal_server_error", error = "internal error in the emulator" }, body)
+    assert.matches("injected crash", resp.log)
+    assert.are.equal(500, (call("DELETE", users_path("/" .. u.id))))
+    assert.are.equal(200, (call("GET", users_path("/" .. u.id))))
+    local _, page = list("")
+    assert.are.equal(1, page.total_users)
+    local _, stats = call("GET", "/__emulator/stats")
+    assert.are.equal(1, stats.routes["POST /apps/{app_id}/users"]["500"])
+  end)
+end)
+
+describe("emulator handler: what a fault or an error message carries", function()
+  it("refuses fault values no header or JSON body could carry later", function()
+    for _, f in ipairs({ { status = 503, retry_after = "1\r\nX-Injected: 1" },
+      { status = 503, retry_after = "" }, { status = 503, error = "caf\195" },
+      { status = 503, code = string.rep("x", 1025) } }) do
+      local status, body = admin("faults", { next = { f } })
+      assert.are.equal(400, status)
+      assert.matches("^next%[1%]%.%l+", body.error)
+    end
+    local _, now = admin("faults", {})
+    assert.are.same({}, now.next)
+  end)
+
+  it("cuts an unknown field's name in an error at a character boundary", function()
+    local name = string.rep("a", 63) .. "\195\169" -- the 64-byte cut falls inside the last character
+    local status, body, resp = call("POST", users_path(),
+      { body = '{"email":"a@example.com","' .. name .. '":1}' })
+    assert.are.equal(400, status)
+    assert.are.equal(string.rep("a", 63) .. ": unknown field", body.error)
+    assert.is_nil(resp.body:find("\195", 1, true))
+    status, body = admin("faults", { [name] = 1 })
+    assert.are.equal(400, status)
+    assert.are.equal(string.rep("a", 63) .. ": unknown field", body.error)
   end)
 end)
 

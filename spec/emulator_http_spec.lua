@@ -136,6 +136,62 @@ describe("emulator over HTTP: endpoints", function()
   end)
 end)
 
+describe("emulator over HTTP: what it cannot store or render", function()
+  local function read_log()
+    local f = io.open(emu.error_log(), "rb")
+    if not f then return "" end
+    local text = f:read("*a")
+    f:close()
+    return text
+  end
+
+  it("refuses non-finite metadata numbers with 400 naming the field, storing nothing", function()
+    local u = create("finite@example.com")
+    for _, literal in ipairs({ "1e400", "-1e999" }) do
+      local status, body = api("POST", "/apps/test_app/users",
+        { body = '{"email":"inf@example.com","user_metadata":{"big":' .. literal .. '}}' })
+      assert.are.equal(400, status, literal)
+      assert.are.equal("invalid_request", body.code)
+      assert.are.equal("user_metadata.big: must be a finite number", body.error)
+      status, body = api("PATCH", "/apps/test_app/users/" .. u.id,
+        { body = '{"user_metadata":{"big":' .. literal .. '}}' })
+      assert.are.equal(400, status, literal)
+      assert.are.equal("user_metadata.big: must be a finite number", body.error)
+    end
+    -- every page, filter and get still answers, and shows nothing of the refused calls
+    for _, query in ipairs({ "limit=1", "limit=500", "status=active", "identifier=inf@example.com",
+      "order_by=updated_at:DESC", "page=2&limit=1" }) do
+      local status = api("GET", "/apps/test_app/users?" .. query)
+      assert.are.equal(200, status, query)
+    end
+    local _, page = api("GET", "/apps/test_app/users?identifier=inf@example.com")
+    assert.are.equal(0, page.total_users)
+    local status, body = api("GET", "/apps/test_app/users/" .. u.id)
+    assert.are.equal(200, status)
+    assert.are.equal(cjson.null, body.user.user_metadata)
+    local client = emu.client()
+    local seen = 0
+    for _ in require("passage.paginator").users(client, "test_app", { limit = 1 }) do seen = seen + 1 end
+    client:close()
+    assert.are.equal(1, seen)
+  end)
+
+  it("answers an internal failure with a 500 naming no file, logged in nginx's error log", function()
+    local u = create("crash@example.com")
+    local before = #read_log()
+    emu.faults({ next = { { crash = true } } })
+    local r = emu.raw("GET", user_path(u.id), { headers = AUTH })
+    assert.are.equal(500, r.status)
+    assert.are.same({ code = "internal_server_error", error = "internal error in the emulator" },
+      cjson.decode(r.body))
+    assert.is_nil(r.body:find("/", 1, true))
+    local logged = read_log():sub(before + 1)
+    assert.matches("injected crash", logged, 1, true)
+    assert.matches("GET /apps/{app_id}/users/{user_id}", logged, 1, true)
+    assert.are.equal(200, emu.raw("GET", user_path(u.id), { headers = AUTH }).status)
+  end)
+end)
+
 describe("emulator over HTTP: admin", function()
   it("adds apps with their own keys and resets", function()
     emu.add_app("second", "second_key")
@@ -193,7 +249,7 @@ describe("emulator over HTTP: admin", function()
   it("is reachable only through the admin location (loopback check in nginx)", function()
     local r = emu.raw("GET", "/__emulator/stats")
     assert.are.equal(200, r.status)
-    local conf = io.open("build/emulator/" .. emu.port() .. "/nginx.conf")
+    local conf = io.open((emu.error_log():gsub("logs/error%.log$", "nginx.conf")))
     if conf then
       local text = conf:read("*a")
       conf:close()

@@ -5,16 +5,16 @@ local users = require "passage.users"
 local emulator = require "support.emulator"
 local socket = require "socket"
 local cjson = require "cjson"
-local private_nginx = require "support.private_nginx"
+local launcher = require "passage.emulator.launcher"
 
 local APP = "test_app"
 local PORT = tonumber(os.getenv("PASSAGE_OPENRESTY_PORT")) or 18795
 local LATENCY_MS = 300
 
--- The body of the http block; REPO, BASE_URL, PORT and "APP" are filled in.
+-- The body of the http block; REPO, BASE_URL, PORT, LUAJIT_CPATH and "APP" are filled in.
 local HTTP = [[
     lua_package_path "REPO/lua/?.lua;REPO/lua/?/init.lua;;";
-    lua_package_cpath "REPO/build/jit/?.so;/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;;";
+    lua_package_cpath "REPO/build/jit/?.so;LUAJIT_CPATH";
     default_type application/json;
 
     init_by_lua_block {
@@ -84,7 +84,20 @@ local HTTP = [[
     }
 ]]
 
-local sh, read_file = private_nginx.sh, private_nginx.read_file
+local function sh(cmd)
+    local ok = os.execute(cmd)
+    return ok == true or ok == 0
+end
+
+local function read_file(path)
+    local f = io.open(path, "r")
+    if not f then
+        return nil
+    end
+    local s = f:read("*a")
+    f:close()
+    return s
+end
 
 local function url(path)
     return "http://127.0.0.1:" .. PORT .. path
@@ -130,8 +143,10 @@ describe("passage.openresty in nginx's thread pool", function()
         assert(sh("make build LUA_VERSION=jit >/dev/null"), "could not build the LuaJIT core")
         local http = HTTP:gsub("REPO", repo):gsub("BASE_URL", emulator.url())
             :gsub("PORT", tostring(PORT)):gsub("\"APP\"", '"' .. APP .. '"')
-        server = private_nginx.start { prefix = private_nginx.new_prefix("openresty"), port = PORT,
-            main = "thread_pool passage threads=4;", http = http }
+            :gsub("LUAJIT_CPATH", launcher.luajit_cpath())
+        server = assert(launcher.start { prefix = assert(launcher.temp_prefix("openresty")), port = PORT,
+            main = "thread_pool passage threads=4;", http = http, temporary = true,
+            worker_connections = 512 })
     end)
 
     teardown(function()

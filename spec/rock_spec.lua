@@ -19,6 +19,9 @@ describe("the rock", function()
         local ok, out = run(string.format(
             "luarocks --lua-version 5.4 --tree %s make --deps-mode=none %s", tree, ROCKSPEC))
         assert(ok, out)
+        -- The emulator is a rock of its own (emulator/): none of it comes along.
+        local _, emulator_files = run("find " .. tree .. " -path '*emulator*'")
+        assert.are.equal("", emulator_files)
         local script = string.format([[
             local users = require "passage.users"
             assert(package.searchpath("passage.users", package.path):find(%q, 1, true))

@@ -1,6 +1,7 @@
--- Spec helper for the local Passage API emulator: where it is, how to start it,
--- and its admin API (reset, apps, seed, faults, stats), over real HTTP with
--- luasocket.
+-- Spec helper for the local Passage API emulator (emulator/): where it is,
+-- starting it (through passage.emulator.control, the passage-emulator
+-- command's module, on PASSAGE_EMULATOR_PORT), and its admin API (reset,
+-- apps, seed, faults, stats), over real HTTP with luasocket.
 local http = require("socket.http")
 local ltn12 = require("ltn12")
 local cjson = require("cjson")
@@ -113,24 +114,33 @@ function M.raw(method, path, opts)
   return res
 end
 
+-- nginx's error log of the emulator on the port (when it runs from its
+-- default place).
+function M.error_log()
+  return require("passage.emulator.control").paths(M.port()).log
+end
+
 function M.answering()
   local status = M.request(M.admin_url("stats"))
   return status == 200
 end
 
--- Starts the emulator unless something already answers on the port.
+-- Starts the emulator unless one already answers on the port.
 function M.ensure()
-  if M.answering() then return true end
-  local control = require("passage.emulator.control")
-  assert(control.start(), "could not start the emulator")
-  M.started_here = true
+  local ok, message, started = require("passage.emulator.control").start({ port = M.port() })
+  assert(ok, message)
+  if started then
+    print(message)
+    M.started_here = true
+  end
   return true
 end
 
 -- Stops the emulator if ensure() started it.
 function M.stop_if_started()
   if M.started_here then
-    require("passage.emulator.control").stop()
+    local _, message = require("passage.emulator.control").stop({ port = M.port() })
+    print(message)
     M.started_here = false
   end
 end

@@ -14,11 +14,11 @@
 
 local M = {}
 
-local private_nginx = require "support.private_nginx"
+local launcher = require "passage.emulator.launcher"
 
 -- The body of the http block; PORT and TLS_LISTEN are filled in at start.
 local HTTP = [[
-    lua_package_cpath "/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;;";
+    lua_package_cpath "LUAJIT_CPATH";
     keepalive_requests 10000;
     keepalive_timeout 60s;
     client_max_body_size 8m;
@@ -297,16 +297,18 @@ local server -- the running private nginx
 function M.start()
     if server then return M.url() end
     local port = M.port()
-    local prefix = private_nginx.new_prefix("nginx")
-    local cert, key = prefix .. "/conf/cert.pem", prefix .. "/conf/key.pem"
-    local tls = private_nginx.sh(string.format("env -u LD_PRELOAD openssl req -x509 -newkey rsa:2048"
+    local prefix = assert(launcher.temp_prefix("nginx"))
+    local cert, key = prefix .. "/cert.pem", prefix .. "/key.pem"
+    local tls = os.execute(string.format("env -u LD_PRELOAD openssl req -x509 -newkey rsa:2048"
         .. " -nodes -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1"
         .. " -keyout '%s' -out '%s' >/dev/null 2>&1", key, cert))
+    tls = tls == true or tls == 0
     local tls_listen = tls and string.format("listen 127.0.0.1:%d ssl; ssl_certificate %s; "
         .. "ssl_certificate_key %s;", port + 1, cert, key) or ""
     local http = HTTP:gsub("TLS_LISTEN", function() return tls_listen end)
-        :gsub("PORT", tostring(port))
-    server = private_nginx.start { prefix = prefix, port = port, http = http }
+        :gsub("PORT", tostring(port)):gsub("LUAJIT_CPATH", launcher.luajit_cpath())
+    server = assert(launcher.start { prefix = prefix, port = port, http = http, temporary = true,
+        worker_connections = 512 })
     M.cert_file = tls and cert or nil
     return M.url()
 end

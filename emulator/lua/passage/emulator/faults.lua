@@ -9,7 +9,10 @@ local M = {}
 local BODY_KINDS = { not_json = true, html = true, huge = true, empty = true, deep = true,
   invalid_utf8 = true, wrong_types = true }
 local KNOWN = { status = true, retry_after = true, count = true, drop = true, truncate = true,
-  body = true, trickle_ms = true, chunk = true, headers_only = true, code = true, error = true }
+  body = true, trickle_ms = true, chunk = true, headers_only = true, code = true, error = true,
+  crash = true }
+-- Faults named by a flag, described back as `<kind> = true`.
+local FLAGS = { drop = true, truncate = true, headers_only = true, crash = true }
 
 local function is_int(v, lo, hi)
   return type(v) == "number" and v == math.floor(v) and v >= lo and v <= hi
@@ -17,6 +20,7 @@ end
 
 -- The kind of a fault, from its keys.
 local function kind_of(f)
+  if f.crash then return "crash" end
   if f.body ~= nil then return "body" end
   if f.drop then return "drop" end
   if f.truncate then return "truncate" end
@@ -32,12 +36,12 @@ local function check(f, i)
   if type(f) ~= "table" then return nil, where .. ": must be an object" end
   for k in pairs(f) do
     if type(k) ~= "string" or not KNOWN[k] then
-      return nil, where .. ": unknown field " .. tostring(k)
+      return nil, where .. ": unknown field " .. json.quote_name(k)
     end
   end
   local kind = kind_of(f)
   if not kind then
-    return nil, where .. ": needs one of status, drop, truncate, body, trickle_ms, headers_only"
+    return nil, where .. ": needs one of status, drop, truncate, body, trickle_ms, headers_only, crash"
   end
   local out = { kind = kind, count = 1 }
   if f.count ~= nil then
@@ -48,13 +52,19 @@ local function check(f, i)
     if not is_int(f.status, 100, 599) then return nil, where .. ".status: must be an HTTP status" end
     out.status = f.status
   end
+  -- Stored now, sent later: only what a header or a JSON body can carry.
   if f.retry_after ~= nil then
-    if type(f.retry_after) ~= "string" then return nil, where .. ".retry_after: must be a string" end
+    if type(f.retry_after) ~= "string" or not f.retry_after:find("^[\32-\126]+$")
+        or #f.retry_after > 64 then
+      return nil, where .. ".retry_after: must be 1-64 printable ASCII characters"
+    end
     out.retry_after = f.retry_after
   end
   for _, k in ipairs({ "code", "error" }) do
     if f[k] ~= nil then
-      if type(f[k]) ~= "string" then return nil, where .. "." .. k .. ": must be a string" end
+      if type(f[k]) ~= "string" or not json.valid_utf8(f[k]) or #f[k] > 1024 then
+        return nil, where .. "." .. k .. ": must be a string of valid UTF-8 (at most 1024 bytes)"
+      end
       out[k] = f[k]
     end
   end
@@ -86,7 +96,7 @@ function M.configure(faults, body)
   end
   for k in pairs(body) do
     if k ~= "latency_ms" and k ~= "next" and k ~= "clear" then
-      return nil, tostring(k) .. ": unknown field"
+      return nil, json.quote_name(k) .. ": unknown field"
     end
   end
   local latency = body.latency_ms
@@ -131,7 +141,7 @@ function M.describe(faults)
   for i, f in ipairs(faults.next) do
     local o = {}
     for k, v in pairs(f) do if k ~= "kind" then o[k] = v end end
-    if f.kind == "drop" or f.kind == "truncate" or f.kind == "headers_only" then o[f.kind] = true end
+    if FLAGS[f.kind] then o[f.kind] = true end
     items[i] = o
   end
   return json.object_with({ latency_ms = faults.latency_ms }, { { "next", json.array(items) } })

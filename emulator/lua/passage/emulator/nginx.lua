@@ -6,6 +6,7 @@
 -- nginx runs one worker, so the state below (module-level) is the single copy
 -- of every app and user for the whole server.
 local handler = require("passage.emulator.handler")
+local reply = require("passage.emulator.reply")
 local store = require("passage.emulator.store")
 local json = require("passage.emulator.json")
 
@@ -89,7 +90,7 @@ function M.serve(admin_location)
   local is_admin_path = path:sub(1, 11) == "/__emulator"
   local resp
   if is_admin_path ~= (admin_location == true) then
-    resp = handler.error_response(404, "not_found", "No such endpoint")
+    resp = reply.error(404, "not_found", "No such endpoint")
   else
     local ok, r = pcall(handler.handle, state, {
       method = ngx.req.get_method(),
@@ -98,13 +99,10 @@ function M.serve(admin_location)
       headers = request_headers(),
       body = read_body(),
     })
-    if ok then
-      resp = r
-    else
-      ngx.log(ngx.ERR, "emulator handler error: ", tostring(r))
-      resp = handler.error_response(500, "internal_server_error", "emulator error")
-    end
+    -- handle() never raises; should it, the answer is the same logged 500
+    resp = ok and r or reply.internal({ method = ngx.req.get_method() }, path, r)
   end
+  if resp.log then ngx.log(ngx.ERR, resp.log) end
   if resp.delay_ms then ngx.sleep(resp.delay_ms / 1000) end
   return send(resp)
 end

@@ -58,6 +58,20 @@ function M.object_with(obj, raw)
   return table.concat(parts)
 end
 
+-- A name taken from a request (an unknown field, a bad key) as it can appear
+-- in an error message: whole characters of valid UTF-8, at most 64 bytes.
+function M.quote_name(s)
+  s = tostring(s)
+  if not M.valid_utf8(s) then return "?" end
+  if #s <= 64 then return s end
+  local cut = 64
+  -- step back over continuation bytes so no character is split
+  while cut > 0 and s:byte(cut + 1) and s:byte(cut + 1) >= 0x80 and s:byte(cut + 1) < 0xC0 do
+    cut = cut - 1
+  end
+  return s:sub(1, cut)
+end
+
 -- True when s is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
 -- Written by hand because LuaJIT has no utf8 library.
 function M.valid_utf8(s)

@@ -127,8 +127,22 @@ local function merge_metadata(old, patch)
 end
 M.merge_metadata = merge_metadata
 
--- Creates a user from a validated body. Returns user or nil, message.
-function M:create_user(app, body)
+-- Changes to a user are made on a copy (the store's own record is untouched),
+-- which the handler renders and only then commits with insert() or replace():
+-- a user that cannot be rendered is never stored, so no later request that
+-- touches it can fail.
+
+-- A copy of a user record, without its cached encodings. Lists (devices,
+-- events, social) are shared: a change to one replaces the list.
+function M.copy(u)
+  local c = {}
+  for k, v in pairs(u) do c[k] = v end
+  c._full, c._item = nil, nil
+  return c
+end
+
+-- A new user (not yet stored) from a validated body, or nil, message.
+function M:new_user(app, body)
   local email, phone = body.email or "", body.phone or ""
   if email ~= "" and app.by_email[email] then return nil, "email: already in use" end
   if phone ~= "" and app.by_phone[phone] then return nil, "phone: already in use" end
@@ -137,7 +151,7 @@ function M:create_user(app, body)
   if body.has_metadata and body.user_metadata ~= json.null then
     md = merge_metadata(nil, body.user_metadata)
   end
-  local u = {
+  return {
     id = self:new_id(app),
     email = email, phone = phone,
     email_verified = false, phone_verified = false,
@@ -148,56 +162,50 @@ function M:create_user(app, body)
     metadata = md,
     devices = {}, events = {}, social = {},
   }
-  M.insert(app, u)
-  return u
 end
 
--- Applies a validated update body. Returns user or nil, message.
-function M:update_user(app, u, body)
+-- u changed by a validated update body: a copy, or u itself when the body
+-- changes nothing; nil, message when an identifier is taken.
+function M:updated_user(app, u, body)
   local email, phone = body.email, body.phone
   if email and email ~= u.email then
     local other = app.by_email[email]
-    if other and other ~= u then return nil, "email: already in use" end
+    if other and other.id ~= u.id then return nil, "email: already in use" end
   end
   if phone and phone ~= u.phone then
     local other = app.by_phone[phone]
-    if other and other ~= u then return nil, "phone: already in use" end
+    if other and other.id ~= u.id then return nil, "phone: already in use" end
   end
+  local c = M.copy(u)
   local changed = false
   if email and email ~= u.email then
-    if u.email ~= "" then app.by_email[u.email] = nil end
-    u.email, u.email_verified = email, false
-    app.by_email[email] = u
+    c.email, c.email_verified = email, false
     changed = true
   end
   if phone and phone ~= u.phone then
-    if u.phone ~= "" then app.by_phone[u.phone] = nil end
-    u.phone, u.phone_verified = phone, false
-    app.by_phone[phone] = u
+    c.phone, c.phone_verified = phone, false
     changed = true
   end
   if body.has_metadata then
     if body.user_metadata == json.null then
-      u.metadata = nil
+      c.metadata = nil
     else
-      u.metadata = merge_metadata(u.metadata, body.user_metadata)
+      c.metadata = merge_metadata(u.metadata, body.user_metadata)
     end
     changed = true
   end
-  if changed then
-    u.updated_us = self:now_us()
-    M.touch(app, u)
-  end
-  return u
+  if not changed then return u end
+  c.updated_us = self:now_us()
+  return c
 end
 
-function M:set_status(app, u, status)
-  if u.status ~= status then
-    u.status = status
-    u.updated_us = self:now_us()
-    M.touch(app, u)
-  end
-  return u
+-- u with another status: a copy, or u itself when the status is the same.
+function M:with_status(u, status)
+  if u.status == status then return u end
+  local c = M.copy(u)
+  c.status = status
+  c.updated_us = self:now_us()
+  return c
 end
 
 function M.find_device(u, device_id)
@@ -206,10 +214,28 @@ function M.find_device(u, device_id)
   end
 end
 
-function M:delete_device(app, u, index)
-  table.remove(u.devices, index)
-  u.updated_us = self:now_us()
-  M.touch(app, u)
+-- A copy of u without its device at index.
+function M:without_device(u, index)
+  local c = M.copy(u)
+  local devices = {}
+  for i, d in ipairs(u.devices) do
+    if i ~= index then devices[#devices + 1] = d end
+  end
+  c.devices = devices
+  c.updated_us = self:now_us()
+  return c
+end
+
+-- Puts new in the place of old (same id), identifiers indexed anew.
+function M.replace(app, old, new)
+  app.users[new.id] = new
+  app.all[old._pos] = new
+  new._pos = old._pos
+  if old.email ~= "" and app.by_email[old.email] == old then app.by_email[old.email] = nil end
+  if old.phone ~= "" and app.by_phone[old.phone] == old then app.by_phone[old.phone] = nil end
+  if new.email ~= "" then app.by_email[new.email] = new end
+  if new.phone ~= "" then app.by_phone[new.phone] = new end
+  M.touch(app, nil)
 end
 
 -- Revoking refresh tokens changes nothing visible in a user object; the count is

@@ -37,7 +37,7 @@ local function is_integer(v)
 end
 M.is_integer = is_integer
 
--- user_metadata: a JSON object of scalar values (string, number, boolean), like
+-- user_metadata: a JSON object of scalar values (string, finite number, boolean), like
 -- the app's metadata schema whose field types are all scalars. null values are
 -- allowed and mean "remove this key" on update.
 function M.metadata(v)
@@ -53,7 +53,12 @@ function M.metadata(v)
       if not json.valid_utf8(val) then
         return nil, "user_metadata." .. k .. ": must be valid UTF-8"
       end
-    elseif t ~= "number" and t ~= "boolean" and val ~= json.null then
+    elseif t == "number" then
+      -- JSON reads 1e400 as infinity, which no JSON text can carry back.
+      if val ~= val or val == math.huge or val == -math.huge then
+        return nil, "user_metadata." .. k .. ": must be a finite number"
+      end
+    elseif t ~= "boolean" and val ~= json.null then
       return nil, "user_metadata." .. k .. ": must be a string, number, boolean or null"
     end
   end
@@ -78,8 +83,7 @@ function M.user_body(body, is_update)
   for k in pairs(v) do
     if type(k) ~= "string" then return nil, "body: must be a JSON object" end
     if not ALLOWED[k] then
-      local name = json.valid_utf8(k) and k:sub(1, 64) or "?"
-      return nil, name .. ": unknown field"
+      return nil, json.quote_name(k) .. ": unknown field"
     end
   end
   local out = {}

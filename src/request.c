@@ -8,7 +8,7 @@
  *     method     "GET", "POST", "PATCH", "DELETE" or "PUT"
  *     url        string; raises if it contains CR, LF or NUL
  *     headers    nil, an array of "Name: value" strings, or a header set
- *                made by transport:headers(array) (checked and built once,
+ *                made by transport:headers(array) (headers.c: checked and built once,
  *                for headers sent on many requests); raises if a string
  *                contains CR, LF or NUL (the message names its position,
  *                never its text: it may be the Authorization header)
@@ -24,11 +24,6 @@
  *     socket takes), all without blocking: the request travels while the
  *     caller does other work. Nothing is waited for. Returns nil when the
  *     transport is (or was meanwhile) closed.
- *
- *   transport:headers(array) -> header set
- *     The array of headers as start() takes it, checked the same way and
- *     kept as a libcurl list until the set and every request started with
- *     it are gone. Opaque; usable on any transport.
  *
  *   request:done() -> boolean
  *   request:cancel()      stops the transfer if it is in flight; response()
@@ -78,8 +73,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "request.h"
-#include "transport.h"
+#include "private.h"
 
 /* ---- libcurl callbacks: C memory only ----------------------------------- */
 
@@ -162,117 +156,6 @@ static size_t header_cb(char *line, size_t size, size_t nitems, void *userdata)
     return len;
 }
 
-/* ---- header lists ------------------------------------------------------- */
-
-static void headers_release(psg_headers *h)
-{
-    if (h != NULL && --h->refs == 0) {
-        curl_slist_free_all(h->list);
-        free(h);
-    }
-}
-
-static int has_ctl(const char *s, size_t len)
-{
-    return memchr(s, '\r', len) != NULL || memchr(s, '\n', len) != NULL ||
-           memchr(s, '\0', len) != NULL;
-}
-
-/* Validates the array of "Name: value" strings at idx (raising on a bad
- * one) and returns its length; *has_content_type tells whether one of them
- * is a Content-Type. Allocates nothing. */
-static int check_header_list(lua_State *L, int idx, int *has_content_type)
-{
-    int n, i;
-    luaL_checktype(L, idx, LUA_TTABLE);
-    n = (int)psg_rawlen(L, idx);
-    *has_content_type = 0;
-    for (i = 1; i <= n; i++) {
-        size_t len;
-        const char *h;
-        lua_rawgeti(L, idx, i);
-        if (lua_type(L, -1) != LUA_TSTRING)
-            return luaL_error(L, "header %d is not a string", i);
-        h = lua_tolstring(L, -1, &len);
-        /* The message never quotes the header: it may carry a secret. */
-        if (has_ctl(h, len))
-            return luaL_error(L, "header %d contains CR, LF or NUL", i);
-        if (len >= 13 && strncasecmp(h, "content-type:", 13) == 0)
-            *has_content_type = 1;
-        lua_pop(L, 1);
-    }
-    return n;
-}
-
-/* Builds the libcurl list of the n checked headers at idx (none when idx is
- * 0), with one reference. NULL when out of memory. Never raises. */
-static psg_headers *build_headers(lua_State *L, int idx, int n, int has_content_type)
-{
-    psg_headers *h = (psg_headers *)malloc(sizeof *h);
-    struct curl_slist *l = NULL;
-    int i, ok = 1;
-    if (h == NULL)
-        return NULL;
-    h->refs = 1;
-    h->list = NULL;
-    for (i = 1; i <= n && ok; i++) {
-        lua_rawgeti(L, idx, i);
-        l = curl_slist_append(h->list, lua_tostring(L, -1));
-        lua_pop(L, 1);
-        if (l == NULL)
-            ok = 0;
-        else
-            h->list = l;
-    }
-    /* An empty value makes libcurl drop its own header of that name. */
-    if (ok && (l = curl_slist_append(h->list, "Expect:")) != NULL)
-        h->list = l;
-    else
-        ok = 0;
-    if (ok && !has_content_type) {
-        if ((l = curl_slist_append(h->list, "Content-Type:")) != NULL)
-            h->list = l;
-        else
-            ok = 0;
-    }
-    if (!ok) {
-        headers_release(h);
-        return NULL;
-    }
-    return h;
-}
-
-/* transport:headers(list) -> header set */
-int psg_headers_new(lua_State *L)
-{
-    int has_content_type, n;
-    psg_headers **box;
-    (void)psg_transport_check_open(L, 1);
-    n = check_header_list(L, 2, &has_content_type);
-    box = (psg_headers **)lua_newuserdata(L, sizeof *box);
-    *box = NULL;
-    luaL_getmetatable(L, PSG_HEADERS_MT);
-    lua_setmetatable(L, -2);
-    if ((*box = build_headers(L, 2, n, has_content_type)) == NULL)
-        return luaL_error(L, "out of memory");
-    return 1;
-}
-
-static int headers_gc(lua_State *L)
-{
-    psg_headers **box = (psg_headers **)luaL_checkudata(L, 1, PSG_HEADERS_MT);
-    headers_release(*box);
-    *box = NULL;
-    return 0;
-}
-
-static int headers_tostring(lua_State *L)
-{
-    luaL_checkudata(L, 1, PSG_HEADERS_MT);
-    lua_pushliteral(L, "passage.headers");
-    return 1;
-}
-
 /* ---- ending a transfer (C only; called from transport.c as well) -------- */
 
 static void gather_info(psg_request *r)
@@ -303,7 +186,7 @@ static void release_transfer(psg_request *r)
         r->easy = NULL;
         r->plain = 0;
     }
-    headers_release(r->headers);
+    psg_headers_release(r->headers);
     r->headers = NULL;
     if (tr != NULL)
         psg_transport_unlink(tr, r);
@@ -416,7 +299,7 @@ static int l_gc(lua_State *L)
             psg_transport_unlink(r->tr, r);
     }
     r->tr = NULL;
-    headers_release(r->headers);
+    psg_headers_release(r->headers);
     r->headers = NULL;
     r->closed = 1;
     free_memory(r);
@@ -681,14 +564,14 @@ int psg_request_start(lua_State *L)
     CURLMcode mc;
 
     /* Validation first: nothing is allocated until every argument is good. */
-    if (has_ctl(url, url_len))
+    if (psg_has_ctl(url, url_len))
         return luaL_argerror(L, 3, "url contains CR, LF or NUL");
     if (!lua_isnil(L, 4)) {
         psg_headers **box = (psg_headers **)psg_testudata(L, 4, PSG_HEADERS_MT);
         if (box != NULL && *box != NULL)
             shared = *box;
         else
-            n_headers = check_header_list(L, 4, &has_content_type);
+            n_headers = psg_headers_check(L, 4, &has_content_type);
     }
     if (!lua_isnoneornil(L, 5))
         body = luaL_checklstring(L, 5, &body_len);
@@ -732,8 +615,8 @@ int psg_request_start(lua_State *L)
     if (shared != NULL) {
         shared->refs++;
         r->headers = shared;
-    } else if ((r->headers =
-                    build_headers(L, n_headers > 0 ? 4 : 0, n_headers, has_content_type)) == NULL) {
+    } else if ((r->headers = psg_headers_build(L, n_headers > 0 ? 4 : 0, n_headers,
+                                               has_content_type)) == NULL) {
         fail = "out of memory";
     }
     if (fail == NULL && (easy = psg_transport_take_easy(tr, &plain)) == NULL)
@@ -761,7 +644,7 @@ int psg_request_start(lua_State *L)
     if (fail != NULL) {
         if (easy != NULL)
             psg_transport_put_easy(tr, easy, 0);
-        headers_release(r->headers);
+        psg_headers_release(r->headers);
         r->headers = NULL;
         r->tr = NULL;
         r->done = 1;
@@ -799,14 +682,6 @@ void psg_request_register(lua_State *L)
         psg_newlib(L, methods);
         lua_setfield(L, -2, "__index");
         lua_pushliteral(L, "passage.request");
-        lua_setfield(L, -2, "__metatable");
-    }
-    lua_pop(L, 1);
-    if (luaL_newmetatable(L, PSG_HEADERS_MT)) {
-        static const luaL_Reg hmeta[] = {
-            {"__gc", headers_gc}, {"__tostring", headers_tostring}, {NULL, NULL}};
-        psg_setfuncs(L, hmeta);
-        lua_pushliteral(L, "passage.headers");
         lua_setfield(L, -2, "__metatable");
     }
     lua_pop(L, 1);

@@ -25,7 +25,7 @@
  *   transport:start(method, url, headers, body [, timeout_ms]) -> request
  *     See request.c. Adds the transfer to the multi handle and starts it
  *     without blocking.
- *   transport:headers(array) -> header set, for start(): see request.c.
+ *   transport:headers(array) -> header set, for start(): see headers.c.
  *
  *   transport:perform(timeout_ms) -> { request, ... }
  *     Drives every transfer, returns those that finished (possibly none).
@@ -78,8 +78,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "request.h"
-#include "transport.h"
+#include "private.h"
 
 /* ---- process-wide libcurl initialisation --------------------------------
  * curl_global_init is not guaranteed thread-safe on every libcurl this may
@@ -92,13 +91,6 @@ static CURLcode global_result = CURLE_FAILED_INIT;
 static void global_init(void)
 {
     global_result = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-double psg_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
 
 /* ---- list and pool helpers (C only, used by request.c too) -------------- */
@@ -888,6 +880,7 @@ void psg_transport_register(lua_State *L)
     }
     lua_pop(L, 1);
     psg_request_register(L);
+    psg_headers_register(L);
     lua_pushcfunction(L, l_new);
     lua_setfield(L, -2, "transport");
 }

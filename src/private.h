@@ -1,7 +1,14 @@
 /*
- * Private interface between transport.c (the multi handle) and request.c
- * (one easy handle per request). Nothing here is seen by Lua directly; the
- * Lua-visible contract is documented at the top of both .c files.
+ * The private header of the C core: what its files share. One libcurl
+ * object a file, as the Lua face shows them:
+ *   core.c       luaopen_passage_core, core.now_ms
+ *   segment.c    core.segment: an id as a URL path segment
+ *   transport.c  a libcurl multi handle: core.transport(opts)
+ *   request.c    a libcurl easy handle: transport:start(...) -> request
+ *   headers.c    a libcurl header list: transport:headers(array)
+ *   json_decode.c, json_check.c   the decoder and its checks (json_decode.h)
+ * Nothing here is seen by Lua directly; the Lua-visible contract is
+ * documented at the top of each .c file.
  *
  * Memory model, in one place because both files depend on it:
  *   - Both structs live inside full userdata, so their addresses are stable
@@ -20,14 +27,27 @@
  *   - libcurl callbacks touch C memory only; Lua objects are built after
  *     libcurl returns.
  */
-#ifndef PSG_REQUEST_H
-#define PSG_REQUEST_H
+#ifndef PSG_PRIVATE_H
+#define PSG_PRIVATE_H
 
 #include <curl/curl.h>
+#include <time.h>
 
 #include "buffer.h"
 #include "compat.h"
 #include "json_decode.h"
+
+#define PSG_TRANSPORT_MT "passage.transport"
+#define PSG_REQUEST_MT "passage.request"
+#define PSG_HEADERS_MT "passage.headers"
+
+/* The monotonic clock, in milliseconds: deadlines in C and core.now_ms. */
+static inline double psg_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
 
 struct pollfd;
 typedef struct psg_transport psg_transport;
@@ -158,7 +178,9 @@ struct psg_request {
 };
 
 /* transport.c */
-double psg_now_ms(void);
+/* Registers core.transport (and the request and header set metatables) on
+ * the table at the top of the stack. */
+void psg_transport_register(lua_State *L);
 
 psg_transport *psg_transport_check_open(lua_State *L, int idx);
 /* *plain tells whether the handle is a plain one (see the pool). */
@@ -184,12 +206,29 @@ void psg_transport_unanchor(lua_State *L, int tr_idx, psg_request *r);
 /* request.c */
 void psg_request_register(lua_State *L);
 int psg_request_start(lua_State *L); /* transport:start(...) */
-int psg_headers_new(lua_State *L);   /* transport:headers(list) */
 /* libcurl finished r with `code`: gather results, release the easy handle,
  * move r to the finished list. C only. */
 void psg_request_finish(psg_request *r, CURLcode code);
 /* End an in-flight r without libcurl's verdict (cancel, transport close):
  * gather what there is, release the easy handle, unlink. C only. */
 void psg_request_abort(psg_request *r, int why);
+
+/* segment.c: core.segment */
+int psg_segment(lua_State *L);
+
+/* headers.c */
+void psg_headers_register(lua_State *L);
+int psg_headers_new(lua_State *L); /* transport:headers(list) */
+/* Whether s[0..len) holds a CR, LF or NUL. */
+int psg_has_ctl(const char *s, size_t len);
+/* Validates the array of "Name: value" strings at idx (raising on a bad
+ * one, naming its position only) and returns its length; *has_content_type
+ * tells whether one of them is a Content-Type. Allocates nothing. */
+int psg_headers_check(lua_State *L, int idx, int *has_content_type);
+/* The libcurl list of the n checked headers at idx (none when idx is 0),
+ * with one reference. NULL when out of memory. Never raises. */
+psg_headers *psg_headers_build(lua_State *L, int idx, int n, int has_content_type);
+/* Drops one reference; the last one frees the list. */
+void psg_headers_release(psg_headers *h);
 
 #endif

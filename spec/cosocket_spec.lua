@@ -696,6 +696,27 @@ describe("passage.cosocket", function()
             assert.equal(200, r.other)
         end)
 
+        it("holds max_host_connections exchanges at once per host; the rest wait their turn", function()
+            local r = scenario("limit", { limit = 2, n = 6, url = slow(200), slow_url = slow(3000) })
+            table.sort(r.at)
+            -- Three waves of two.
+            assert.is_true(r.at[2] >= 190 and r.at[2] < 380, "first wave at " .. r.at[2])
+            assert.is_true(r.at[4] >= 390 and r.at[4] < 580 * SLOW, "second wave at " .. r.at[4])
+            assert.is_true(r.at[6] >= 590 and r.at[6] < 780 * SLOW, "third wave at " .. r.at[6])
+            assert.is_true(r.connects <= 2)
+            -- A cancelled call gives its place back at once.
+            assert.equal(200, r.quick_status)
+            assert.is_true(r.quick_ms >= 190 and r.quick_ms < 1000 * SLOW, "took " .. r.quick_ms)
+        end)
+
+        it("frees a place held by a call nginx ended without a word, at that call's deadline", function()
+            scenario("abandon", { url = slow(5000), timeout_ms = 300 })
+            local r = scenario("after_abandon", { url = slow(1) })
+            assert.equal(200, r.status)
+            -- The abandoned call's 300 ms and a grace of a second, not its 5 s.
+            assert.is_true(r.ms < 1500 * SLOW, "waited " .. r.ms)
+        end)
+
         it("refuses bad arguments without quoting a header", function()
             local r = scenario("arguments")
             for k, v in pairs(r) do

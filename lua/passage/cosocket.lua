@@ -34,11 +34,11 @@
 --                           are not used here (a failed verification says so)
 --     user_agent            string, default "passage-lua/<version>"
 --     keep_null, max_depth  passed to the JSON decoder (core.decoder)
---     max_host_connections  whole >= 0, default 0 (no limit): connections
---                           open at once per host for every transport of
---                           the worker with the same settings; more wait
---                           (nginx's pool_size and backlog) up to the
---                           connect timeout
+--     max_host_connections  whole >= 0, default 0 (no limit): exchanges at
+--                           once per host, for all the transports of the
+--                           worker with the same settings (and as many
+--                           idle connections kept); more wait their turn,
+--                           within their own time limit
 --
 --   transport:headers(array) -> header set, for start(): "Name: value"
 --     strings, checked once (a CR, LF or NUL raises; the message names the
@@ -92,6 +92,9 @@ local DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 local MAX_HEADER_BYTES = 300 * 1024
 -- The most a single read asks for; nginx returns what it has buffered.
 local READ_MAX = 65536
+-- The longest socket timeout given to nginx (an exchange without a time
+-- limit waits this long per operation).
+local MAX_TIMER_MS = 2147483647
 -- A body up to this size goes out with the headers in one write.
 local INLINE_BODY_MAX = 16384
 
@@ -327,10 +330,10 @@ local function origin_of(self, prefix, scheme, authority)
     -- New connections only: nothing is ever put back into this pool.
     local fresh = { pool = key .. ":new" }
     if self.max_host_connections > 0 then
-        pool.pool_size, pool.backlog = self.max_host_connections, 65535
-        fresh.pool_size, fresh.backlog = self.max_host_connections, 65535
+        pool.pool_size = self.max_host_connections
     end
     o = {
+        key = key,
         host = host,
         port = port,
         tls = tls,
@@ -359,14 +362,14 @@ local function timeout_message(what, req)
     return "timed out " .. what .. " after " .. math.floor(now_ms() - req.started_ms + 0.5) .. " ms"
 end
 
--- The time left for the exchange, in whole milliseconds, at least 1; or nil
--- when it is over.
+-- The time left for the exchange, in whole milliseconds, at least 1 (and
+-- at most what nginx's timers take); or nil when it is over.
 local function time_left(req)
     local left = req.deadline - now_ms()
     if left < 1 then
         return nil
     end
-    return math.ceil(left)
+    return left < MAX_TIMER_MS and math.ceil(left) or MAX_TIMER_MS
 end
 
 -- What a cosocket error means: kind and message.
@@ -686,6 +689,81 @@ local function read_chunked(self, sock, req, buf)
     end
 end
 
+-- ---- max_host_connections ------------------------------------------------------
+
+-- Per worker, per pool key: the requests whose exchange holds one of the
+-- max_host_connections places now, and a semaphore that wakes those
+-- waiting for one. (nginx's own pool backlog hands freed connections to
+-- its queue one at a time, which serialises a queue; this does not.)
+local places = {}
+-- A place is held no longer than its exchange's deadline and this much:
+-- one whose light thread nginx ended without a word (the request that
+-- started it finished early) comes free then.
+local PLACE_GRACE_MS = 1000
+
+-- Drops the holders that can no longer be running; returns when the next
+-- one would expire.
+local function expire_places(slot, now)
+    local next_expiry = huge
+    for req in pairs(slot.holders) do
+        local expiry = req.deadline + PLACE_GRACE_MS
+        if expiry <= now then
+            slot.holders[req] = nil
+            slot.n = slot.n - 1
+        elseif expiry < next_expiry then
+            next_expiry = expiry
+        end
+    end
+    return next_expiry
+end
+
+-- Takes a place for req's exchange, waiting (yielding) while all are held.
+-- Returns false after fail() when its time ran out first.
+local function take_place(self, req, key)
+    local limit = self.max_host_connections
+    local slot = places[key]
+    if not slot then
+        slot = { holders = {}, n = 0, sema = nil }
+        places[key] = slot
+    end
+    while true do
+        local now = now_ms()
+        local next_expiry = slot.n >= limit and expire_places(slot, now) or huge
+        if slot.n < limit then
+            slot.holders[req] = true
+            slot.n = slot.n + 1
+            req.place = slot
+            return true
+        end
+        local left = time_left(req)
+        if not left then
+            return fail(req, "timeout", timeout_message("waiting for a connection to "
+                .. req.origin.host .. ":" .. req.origin.port, req))
+        end
+        if not slot.sema then
+            slot.sema = require("ngx.semaphore").new()
+        end
+        local wait_ms = next_expiry - now
+        slot.sema:wait((wait_ms < left and wait_ms or left) / 1000)
+    end
+end
+
+local function give_place(req)
+    local slot = req.place
+    if not slot then
+        return
+    end
+    req.place = nil
+    if slot.holders[req] then
+        slot.holders[req] = nil
+        slot.n = slot.n - 1
+    end
+    local sema = slot.sema
+    if sema and sema:count() < 0 then
+        sema:post(1)
+    end
+end
+
 -- One try on one connection. Returns true when the exchange completed,
 -- false after fail(), or "stale" when a kept-alive connection turned out
 -- closed before any byte of the answer (sending again on a new one is safe).
@@ -759,6 +837,9 @@ end
 
 local function run_exchange(self, req)
     local o = req.origin
+    if self.max_host_connections > 0 and not take_place(self, req, o.key) then
+        return
+    end
     local result = try_once(self, req, o, req.method == "POST" and o.fresh or o.pool)
     if result == "stale" then
         result = try_once(self, req, o, o.fresh)
@@ -800,6 +881,7 @@ end
 
 local function exchange(self, req)
     local ok, err = pcall(run_exchange, self, req)
+    give_place(req)
     if not ok then
         self.ngx.log(self.ngx.ERR, "passage.cosocket: exchange failed: ", tostring(err))
         fail(req, "network", "exchange failed: " .. tostring(err))
@@ -884,6 +966,7 @@ function Transport:start(method, url, headers, body, timeout_ms)
         body_size = 0,
         body = nil,
         connects = 0,
+        place = nil, -- of max_host_connections, while held
     }, Request)
     local _, e, scheme, authority = find(url, "^(%a[%w+.-]*)://([^/?#]*)")
     if not e or (scheme ~= "http" and scheme ~= "https") then
@@ -940,8 +1023,9 @@ local function reap(self, req)
     local thread = req.thread
     if thread and req.parent == running() then
         req.thread = nil
-        self.ngx.thread.kill(thread)
+        return self.ngx.thread.kill(thread) == 1
     end
+    return false
 end
 
 -- Takes req off the finished list (handed over).
@@ -1067,7 +1151,9 @@ local function cancel(self, req, message)
     req.kind = "cancelled"
     req.message = message
     req.body = nil
-    reap(self, req) -- ends the exchange now, when this coroutine may
+    if reap(self, req) then -- ended the exchange now (this coroutine may)
+        give_place(req)
+    end
     settle(self, req)
 end
 

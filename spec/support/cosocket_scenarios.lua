@@ -169,6 +169,52 @@ function scenarios.cancel_elsewhere(p)
     return { done = done, pending = pending, handed = #got, ms = quick, other = other:response().status }
 end
 
+-- max_host_connections: calls beyond it wait for a place, which a
+-- cancelled call gives back at once.
+function scenarios.limit(p)
+    local tr = cosocket.new { max_host_connections = p.limit }
+    local t0 = now_ms()
+    local reqs, at, connects = {}, {}, 0
+    for i = 1, p.n do
+        reqs[i] = tr:start("GET", p.url)
+    end
+    for i = 1, p.n do
+        tr:wait(reqs[i], 10000)
+        at[i] = now_ms() - t0
+        connects = connects + reqs[i]:response().connects
+    end
+    -- Both places held by slow calls; closing one lets a quick one through.
+    local slow1, slow2 = tr:start("GET", p.slow_url), tr:start("GET", p.slow_url)
+    local quick = tr:start("GET", p.url)
+    slow1:close()
+    t0 = now_ms()
+    tr:wait(quick, 10000)
+    local quick_ms = now_ms() - t0
+    local quick_status = quick:response().status
+    slow2:close()
+    return { at = at, connects = connects, quick_ms = quick_ms, quick_status = quick_status }
+end
+
+-- Starts a call holding the only place of max_host_connections = 1 and ends
+-- the request at once: nginx ends the call's light thread without a word.
+function scenarios.abandon(p)
+    local tr = cosocket.new { max_host_connections = 1, timeout_ms = p.timeout_ms }
+    tr:start("GET", p.url)
+    ngx.print("{}")
+    return ngx.exit(200)
+end
+
+-- A call after abandon(): it gets the place once the abandoned call's time
+-- is up (plus a grace), not never.
+function scenarios.after_abandon(p)
+    local tr = cosocket.new { max_host_connections = 1, timeout_ms = 10000 }
+    local t0 = now_ms()
+    local req = tr:start("GET", p.url)
+    tr:wait(req, 10000)
+    local res = req:response()
+    return { ms = now_ms() - t0, status = res.status, kind = res.kind or cjson.null }
+end
+
 -- Bad arguments raise, and never quote a header.
 function scenarios.arguments()
     local tr = cosocket.new()

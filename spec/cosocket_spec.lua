@@ -322,6 +322,36 @@ describe("passage.cosocket", function()
             assert.matches("^passage%-lua/", default.user_agent)
         end)
 
+        it("puts nothing on the wire but the request line and these headers", function()
+            local h = { "Authorization: Bearer k", "Accept: application/json",
+                "Content-Type: application/json" }
+            local out = run_ngx(nil, { { url = server.url("/raw/a%20b?q=1&r=%2F") },
+                { method = "POST", url = server.url("/raw/c"), body = '{"x":1}' } }, h)
+            local want = {
+                { "GET /raw/a%20b?q=1&r=%2F HTTP/1.1", "accept,authorization,content-type,host,user-agent" },
+                { "POST /raw/c HTTP/1.1",
+                    "accept,authorization,content-length,content-type,host,user-agent" },
+            }
+            for i, w in ipairs(want) do
+                local raw_head = out[i].body.user.id
+                local lines = {}
+                for line in raw_head:gmatch("([^\r\n]*)\r\n") do
+                    lines[#lines + 1] = line
+                end
+                assert.equal(w[1], lines[1])
+                local names = {}
+                for j = 2, #lines do
+                    if lines[j] ~= "" then
+                        names[#names + 1] = assert(lines[j]:match("^([%w%-]+): ")):lower()
+                    end
+                end
+                table.sort(names)
+                assert.equal(w[2], table.concat(names, ","))
+                assert.matches("\r\nHost: 127%.0%.0%.1:" .. server.port() .. "\r\n", raw_head)
+            end
+            assert.equal('{"x":1}', out[2].body.body)
+        end)
+
         it("sends a POST on a new connection, and closes it after", function()
             local url = server.url("/echo")
             local post = { method = "POST", url = url, body = "{}" }
@@ -458,6 +488,9 @@ describe("passage.cosocket", function()
             { "an HTML 502", fault { body = "html", status = 502 }, {},
                 { status = 502, decode_error = true } },
             { "an empty 200", fault { body = "empty" }, {}, { status = 200, body_size = 0 } },
+            { "nesting too deep", fault { body = "deep" }, {}, { status = 200, decode_error = true } },
+            { "invalid UTF-8", fault { body = "invalid_utf8" }, {}, { status = 200, decode_error = true } },
+            { "members of the wrong types", fault { body = "wrong_types" }, {}, { status = 200 } },
             { "a body over the default cap", fault { body = "huge" }, {},
                 { kind = "too_large", sent = true, status = 200 } },
             { "a trickling body", fault { trickle_ms = 200, chunk = 16 }, { timeout_ms = 600 },
@@ -715,6 +748,15 @@ describe("passage.cosocket", function()
             assert.equal(200, r.status)
             -- The abandoned call's 300 ms and a grace of a second, not its 5 s.
             assert.is_true(r.ms < 1500 * SLOW, "waited " .. r.ms)
+        end)
+
+        it("hands out a call whose request nginx ended, once its time is up", function()
+            scenario("shared_abandon", { url = slow(5000), timeout_ms = 300 })
+            local r = scenario("shared_perform")
+            assert.equal(1, r.pending)
+            assert.same({ 1, "cancelled", 0 }, { r.n, r.kind, r.after })
+            assert.matches("nginx ended the exchange", r.message)
+            assert.is_true(r.ms < 2500 * SLOW, "waited " .. r.ms)
         end)
 
         it("refuses bad arguments without quoting a header", function()

@@ -250,6 +250,7 @@ function cosocket.new(opts)
         finished = {},     -- done, not handed over yet, in finishing order
         n_finished = 0,
         any_sema = nil,    -- created on the first perform() that must wait
+        next_expiry = huge, -- the earliest a request in flight could need sweep()
         closed = false,
     }, Transport)
 end
@@ -1002,6 +1003,9 @@ function Transport:start(method, url, headers, body, timeout_ms)
     end
     self.requests[req] = true
     self.n_inflight = self.n_inflight + 1
+    if req.deadline + PLACE_GRACE_MS < self.next_expiry then
+        self.next_expiry = req.deadline + PLACE_GRACE_MS
+    end
     req.parent = running()
     local thread, err = ngx.thread.spawn(exchange, self, req)
     if not thread then
@@ -1014,6 +1018,30 @@ function Transport:start(method, url, headers, body, timeout_ms)
 end
 
 -- ---- waiting ------------------------------------------------------------------------
+
+-- In flight past its deadline and a grace: a light thread nginx ended
+-- without a word (the request or timer that started it was over first,
+-- with ngx.exit, say). Done, so that no one waits for it forever. Returns
+-- how long a wait may last before the next one could be found.
+local function sweep(self)
+    local now = now_ms()
+    if now >= self.next_expiry then
+        local next_expiry = huge
+        for req in pairs(self.requests) do
+            local expiry = req.deadline + PLACE_GRACE_MS
+            if expiry <= now then
+                req.kind = "cancelled"
+                req.message = "nginx ended the exchange: the request or timer that started it was over"
+                give_place(req)
+                settle(self, req)
+            elseif expiry < next_expiry then
+                next_expiry = expiry
+            end
+        end
+        self.next_expiry = next_expiry
+    end
+    return self.next_expiry - now
+end
 
 -- Lets the light thread of req go, when this coroutine is the one that
 -- spawned it: nginx keeps a finished thread until its parent waits for it,
@@ -1074,12 +1102,14 @@ function Transport:wait(req, timeout_ms, keep)
                 req.sema = sema
             end
             local deadline = now_ms() + timeout_ms
-            while not req.is_done do
+            while true do
+                local until_sweep = sweep(self)
                 local left = deadline - now_ms()
-                if left <= 0 then
+                if req.is_done or left <= 0 then
                     break
                 end
-                sema:wait(left / 1000)
+                local ms = left < until_sweep and left or until_sweep
+                sema:wait((ms > 1 and ms or 1) / 1000)
             end
         end
     end
@@ -1130,12 +1160,14 @@ function Transport:perform(timeout_ms)
                 self.any_sema = sema
             end
             local deadline = now_ms() + timeout_ms
-            while self.finished[1] == nil and self.n_inflight > 0 do
+            while true do
+                local until_sweep = sweep(self)
                 local left = deadline - now_ms()
-                if left <= 0 then
+                if self.finished[1] ~= nil or self.n_inflight == 0 or left <= 0 then
                     break
                 end
-                sema:wait(left / 1000)
+                local ms = left < until_sweep and left or until_sweep
+                sema:wait((ms > 1 and ms or 1) / 1000)
             end
         end
     end

@@ -2,7 +2,7 @@
 -- spec's private nginx (LuaJIT, nginx's Lua module) with passage.cosocket.
 -- The spec POSTs { scenario = name, ... } as JSON to a location calling
 -- run(); the answer is the scenario's result as JSON.
--- luacheck: globals ngx
+-- luacheck: globals ngx SHARED
 local cjson = require("cjson").new()
 local cosocket = require "passage.cosocket"
 local core = require "passage.core"
@@ -213,6 +213,25 @@ function scenarios.after_abandon(p)
     tr:wait(req, 10000)
     local res = req:response()
     return { ms = now_ms() - t0, status = res.status, kind = res.kind or cjson.null }
+end
+
+-- A transport shared by the requests of the worker, as a client created
+-- once per worker is: a call started by a request that nginx ends early
+-- (ngx.exit) is handed to the next perform() once its time is up.
+function scenarios.shared_abandon(p)
+    SHARED = SHARED or cosocket.new()
+    SHARED:start("GET", p.url, nil, nil, p.timeout_ms)
+    ngx.print("{}")
+    return ngx.exit(200)
+end
+
+function scenarios.shared_perform()
+    local t0 = now_ms()
+    local pending = SHARED:pending()
+    local got = SHARED:perform(5000)
+    local res = got[1] and got[1]:response()
+    return { pending = pending, n = #got, kind = res and res.kind or cjson.null,
+        message = res and res.message or cjson.null, ms = now_ms() - t0, after = SHARED:pending() }
 end
 
 -- Bad arguments raise, and never quote a header.

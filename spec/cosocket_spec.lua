@@ -384,13 +384,17 @@ describe("passage.cosocket", function()
             for _, run in ipairs { run_ngx, run_curl } do
                 emulator.request(raw.url("/count"))
                 local url = raw.url("/second_hangs")
-                local out = run(nil, { { url = url }, { url = url } })
+                local out = run(nil, { { url = url }, { url = url },
+                    { method = "POST", url = url, body = "{}" } })
                 assert.is_nil(out[1].kind)
                 assert.is_nil(out[2].kind, out[2].message)
                 assert.equal(200, out[2].status)
                 assert.equal(1, out[2].connects)
+                -- The POST after it still gets a connection of its own.
+                assert.is_nil(out[3].kind, out[3].message)
+                assert.equal(1, out[3].connects)
                 local _, count = emulator.request(raw.url("/count"))
-                assert.equal("3", count)
+                assert.equal("4", count)
             end
         end)
 
@@ -757,6 +761,14 @@ describe("passage.cosocket", function()
             assert.same({ 1, "cancelled", 0 }, { r.n, r.kind, r.after })
             assert.matches("nginx ended the exchange", r.message)
             assert.is_true(r.ms < 2500 * SLOW, "waited " .. r.ms)
+        end)
+
+        it("lets nothing it hands out reach the Authorization header", function()
+            local r = scenario("secrets", { url = slow(100) })
+            assert.is_false(r.in_flight)
+            assert.is_false(r.after)
+            assert.not_matches("sk_secret", r.text)
+            assert.equal(200, r.status)
         end)
 
         it("refuses bad arguments without quoting a header", function()

@@ -765,19 +765,24 @@ local function give_place(req)
     end
 end
 
--- One try on one connection. Returns true when the exchange completed,
--- false after fail(), or "stale" when a kept-alive connection turned out
--- closed before any byte of the answer (sending again on a new one is safe).
-local function try_once(self, req, o, pool)
+-- One try on one connection, sending `wire` (the request's bytes). Returns
+-- true when the exchange completed, false after fail(), or "stale" when a
+-- kept-alive connection turned out closed before any byte of the answer
+-- (sending again on a new one is safe).
+local function try_once(self, req, o, pool, wire)
     local sock, reused = connect(self, req, o, pool)
     if not sock then
         return false
     end
-    local ok, err = sock:send(req.wire)
+    -- A kept-alive connection may have been closed by the server meanwhile:
+    -- then the request goes once more, on a new one; never a POST, whatever
+    -- the pool gave, as it may not go twice.
+    local may_resend = reused and req.method ~= "POST"
+    local ok, err = sock:send(wire)
     req.sent = true
     if not ok then
         sock:close()
-        if reused and err ~= "timeout" then
+        if may_resend and err ~= "timeout" then
             return "stale"
         end
         return io_failure(req, err, "sending the request")
@@ -786,7 +791,7 @@ local function try_once(self, req, o, pool)
     buf, err = read_some(sock, req, READ_MAX)
     if not buf then
         sock:close()
-        if reused and (err == "closed" or err == "connection reset by peer") then
+        if may_resend and (err == "closed" or err == "connection reset by peer") then
             return "stale"
         end
         return io_failure(req, err, "receiving the response headers")
@@ -828,7 +833,9 @@ local function try_once(self, req, o, pool)
         return false
     end
     req.body = body
-    if close or extra or req.method == "POST" then
+    -- A connection of the pool of new ones is never kept: the next POST
+    -- would find it there.
+    if close or extra or pool == o.fresh then
         sock:close()
     else
         sock:setkeepalive()
@@ -836,14 +843,14 @@ local function try_once(self, req, o, pool)
     return true
 end
 
-local function run_exchange(self, req)
+local function run_exchange(self, req, wire)
     local o = req.origin
     if self.max_host_connections > 0 and not take_place(self, req, o.key) then
         return
     end
-    local result = try_once(self, req, o, req.method == "POST" and o.fresh or o.pool)
+    local result = try_once(self, req, o, req.method == "POST" and o.fresh or o.pool, wire)
     if result == "stale" then
-        result = try_once(self, req, o, o.fresh)
+        result = try_once(self, req, o, o.fresh, wire)
         if result == "stale" then
             fail(req, "network", "the connection closed before the response")
         end
@@ -880,14 +887,16 @@ local function settle(self, req)
     end
 end
 
-local function exchange(self, req)
-    local ok, err = pcall(run_exchange, self, req)
+-- The light thread of a request. `wire` holds the request's bytes, the
+-- Authorization header among them: an argument, so that it is reachable
+-- from no table.
+local function exchange(self, req, wire)
+    local ok, err = pcall(run_exchange, self, req, wire)
     give_place(req)
     if not ok then
         self.ngx.log(self.ngx.ERR, "passage.cosocket: exchange failed: ", tostring(err))
         fail(req, "network", "exchange failed: " .. tostring(err))
     end
-    req.wire = nil
     if req.cancelled then
         req.body = nil
     else
@@ -948,7 +957,6 @@ function Transport:start(method, url, headers, body, timeout_ms)
         started_ms = now,
         deadline = limit > 0 and now + limit or huge,
         origin = nil,
-        wire = nil,
         thread = nil,
         parent = nil,
         sema = nil,
@@ -994,12 +1002,13 @@ function Transport:start(method, url, headers, body, timeout_ms)
         length = "Content-Length: " .. (body and #body or 0) .. "\r\n"
     end
     local head = method .. " " .. target .. " HTTP/1.1\r\n" .. o.host_line .. ua .. block .. length .. "\r\n"
+    local wire
     if body == nil or body == "" then
-        req.wire = head
+        wire = head
     elseif #body <= INLINE_BODY_MAX then
-        req.wire = head .. body
+        wire = head .. body
     else
-        req.wire = { head, body }
+        wire = { head, body }
     end
     self.requests[req] = true
     self.n_inflight = self.n_inflight + 1
@@ -1007,7 +1016,7 @@ function Transport:start(method, url, headers, body, timeout_ms)
         self.next_expiry = req.deadline + PLACE_GRACE_MS
     end
     req.parent = running()
-    local thread, err = ngx.thread.spawn(exchange, self, req)
+    local thread, err = ngx.thread.spawn(exchange, self, req, wire)
     if not thread then
         self.requests[req] = nil
         self.n_inflight = self.n_inflight - 1

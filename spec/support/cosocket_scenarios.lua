@@ -234,6 +234,40 @@ function scenarios.shared_perform()
         message = res and res.message or cjson.null, ms = now_ms() - t0, after = SHARED:pending() }
 end
 
+-- Whether `secret` is reachable from v through tables (keys, values and
+-- metatables), as a dump would find it.
+local function reachable(v, secret, seen)
+    if type(v) == "string" then
+        return v:find(secret, 1, true) ~= nil
+    end
+    if type(v) ~= "table" or seen[v] then
+        return false
+    end
+    seen[v] = true
+    for k, x in pairs(v) do
+        if reachable(k, secret, seen) or reachable(x, secret, seen) then
+            return true
+        end
+    end
+    return reachable(debug.getmetatable(v), secret, seen)
+end
+
+-- The Authorization header is reachable from nothing the transport hands
+-- out, in flight or after.
+function scenarios.secrets(p)
+    local secret = "sk_secret_value_42"
+    local tr = cosocket.new()
+    local headers = tr:headers { "Authorization: Bearer " .. secret }
+    local req = tr:start("GET", p.url, headers)
+    local out = { in_flight = reachable({ tr, req, headers }, secret, {}),
+        text = tostring(tr) .. tostring(req) .. tostring(headers) }
+    tr:wait(req, 5000)
+    local res = req:response()
+    out.after = reachable({ tr, req, headers, res }, secret, {})
+    out.status = res.status
+    return out
+end
+
 -- Bad arguments raise, and never quote a header.
 function scenarios.arguments()
     local tr = cosocket.new()

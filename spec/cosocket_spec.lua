@@ -795,6 +795,8 @@ describe("passage.cosocket", function()
             assert.same({ "connect", false }, { r.ftp.kind, r.ftp.sent })
             assert.is_true(r.ftp_done)
             assert.equal("connect", r.bad_port.kind)
+            assert.same({ "connect", false }, { r.no_resolver.kind, r.no_resolver.sent })
+            assert.matches("resolver", r.no_resolver.message)
             assert.matches("not done", r.not_done)
             assert.matches("already read", r.twice)
             assert.equal("passage.transport: 0 in flight", r.tostring)
@@ -819,6 +821,9 @@ describe("passage.cosocket", function()
                 assert.is_table(got, name .. " was not probed")
                 assert.equal(want, got.available, name)
                 assert.equal(want, got.works, name .. ": cosockets " .. (got.works and "work" or "fail"))
+                if want then
+                    assert.equal(200, got.status, name)
+                end
             end
         end)
 

@@ -46,23 +46,37 @@
 --     Opaque: neither printing nor walking it shows a header.
 --   transport:start(method, url, headers, body [, timeout_ms]) -> request
 --     Spawns the exchange (ngx.thread.spawn), which connects and sends until
---     its first wait for the network, then returns.
+--     its first wait for the network, then returns. A URL that cannot be
+--     used (not http or https, a bad port) gives a request that is done at
+--     once with kind "connect"; CR, LF, NUL or a space in it raises.
 --   transport:wait(request, timeout_ms [, keep]) -> done, finished
 --   transport:perform(timeout_ms) -> { request, ... }
+--     Both yield to nginx while they wait. With 0 and calls in flight they
+--     still let nginx's event loop turn once (ngx.sleep(0)), as the libcurl
+--     transport drives its sockets once: a loop polling with 0 lets the
+--     exchanges progress instead of holding the worker.
 --   transport:pending() -> number in flight
 --   transport:close()
---   request:response([check]) -> response table; request:close();
+--   request:response([check]) -> response table, once; request:close();
 --   request:done()
 --
--- HTTP: HTTP/1.1 with keep-alive into nginx's connection pool, keyed by
--- host, port, TLS, verification and max_host_connections; Connection: close
--- and HTTP/1.0 replies close; Content-Length, chunked and read-to-close
--- bodies; 1xx interim responses skipped; redirects are a status like any
--- other. A POST (a create) always goes on a new connection, so it is never
--- sent on a kept-alive connection that the server has closed meanwhile; that
+-- HTTP: HTTP/1.1 with keep-alive into nginx's connection pool (directives
+-- lua_socket_pool_size and lua_socket_keepalive_timeout), keyed by host,
+-- port, TLS, verification and max_host_connections; Connection: close and
+-- HTTP/1.0 replies close; Content-Length, chunked and read-to-close bodies;
+-- 1xx interim responses skipped; redirects are a status like any other.
+-- A POST (a create) always goes on a new connection, so it is never sent on
+-- a kept-alive connection that the server has closed meanwhile; that
 -- connection is closed after the exchange. Any other method that finds its
 -- kept-alive connection closed before a byte of the answer is sent once
--- more on a new one, as libcurl does.
+-- more on a new one, as libcurl does. Host names are resolved by nginx,
+-- which needs a `resolver` directive for them (without one the call fails
+-- with kind "connect"); IP addresses need none.
+--
+-- Each exchange costs nginx a few hundred bytes in the request or timer
+-- that started it (its light thread's context), given back when that
+-- request or timer ends: a timer that makes many thousands of calls should
+-- hand over to a fresh timer now and then.
 --
 -- Where a request was started matters to nginx: its light thread belongs to
 -- the coroutine that called start(), and only that coroutine can end it
@@ -426,9 +440,8 @@ local function connect(self, req, o, pool)
             return nil, fail(req, "timeout", timeout_message("in the TLS handshake", req))
         end
         sock:settimeouts(ct < left and ct or left, left, left)
-        local session
-        session, err = sock:sslhandshake(nil, o.server_name, self.tls_verify)
-        if not session then
+        ok, err = sock:sslhandshake(false, o.server_name, self.tls_verify)
+        if not ok then
             sock:close()
             if err == "timeout" then
                 return nil, fail(req, "timeout", timeout_message("in the TLS handshake", req))
@@ -443,15 +456,12 @@ local function connect(self, req, o, pool)
     return sock, reused > 0
 end
 
--- Index of the blank line ending the header block starting at `from`: the
--- first byte after it, or nil when it has not arrived yet.
+-- The first byte after the blank line ending the header block that starts
+-- at `from`, or nil when it has not arrived yet. (Lines may end in LF
+-- alone; the search stops at the first blank line, not the body's end.)
 local function header_end(buf, from)
-    local e = find(buf, "\n\r\n", from, true)
-    local e2 = find(buf, "\n\n", from, true)
-    if e2 and (not e or e2 < e) then
-        return e2 + 2
-    end
-    return e and e + 3
+    local _, e = find(buf, "\n\r?\n", from)
+    return e and e + 1
 end
 
 -- Reads one response head from buf (more arriving on sock as needed).
@@ -461,7 +471,10 @@ local function read_head(sock, req, buf)
     local from = 1
     while true do
         local stop = header_end(buf, from)
-        if stop then
+        if stop and stop - from > MAX_HEADER_BYTES then
+            return nil, fail(req, "too_large", "response headers larger than "
+                .. MAX_HEADER_BYTES .. " bytes")
+        elseif stop then
             local minor, status = match(buf, "^HTTP/1%.(%d) (%d%d%d)[^\n]*\n", from)
             if not status then
                 return nil, fail(req, "network", "the reply is not HTTP/1.x")
@@ -569,6 +582,7 @@ local function read_length(self, sock, req, rest, length)
     end
     local got = #rest
     while got < length do
+        -- Never past the body: whatever follows is not read.
         local want = length - got
         local data, err = read_some(sock, req, want < READ_MAX and want or READ_MAX)
         if not data then
@@ -579,7 +593,7 @@ local function read_length(self, sock, req, rest, length)
         got = got + #data
     end
     req.body_size = got
-    return concat(pieces), got > length
+    return concat(pieces), false
 end
 
 -- A body that ends when the server closes the connection.
@@ -697,17 +711,18 @@ end
 -- waiting for one. (nginx's own pool backlog hands freed connections to
 -- its queue one at a time, which serialises a queue; this does not.)
 local places = {}
--- A place is held no longer than its exchange's deadline and this much:
--- one whose light thread nginx ended without a word (the request that
--- started it finished early) comes free then.
-local PLACE_GRACE_MS = 1000
+-- An exchange runs no longer than its deadline and this much; past that
+-- its light thread was ended by nginx without a word (the request or timer
+-- that started it was over first), and its place (and its request, see
+-- sweep()) come free.
+local OVERRUN_GRACE_MS = 1000
 
 -- Drops the holders that can no longer be running; returns when the next
 -- one would expire.
 local function expire_places(slot, now)
     local next_expiry = huge
     for req in pairs(slot.holders) do
-        local expiry = req.deadline + PLACE_GRACE_MS
+        local expiry = req.deadline + OVERRUN_GRACE_MS
         if expiry <= now then
             slot.holders[req] = nil
             slot.n = slot.n - 1
@@ -1012,8 +1027,8 @@ function Transport:start(method, url, headers, body, timeout_ms)
     end
     self.requests[req] = true
     self.n_inflight = self.n_inflight + 1
-    if req.deadline + PLACE_GRACE_MS < self.next_expiry then
-        self.next_expiry = req.deadline + PLACE_GRACE_MS
+    if req.deadline + OVERRUN_GRACE_MS < self.next_expiry then
+        self.next_expiry = req.deadline + OVERRUN_GRACE_MS
     end
     req.parent = running()
     local thread, err = ngx.thread.spawn(exchange, self, req, wire)
@@ -1037,7 +1052,7 @@ local function sweep(self)
     if now >= self.next_expiry then
         local next_expiry = huge
         for req in pairs(self.requests) do
-            local expiry = req.deadline + PLACE_GRACE_MS
+            local expiry = req.deadline + OVERRUN_GRACE_MS
             if expiry <= now then
                 req.kind = "cancelled"
                 req.message = "nginx ended the exchange: the request or timer that started it was over"

@@ -302,6 +302,10 @@ function scenarios.arguments()
     out.ftp_done = req:done()
     req = tr:start("GET", "http://127.0.0.1:99999/")
     out.bad_port = summary(req:response())
+    -- A host name needs nginx's resolver directive, which this nginx lacks.
+    req = tr:start("GET", "http://localhost:1/")
+    tr:wait(req, 5000)
+    out.no_resolver = summary(req:response())
     req = tr:start("GET", "http://127.0.0.1:1/")
     out.not_done = err_of(req.response, req)
     tr:wait(req, 5000)
@@ -383,8 +387,16 @@ function M.probe_phase(name, port)
             pcall(sock.close, sock)
         end
     end
+    -- Where it says yes, a whole exchange of the transport too.
+    local status = cjson.null
+    if said then
+        local tr = cosocket.new()
+        local req = tr:start("GET", "http://127.0.0.1:" .. port .. "/json")
+        tr:wait(req, 5000)
+        status = req:response().status
+    end
     ngx.shared.results:set("phase:" .. name, cjson.encode({
-        available = said, phase = phase or cjson.null, works = works }))
+        available = said, phase = phase or cjson.null, works = works, status = status }))
 end
 
 return M

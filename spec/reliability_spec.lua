@@ -263,6 +263,27 @@ describe("reliability", function()
             assert.equal(1, emulator.stats().total)
         end)
 
+        for _, what in ipairs { "zero", "text" } do
+            it("is sent once when the reply is not HTTP (" .. what .. ")", function()
+                server.start()
+                local c = new_client { base_url = server.url("/nothttp/" .. what) }
+                local got, err = c:create_user(APP, { email = "nothttp@example.com" })
+                local _, count = emulator.request(server.url("/counter?name=nothttp"))
+                -- A call that is safe to repeat is retried, as for a reset.
+                local _, gerr = c:get_user(APP, "u1")
+                local _, gets = emulator.request(server.url("/counter?name=nothttp"))
+                c:close()
+                server.stop()
+                assert.is_nil(got)
+                assert.equal("network", err.kind)
+                assert.equal(1, err.attempts)
+                assert.equal("1", count)
+                assert.equal("network", gerr.kind)
+                assert.equal(4, gerr.attempts)
+                assert.equal("4", gets)
+            end)
+        end
+
         it("is sent once when a reused connection closes without an answer", function()
             server.start()
             local c = new_client { base_url = server.url("/hangup") }
@@ -332,6 +353,53 @@ describe("reliability", function()
             assert.equal("timeout", err.kind)
             assert.equal(2, err.attempts) -- nothing was sent: even a create is retried
             assert.is_true(ms >= 550 and ms < 2000 * SLOW, "took " .. ms)
+        end)
+    end)
+
+    describe("big bodies", function()
+        -- libcurl can read a whole big body in its timer rounds, with no
+        -- socket event after: the call must end then, not at timeout_ms.
+        local SIZE, TIMES = 13 * 1000 * 1000, os.getenv("PASSAGE_SLOW") and 2 or 20
+        local function twenty_calls(opts)
+            local c = new_client(opts)
+            local slowest = 0
+            for _ = 1, TIMES do
+                local got, err, ms = timed(function() return c:get_user(APP, "u1") end)
+                assert(got, tostring(err))
+                assert.equal(SIZE, #got.user_metadata.pad + 47) -- the rest: 43 + 4 bytes
+                slowest = math.max(slowest, ms)
+            end
+            c:close()
+            return slowest
+        end
+
+        setup(function() server.start() end)
+        teardown(function() server.stop() end)
+
+        for _, framing in ipairs { "length", "chunked" } do
+            local path = "/bigapi/" .. SIZE .. "/" .. framing
+            it("of 13 MB (" .. framing .. ") end when their last byte is in, over HTTP", function()
+                local slowest = twenty_calls { base_url = server.url(path),
+                    timeout_ms = 10000 * SLOW, max_attempts = 1 }
+                assert.is_true(slowest < 5000 * SLOW, "slowest call took " .. slowest .. " ms")
+            end)
+
+            it("of 13 MB (" .. framing .. ") end when their last byte is in, over TLS", function()
+                if not server.tls_url() then return pending("no openssl for a test certificate") end
+                local slowest = twenty_calls { base_url = server.tls_url(path),
+                    ca_file = server.cert_file, timeout_ms = 10000 * SLOW, max_attempts = 1 }
+                assert.is_true(slowest < 5000 * SLOW, "slowest call took " .. slowest .. " ms")
+            end)
+        end
+
+        it("calls a response header over libcurl's limit too_large, and does not retry it", function()
+            local c = new_client { base_url = server.url("/bighead") }
+            local got, err = c:get_user(APP, "u1")
+            c:close()
+            assert.is_nil(got)
+            assert.equal("too_large", err.kind)
+            assert.equal(1, err.attempts)
+            assert.matches("header", err.message)
         end)
     end)
 
@@ -570,6 +638,52 @@ describe("reliability", function()
             local ok, msg = pcall(users.new, { api_key = key .. "\r\nX: y" })
             assert.is_false(ok)
             assert.not_matches("hidden_4242", msg)
+        end)
+
+        for _, form in ipairs { "json", "text" } do
+            it("keeps the API key out of an error whose server echoes it (" .. form .. ")", function()
+                local key = "sk_live_echoed_4242"
+                local c = new_client { api_key = key, base_url = server.url("/echokey/" .. form) }
+                local _, err = c:get_user(APP, "u1")
+                c:close()
+                assert.equal(401, err.status)
+                local text = tostring(err.message) .. tostring(err.body) .. tostring(err)
+                assert.matches("Authorization: Bearer [REDACTED]", text, 1, true)
+                for k, v in pairs(err) do
+                    assert.is_nil(tostring(v):find(key, 1, true), k)
+                end
+            end)
+        end
+
+        it("never prints the user and password of base_url", function()
+            local c = new_client { base_url = "http://admin:hunter2@127.0.0.1:1/v1" }
+            assert.not_matches("hunter2", tostring(c))
+            assert.not_matches("admin", tostring(c))
+            assert.matches("127.0.0.1:1/v1", tostring(c), 1, true)
+            c:close()
+            for _, bad in ipairs { "http://admin:hunter2@host/v1?x=1", "ftp://admin:hunter2@host",
+                    "http://admin:hunter2@ho st/v1", "http://admin:hunter2@host\0/v1",
+                    "http://admin:hunter2@host\r\n/v1", "http://admin:hunter2@host/v1#f" } do
+                local ok, msg = pcall(users.new, { api_key = "k", base_url = bad })
+                assert.is_false(ok, bad)
+                assert.matches("base_url", msg)
+                assert.not_matches("hunter2", msg)
+            end
+        end)
+
+        it("refuses an id too long to send, before any request", function()
+            local long = string.rep("i", 3 * 1024 * 1024)
+            for _, call in ipairs {
+                function() return client:get_user(APP, long) end,
+                function() return client:get_user(long, "u1") end,
+                function() return client:get_user_by_identifier(APP, long .. "@example.com") end,
+                function() return client:list_paginated_users(APP, { id = long }) end,
+            } do
+                local ok, msg = pcall(call)
+                assert.is_false(ok)
+                assert.matches("longer than", msg)
+            end
+            assert.equal(0, emulator.stats().total)
         end)
     end)
 end)

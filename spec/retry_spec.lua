@@ -20,6 +20,12 @@ describe("retry policy", function()
         assert.is_true(retry.is_transient({ kind = "connect", status = 0, sent = false }, false))
         assert.is_false(retry.is_transient({ kind = "network", status = 0, sent = true }, false))
         assert.is_false(retry.is_transient({ kind = "timeout", status = 0, sent = true }, false))
+        -- What was written decides, whatever the kind: a reply that is not
+        -- HTTP comes after the request went out.
+        assert.is_false(retry.is_transient({ kind = "connect", status = 0, sent = true }, false))
+        assert.is_true(retry.is_transient({ kind = "network", status = 0, sent = false }, false))
+        assert.is_false(retry.is_transient({ kind = "too_large", status = 0, sent = false }, false))
+        assert.is_false(retry.is_transient({ kind = "cancelled", status = 0, sent = false }, true))
     end)
 
     it("reads Retry-After as seconds or as an HTTP date", function()

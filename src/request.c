@@ -22,7 +22,8 @@
  *     Adds the transfer to the transport and lets libcurl start it at once
  *     (reuse a kept-alive connection or begin connecting, send what the
  *     socket takes), all without blocking: the request travels while the
- *     caller does other work. Nothing is waited for.
+ *     caller does other work. Nothing is waited for. Returns nil when the
+ *     transport is (or was meanwhile) closed.
  *
  *   transport:headers(array) -> header set
  *     The array of headers as start() takes it, checked the same way and
@@ -45,14 +46,16 @@
  *                   "timeout", "connect" (could not resolve or connect, or
  *                   the URL was unusable: the request never left), "tls",
  *                   "network" (send/receive error, dropped connection,
- *                   partial body, bad protocol), "too_large", "cancelled"
+ *                   partial body, a reply that is not HTTP), "too_large"
+ *                   (the body over max_response_bytes, a header or the
+ *                   request over libcurl's limits), "cancelled"
  *     message       text of the failure, nil on success. Taken from
  *                   libcurl's error buffer, which never holds request
  *                   headers.
  *     curl_code     integer (CURLE_ABORTED_BY_CALLBACK for "cancelled")
  *     sent          false when the request provably never reached the
- *                   server: nothing was written (CURLINFO_REQUEST_SIZE 0)
- *                   or resolving/connecting failed; true otherwise
+ *                   server: not one byte of it was written
+ *                   (CURLINFO_REQUEST_SIZE 0); true otherwise
  *     status        HTTP status, 0 when none was received
  *     retry_after   Retry-After header value or nil
  *     content_type  Content-Type header value or nil
@@ -389,8 +392,23 @@ static int l_close(lua_State *L)
     detach(L, 1, r);
     r->done = 1;
     r->closed = 1;
-    free_memory(r);
+    if (!r->decoding)
+        free_memory(r);
     return 0;
+}
+
+/* Decodes the body into a value pushed on the stack (1), or fills *err (0).
+ * The transport's shape cache outlives a close() of the transport (see its
+ * __gc), so the pointer taken here stays good for the whole decode. */
+static int decode_body(lua_State *L, psg_request *r, const psg_json_opts *opts, psg_json_error *err)
+{
+    psg_json_shapes *shapes = r->tr != NULL ? r->tr->shapes : NULL;
+    int ok;
+    memset(err, 0, sizeof *err);
+    r->decoding = 1;
+    ok = psg_json_decode(L, r->body.data, r->body.len, opts, shapes, &r->scratch, err);
+    r->decoding = 0;
+    return ok;
 }
 
 /* Finalizer: the anchor table is unreachable too (it is what kept r alive),
@@ -423,22 +441,42 @@ static int l_tostring(lua_State *L)
     return 1;
 }
 
+/* Whether any byte of the request was written: the one fact every retry
+ * decision about a call that is not safe to repeat rests on. libcurl counts
+ * the bytes it sent (CURLINFO_REQUEST_SIZE), including those of a request
+ * it sent again on a new connection. */
+static int was_sent(const psg_request *r)
+{
+    return r->request_size > 0;
+}
+
+/* libcurl's own cap on a response header line (and on the request it
+ * builds) shows as CURLE_OUT_OF_MEMORY; ours on the body sets
+ * out_of_memory. */
+static int over_libcurl_limit(const psg_request *r)
+{
+    return r->code == CURLE_OUT_OF_MEMORY && !r->out_of_memory;
+}
+
 static const char *kind_of(const psg_request *r)
 {
     if (r->ended)
         return "cancelled";
-    if (r->too_large || r->code == CURLE_FILESIZE_EXCEEDED)
+    if (r->too_large || r->code == CURLE_FILESIZE_EXCEEDED || over_libcurl_limit(r))
         return "too_large";
     switch (r->code) {
     case CURLE_OK:
         return NULL;
     case CURLE_OPERATION_TIMEDOUT:
         return "timeout";
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        /* Before sending: a URL libcurl cannot use. After: a reply that is
+         * not HTTP ("HTTP/1.1 000", HTTP/0.9), a broken exchange. */
+        return was_sent(r) ? "network" : "connect";
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
     case CURLE_COULDNT_CONNECT:
-    case CURLE_URL_MALFORMAT:
-    case CURLE_UNSUPPORTED_PROTOCOL:
         return "connect";
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_SSL_ENGINE_NOTFOUND:
@@ -484,6 +522,9 @@ static void push_message(lua_State *L, const psg_request *r)
     else if (r->too_large || r->code == CURLE_FILESIZE_EXCEEDED)
         lua_pushfstring(L, "response body larger than max_response_bytes (%f)",
                         (lua_Number)r->max_body);
+    else if (over_libcurl_limit(r))
+        lua_pushstring(L, was_sent(r) ? "response header larger than libcurl accepts"
+                                      : "request larger than libcurl accepts");
     else if (r->out_of_memory)
         lua_pushliteral(L, "out of memory storing the response body");
     else if (r->errbuf[0] != '\0')
@@ -517,7 +558,7 @@ static int l_response(lua_State *L)
         lua_setfield(L, -2, "message");
     }
     set_whole(L, "curl_code", (long long)r->code);
-    lua_pushboolean(L, r->request_size > 0 && !(kind != NULL && strcmp(kind, "connect") == 0));
+    lua_pushboolean(L, was_sent(r));
     lua_setfield(L, -2, "sent");
     set_whole(L, "status", r->status);
     if (r->has_retry_after)
@@ -530,9 +571,7 @@ static int l_response(lua_State *L)
     set_whole(L, "connects", r->connects);
     if (kind == NULL && r->body.len > 0) {
         psg_json_error err;
-        psg_json_shapes *shapes = r->tr != NULL ? r->tr->shapes : NULL;
-        memset(&err, 0, sizeof err);
-        if (psg_json_decode(L, r->body.data, r->body.len, &r->json, shapes, &r->scratch, &err)) {
+        if (decode_body(L, r, &r->json, &err)) {
             lua_setfield(L, -2, "body");
         } else {
             set_string(L, "decode_error", err.message);
@@ -567,11 +606,9 @@ static int l_result(lua_State *L)
     psg_pushwhole(L, r->status);
     if (r->body.len > 0) {
         psg_json_error err;
-        psg_json_shapes *shapes = r->tr != NULL ? r->tr->shapes : NULL;
         psg_json_opts opts = r->json;
         opts.check = check;
-        memset(&err, 0, sizeof err);
-        if (!psg_json_decode(L, r->body.data, r->body.len, &opts, shapes, &r->scratch, &err)) {
+        if (!decode_body(L, r, &opts, &err)) {
             lua_settop(L, 2);
             lua_pushnil(L);
             return 1;
@@ -670,7 +707,7 @@ static CURLcode setup_easy(CURL *easy, psg_transport *tr, psg_request *r, const 
 int psg_request_start(lua_State *L)
 {
     static const char *const methods[] = {"GET", "POST", "PATCH", "DELETE", "PUT", NULL};
-    psg_transport *tr = psg_transport_check_open(L, 1);
+    psg_transport *tr = (psg_transport *)luaL_checkudata(L, 1, PSG_TRANSPORT_MT);
     int m = luaL_checkoption(L, 2, NULL, methods);
     size_t url_len, body_len = 0;
     const char *url = luaL_checklstring(L, 3, &url_len);
@@ -704,26 +741,33 @@ int psg_request_start(lua_State *L)
     }
 
     /* The userdata owns everything from here on; its finalizer copes with
-     * any partial state. */
+     * any partial state. The Lua allocations come first: a finalizer they
+     * run may close the transport, which is checked once they are done,
+     * before any C resource is taken. */
     r = (psg_request *)psg_newuserdata(L, sizeof *r);
     memset(r, 0, sizeof *r);
     top = lua_gettop(L);
     luaL_getmetatable(L, PSG_REQUEST_MT);
     lua_setmetatable(L, top);
     strcpy(r->method, methods[m]);
-    r->max_body = tr->max_response_bytes;
-    psg_transport_take_buffer(tr, &r->body); /* never raises */
-    r->json = tr->json;
     lua_createtable(L, 2, 0); /* { transport, cached response } */
     lua_pushvalue(L, 1);
     lua_rawseti(L, -2, 1);
     psg_setuservalue(L, top);
+    if (tr->closed) {
+        /* Closed meanwhile (by a finalizer): nothing was started. */
+        lua_pushnil(L);
+        return 1;
+    }
     psg_getuservalue(L, 1);
     lua_pushlightuserdata(L, r);
     lua_pushvalue(L, top);
     lua_rawset(L, -3); /* the anchor: may raise, before any C resource */
     lua_pop(L, 1);
     r->tr = tr;
+    r->max_body = tr->max_response_bytes;
+    r->json = tr->json;
+    psg_transport_take_buffer(tr, &r->body); /* never raises */
 
     /* C resources; on failure the anchor is dropped again before raising. */
     if (shared != NULL) {

@@ -147,10 +147,14 @@ struct psg_request {
     double total_ms;
 
     /* Decoding happens in response(); the scratch buffer is owned here so a
-     * Lua error inside the decoder leaks nothing. */
+     * Lua error inside the decoder leaks nothing. While `decoding`, the body
+     * and scratch are in use across Lua allocations, where a finalizer may
+     * close the request: close() then leaves the memory to the decode's end
+     * (or to __gc, which cannot run during the decode). */
     psg_json_opts json;
     psg_buf scratch;
     int response_cached;
+    int decoding;
 };
 
 /* transport.c */

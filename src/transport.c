@@ -58,10 +58,14 @@
  *     check); with no fd this is the timer action. Returns the requests that
  *     finished. A host uses either perform() or this interface.
  *
- *   transport:close(), __gc, __close (5.4): abort every transfer in flight
- *     (their requests report kind "cancelled") and free everything. Any
- *     method on a closed transport raises "transport is closed", except
- *     close(), which may be repeated.
+ *   transport:close(), __close (5.4): abort every transfer in flight (their
+ *     requests report kind "cancelled") and free what libcurl holds; may be
+ *     repeated. A closed transport is inert rather than an error, since a
+ *     finalizer may close it in the middle of a caller's turn: start()
+ *     returns nil, perform() and socket_action() return no request (without
+ *     waiting), wait() does not wait, pending() is 0, timer_ms() -1;
+ *     headers() raises "transport is closed". __gc also frees the shape
+ *     cache, which a decode may be using until then.
  *   tostring(transport): "passage.transport: 2 in flight" or
  *     "passage.transport: closed".
  */
@@ -431,14 +435,22 @@ static int select_bits(short revents)
  * libcurl is entered (out of memory) or after it returned. */
 static void drive(lua_State *L, psg_transport *tr, int wait_ms)
 {
-    size_t i, n;
+    size_t i, n, n_finished;
     int ready, running;
     CURLMcode mc;
     if (tr->socks_lost) {
         tr->socks_lost = 0;
         luaL_error(L, "out of memory recording the sockets of transfers");
     }
-    multi_check(L, run_due_timer(tr), "curl_multi_socket_action");
+    n_finished = tr->n_finished;
+    mc = run_due_timer(tr);
+    /* The timer can finish a transfer on its own (libcurl reads a big body
+     * in rounds of zero delay): collected now, it is news, and the poll()
+     * below must not sleep with nothing left to wait for. */
+    collect_finished(tr);
+    multi_check(L, mc, "curl_multi_socket_action");
+    if (tr->n_finished > n_finished)
+        wait_ms = 0;
     n = tr->n_socks;
     if (n > tr->cap_pollfds) {
         struct pollfd *p = (struct pollfd *)realloc(tr->pollfds, tr->cap_socks * sizeof *p);
@@ -524,14 +536,25 @@ static void transport_close(lua_State *L, int idx, psg_transport *tr)
     free(tr->ca_path);
     free(tr->user_agent);
     tr->ca_file = tr->ca_path = tr->user_agent = NULL;
-    psg_json_shapes_free(tr->shapes);
-    tr->shapes = NULL;
 }
 
 static int l_close(lua_State *L)
 {
     psg_transport *tr = check_transport(L, 1);
     transport_close(L, 1, tr);
+    return 0;
+}
+
+/* The shape cache outlives close(): a request may be decoding with it when a
+ * finalizer closes the transport, and such a request keeps the transport
+ * reachable (its user value), so this finalizer cannot run before the
+ * decode ends. */
+static int l_gc(lua_State *L)
+{
+    psg_transport *tr = check_transport(L, 1);
+    transport_close(L, 1, tr);
+    psg_json_shapes_free(tr->shapes);
+    tr->shapes = NULL;
     return 0;
 }
 
@@ -547,8 +570,8 @@ static int l_tostring(lua_State *L)
 
 static int l_pending(lua_State *L)
 {
-    psg_transport *tr = psg_transport_check_open(L, 1);
-    psg_pushwhole(L, (long long)tr->n_inflight);
+    psg_transport *tr = check_transport(L, 1);
+    psg_pushwhole(L, (long long)tr->n_inflight); /* 0 once closed */
     return 1;
 }
 
@@ -566,9 +589,13 @@ static int check_ms_arg(lua_State *L, int idx)
 
 static int l_perform(lua_State *L)
 {
-    psg_transport *tr = psg_transport_check_open(L, 1);
+    psg_transport *tr = check_transport(L, 1);
     int timeout = lua_isnoneornil(L, 2) ? 0 : check_ms_arg(L, 2);
     luaL_checkstack(L, 4, "passage.transport");
+    if (tr->closed) {
+        lua_newtable(L);
+        return 1;
+    }
     /* Finished requests already waiting are news enough: no blocking. With
      * nothing in flight this sleeps: that is the backoff sleep. */
     drive(L, tr, tr->n_finished > 0 ? 0 : timeout);
@@ -587,10 +614,15 @@ static void hand_over(lua_State *L, psg_transport *tr, psg_request *r)
  * that finish meanwhile stay on the finished list for perform(). */
 static int l_wait(lua_State *L)
 {
-    psg_transport *tr = psg_transport_check_open(L, 1);
+    psg_transport *tr = check_transport(L, 1);
     psg_request *r = (psg_request *)luaL_checkudata(L, 2, PSG_REQUEST_MT);
     double deadline = psg_now_ms() + check_ms_arg(L, 3);
     int keep = lua_toboolean(L, 4);
+    if (tr->closed) {
+        lua_pushboolean(L, r->done);
+        psg_pushwhole(L, 0);
+        return 2;
+    }
     if (r->tr != tr && r->list != PSG_LIST_NONE)
         return luaL_argerror(L, 2, "request of another transport");
     while (r->list == PSG_LIST_INFLIGHT) {
@@ -623,18 +655,21 @@ static const char *events_name(int what)
 
 static int l_socket_changes(lua_State *L)
 {
-    psg_transport *tr = psg_transport_check_open(L, 1);
+    psg_transport *tr = check_transport(L, 1);
     size_t i;
     if (tr->changes_lost) {
         tr->changes_lost = 0;
         return luaL_error(L, "out of memory recording socket changes");
     }
     lua_createtable(L, (int)tr->n_changes, 0);
+    /* Each change is copied before the allocations that follow: a finalizer
+     * they run may close the transport, which empties the list. */
     for (i = 0; i < tr->n_changes; i++) {
+        psg_sockchange c = tr->changes[i];
         lua_createtable(L, 0, 2);
-        psg_pushwhole(L, (long long)tr->changes[i].fd);
+        psg_pushwhole(L, (long long)c.fd);
         lua_setfield(L, -2, "fd");
-        lua_pushstring(L, events_name(tr->changes[i].what));
+        lua_pushstring(L, events_name(c.what));
         lua_setfield(L, -2, "events");
         lua_rawseti(L, -2, (int)i + 1);
     }
@@ -646,9 +681,9 @@ static int l_socket_changes(lua_State *L)
 
 static int l_timer_ms(lua_State *L)
 {
-    psg_transport *tr = psg_transport_check_open(L, 1);
+    psg_transport *tr = check_transport(L, 1);
     double left;
-    if (!tr->timer_set) {
+    if (tr->closed || !tr->timer_set) {
         psg_pushwhole(L, -1);
         return 1;
     }
@@ -662,7 +697,7 @@ static int l_socket_action(lua_State *L)
     static const char *const names[] = {"in", "out", "inout", "err", NULL};
     static const int masks[] = {CURL_CSELECT_IN, CURL_CSELECT_OUT,
                                 CURL_CSELECT_IN | CURL_CSELECT_OUT, CURL_CSELECT_ERR};
-    psg_transport *tr = psg_transport_check_open(L, 1);
+    psg_transport *tr = check_transport(L, 1);
     curl_socket_t fd = CURL_SOCKET_TIMEOUT;
     int mask = 0, running = 0;
     if (!lua_isnoneornil(L, 2)) {
@@ -679,6 +714,10 @@ static int l_socket_action(lua_State *L)
         tr->timer_set = 0;
     }
     luaL_checkstack(L, 4, "passage.transport");
+    if (tr->closed) {
+        lua_newtable(L);
+        return 1;
+    }
     multi_check(L, curl_multi_socket_action(tr->multi, fd, mask, &running),
                 "curl_multi_socket_action");
     collect_finished(tr);
@@ -822,10 +861,8 @@ static int l_new(lua_State *L)
     tr->shapes = psg_json_shapes_new();
     tr->multi = curl_multi_init();
     tr->closed = 0;
-    if (failed || tr->shapes == NULL || tr->multi == NULL) {
-        transport_close(L, lua_gettop(L), tr);
-        return luaL_error(L, "out of memory creating a transport");
-    }
+    if (failed || tr->shapes == NULL || tr->multi == NULL)
+        return luaL_error(L, "out of memory creating a transport"); /* __gc frees */
     curl_multi_setopt(tr->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
     curl_multi_setopt(tr->multi, CURLMOPT_SOCKETDATA, tr);
     curl_multi_setopt(tr->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
@@ -848,7 +885,7 @@ void psg_transport_register(lua_State *L)
                                        {"close", l_close},
                                        {NULL, NULL}};
     static const luaL_Reg meta[] = {
-        {"__gc", l_close},
+        {"__gc", l_gc},
 #if LUA_VERSION_NUM >= 504
         {"__close", l_close},
 #endif

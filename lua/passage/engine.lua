@@ -32,10 +32,13 @@ engine.Handle = Handle
 
 -- policy: timeout_ms, attempt_timeout_ms (or nil), max_attempts,
 -- retry_base_delay_ms, retry_max_delay_ms, retry_after_max_ms
-function engine.new(transport, policy)
+-- redact(err): takes the client's secret out of the server's texts in err
+-- (errors.redactor).
+function engine.new(transport, policy, redact)
     return setmetatable({
         transport = transport,
         policy = policy,
+        redact = redact,
         in_flight = {},  -- core request -> handle
         backing_off = {}, -- handles waiting for their next attempt
         finished = {},   -- handles done but not yet returned by poll
@@ -59,6 +62,7 @@ local function finish(self, h, value, err)
     if err then
         err.attempts = err.attempts or h.attempts
         err.operation = err.operation or h.call.operation
+        self.redact(err)
     end
     self.finished[#self.finished + 1] = h
 end
@@ -79,6 +83,9 @@ local function attempt(self, h, now)
     h.state = "running"
     -- start() rounds the timeout up to whole milliseconds itself.
     local req = self.transport:start(call.method, call.url, call.headers, call.body, remaining)
+    if not req then -- the client was closed meanwhile
+        return finish(self, h, nil, errors.new("cancelled", { message = "client closed" }))
+    end
     h.request = req
     self.in_flight[req] = h
 end
@@ -357,6 +364,9 @@ function Engine:run(call)
         remaining = limit
     end
     local req = transport:start(call.method, call.url, call.headers, call.body, remaining)
+    if not req then
+        return self:wait(self:start(call)) -- closed meanwhile: ends as cancelled
+    end
     local done = transport:wait(req, policy.timeout_ms + 50)
     local ok, status, value, err, next_call
     if done then
@@ -393,7 +403,7 @@ function Engine:run(call)
         err.status = err.status or status
         err.attempts = err.attempts or 1
         err.operation = err.operation or call.operation
-        return nil, err
+        return nil, self.redact(err)
     end
     return value
 end

@@ -88,6 +88,39 @@ function errors.from_http(response)
     return errors.new("http", fields)
 end
 
+-- A server (or a proxy before it) may echo request headers into its error
+-- text: every copy of the secret in what the server wrote is replaced, so
+-- the key is never in an error whatever the server does. Returns a function
+-- of err; the secret lives only in its closure, where no dump of a client,
+-- handle or error reaches it.
+local REDACTED = "[REDACTED]"
+local SERVER_TEXT = { "message", "body", "code" }
+
+local function plain_pattern(s)
+    return (s:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0"))
+end
+
+function errors.redactor(secret)
+    local forms = { plain_pattern(secret) }
+    -- As a JSON string would write it, in a body kept raw.
+    local json = secret:gsub('[\\"/]', "\\%0")
+    if json ~= secret then
+        forms[2] = plain_pattern(json)
+    end
+    return function(err)
+        for _, field in ipairs(SERVER_TEXT) do
+            local text = err[field]
+            if type(text) == "string" then
+                for i = 1, #forms do
+                    text = text:gsub(forms[i], REDACTED)
+                end
+                err[field] = text
+            end
+        end
+        return err
+    end
+end
+
 -- Bad arguments --------------------------------------------------------
 -- Checks deep inside the library throw an ArgumentError; the public entry
 -- point catches it and raises a plain message pointing at the script's

@@ -40,6 +40,11 @@ filters.ORDERABLE = {
 
 filters.MAX_LIMIT = 500
 
+-- The longest id or filter value sent. Real ones are far shorter; a value
+-- past this is a mistake, and a few MiB of it would reach libcurl's own
+-- limits (or a server's) as a confusing fault instead of a clear raise.
+filters.MAX_TEXT_BYTES = 1024
+
 local FILTER_ORDER = {
     "identifier", "id", "status", "login_count", "created_at", "updated_at", "last_login_at",
 }
@@ -89,6 +94,9 @@ local function value_text(field, spec, op, v)
     end
     if type(v) ~= "string" or v == "" then
         fail("filter %s: expected a non-empty string, got %s", field, tostring(v))
+    end
+    if #v > filters.MAX_TEXT_BYTES then
+        fail("filter %s: longer than %d bytes", field, filters.MAX_TEXT_BYTES)
     end
     if kind == "status" and op ~= "like" and op ~= "not_like" and not STATUSES[v] then
         fail("filter status: %q is not one of active, inactive, pending", v)

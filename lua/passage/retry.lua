@@ -11,17 +11,14 @@ local RETRYABLE_STATUS = { [429] = true, [502] = true, [503] = true, [504] = tru
 local RETRYABLE_KIND = { timeout = true, connect = true, network = true }
 
 -- `response` is passage.core's request:response() table.
+-- One rule for every call: a fault worth another attempt is retried when
+-- the call is safe to repeat, or when not one byte of the request was
+-- written (response.sent == false), so the server cannot have acted on it.
 function retry.is_transient(response, idempotent)
-    if response.sent == false and (response.kind == "connect" or response.kind == "timeout") then
-        return true
-    end
-    if not idempotent then
-        return false
-    end
     if response.kind then
-        return RETRYABLE_KIND[response.kind] == true
+        return RETRYABLE_KIND[response.kind] == true and (idempotent or response.sent == false)
     end
-    return RETRYABLE_STATUS[response.status] == true
+    return idempotent and RETRYABLE_STATUS[response.status] == true
 end
 
 local MONTHS = {

@@ -89,10 +89,14 @@ local function check_options(opts)
     if o.user_agent and o.user_agent:find("%c") then
         argerror("new: user_agent holds a control byte")
     end
+    -- base_url may hold a user and password: no message quotes it.
     local base = o.base_url:gsub("/+$", "")
-    if not base:match("^https?://[^/?#%s]+[^?#%s%c]*$") then
-        argerror("new: base_url must be an http(s) URL without query or fragment, got %q",
-            o.base_url)
+    if not base:match("^https?://[^/]") then
+        argerror("new: base_url must start with http:// or https:// and a host")
+    elseif base:find("[%c%s\128-\255]") then
+        argerror("new: base_url holds a space, control or non-ASCII byte")
+    elseif base:find("[?#]") then
+        argerror("new: base_url must have no query or fragment")
     end
     o.base_url = base
     -- 0 would mean "none" or "libcurl's default" below us: never what a
@@ -138,7 +142,7 @@ function users.new(opts)
         },
         transport = transport,
     }, Client)
-    self.engine = engine.new(transport, self.options)
+    self.engine = engine.new(transport, self.options, errors.redactor(o.api_key))
     local common = {
         "Authorization: Bearer " .. o.api_key,
         "Accept: application/json",
@@ -153,11 +157,16 @@ function users.new(opts)
     return self
 end
 
+-- A user and password in base_url are secrets: shown as ***.
+local function printable_url(u)
+    return (u:gsub("^(https?://)[^/]*@", "%1***@"))
+end
+
 function Client:__tostring()
     if not self.transport then
         return "passage.users client (closed)"
     end
-    return "passage.users client (" .. self.base_url .. ")"
+    return "passage.users client (" .. printable_url(self.base_url) .. ")"
 end
 
 function Client:close()
@@ -168,7 +177,9 @@ function Client:close()
         secrets[self] = nil
     end
 end
-Client.__gc = Client.close
+-- No __gc: a client nobody holds any more may still have a call running
+-- (users.new(o):get_user(...)); its transport frees itself once no call,
+-- handle or walk can reach it.
 Client.__close = Client.close
 
 -- Argument checks -------------------------------------------------------
@@ -176,6 +187,8 @@ Client.__close = Client.close
 local c_segment = core.segment
 
 -- Checks an id and returns it as a URL path segment (see core.segment).
+local MAX_TEXT_BYTES = filters.MAX_TEXT_BYTES
+
 local function check_id(what, v)
     local segment, nonblank = c_segment(v)
     if not nonblank then
@@ -183,6 +196,9 @@ local function check_id(what, v)
             argerror("%s: expected a string, got %s", what, type(v))
         end
         argerror("%s: must not be empty", what)
+    end
+    if #v > MAX_TEXT_BYTES then
+        argerror("%s: longer than %d bytes", what, MAX_TEXT_BYTES)
     end
     return segment
 end

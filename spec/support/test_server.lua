@@ -207,6 +207,65 @@ local HTTP = [[
                 ngx.print('{"counted":true}')
             }
         }
+        # /bigapi/<n>/<framing>/...: a user (get_user's answer, whatever the
+        # rest of the path) whose metadata makes the body n bytes, with a
+        # Content-Length ("length") or chunked in 64 KiB pieces ("chunked").
+        location ^~ /bigapi/ {
+            gzip off;
+            content_by_lua_block {
+                local n, framing = ngx.var.uri:match("^/bigapi/(%d+)/(%a+)/")
+                n = tonumber(n) or 1000
+                local head, tail = '{"user":{"id":"u1","user_metadata":{"pad":"', '"}}}'
+                local pad = n - #head - #tail
+                if framing == "chunked" then
+                    ngx.print(head)
+                    local piece = string.rep("p", 65536)
+                    while pad > 0 do
+                        ngx.print(pad >= #piece and piece or piece:sub(1, pad))
+                        pad = pad - #piece
+                    end
+                    ngx.print(tail)
+                else
+                    ngx.header["Content-Length"] = n
+                    ngx.print(head .. string.rep("p", pad) .. tail)
+                end
+            }
+        }
+        # /nothttp/<what>/...: counts the request, then answers bytes that are
+        # not an HTTP response ("zero": an HTTP/1.1 000 status line; "text": a
+        # line of text); /counter?name=nothttp reads and resets the count.
+        location ^~ /nothttp/ {
+            content_by_lua_block {
+                ngx.req.read_body()
+                ngx.shared.counts:incr("nothttp", 1, 0)
+                local what = ngx.var.uri:match("^/nothttp/(%w+)/")
+                local sock = assert(ngx.req.socket(true))
+                sock:send(what == "zero" and "HTTP/1.1 000\r\n\r\n" or "hello world\r\n\r\n")
+            }
+        }
+        # /bighead/...: a user, after a response header of 200,000 bytes.
+        location ^~ /bighead/ {
+            content_by_lua_block {
+                ngx.header["X-Big"] = string.rep("h", 200000)
+                ngx.print('{"user":{"id":"u1"}}')
+            }
+        }
+        # /echokey/<json|text>/...: a 401 that echoes the request's headers
+        # (Authorization included) in its error: as Passage's JSON error body,
+        # or as a plain-text page.
+        location ^~ /echokey/ {
+            content_by_lua_block {
+                local cjson = require "cjson"
+                local raw = ngx.req.raw_header()
+                ngx.status = 401
+                if ngx.var.uri:find("^/echokey/json/") then
+                    ngx.print(cjson.encode({ code = "invalid_access_token", error = raw }))
+                else
+                    ngx.header["Content-Type"] = "text/plain"
+                    ngx.print("denied: " .. raw)
+                end
+            }
+        }
         # Reads and resets the counter `name`.
         location = /counter {
             content_by_lua_block {

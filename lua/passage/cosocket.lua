@@ -100,10 +100,11 @@ local huge = math.huge
 local DEFAULT_CONNECT_TIMEOUT_MS = 10000
 local DEFAULT_TIMEOUT_MS = 30000
 local DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
--- Bounds on what a reply may hold before its body: the status line and
--- headers of one response (interim ones each count on their own), as much
--- as libcurl takes.
+-- Bounds on what a reply may hold before its body, as much as libcurl
+-- takes: the status line and headers of one response (interim ones each
+-- count on their own), and any one line of them.
 local MAX_HEADER_BYTES = 300 * 1024
+local MAX_HEADER_LINE_BYTES = 100 * 1024
 -- The most a single read asks for; nginx returns what it has buffered.
 local READ_MAX = 65536
 -- The longest socket timeout given to nginx (an exchange without a time
@@ -476,16 +477,21 @@ local function read_head(sock, req, buf)
                 .. MAX_HEADER_BYTES .. " bytes")
         elseif stop then
             local minor, status = match(buf, "^HTTP/1%.(%d) (%d%d%d)[^\n]*\n", from)
-            if not status then
+            status = tonumber(status)
+            if not status or status < 100 then
                 return nil, fail(req, "network", "the reply is not HTTP/1.x")
             end
-            status = tonumber(status)
             if status >= 200 then
                 return status, minor, buf, from, stop
             end
             from = stop -- interim: the final response follows
         else
             if #buf - from + 1 > MAX_HEADER_BYTES then
+                -- The status is known, as libcurl knows it.
+                local status = tonumber(match(buf, "^HTTP/1%.%d (%d%d%d)", from))
+                if status and status >= 200 then
+                    req.status = status
+                end
                 return nil, fail(req, "too_large", "response headers larger than "
                     .. MAX_HEADER_BYTES .. " bytes")
             end
@@ -511,6 +517,10 @@ local function parse_headers(req, buf, from, stop)
     local pos = find(buf, "\n", from, true) + 1
     while pos < stop do
         local eol = find(buf, "\n", pos, true)
+        if eol - pos > MAX_HEADER_LINE_BYTES then
+            return fail(req, "too_large", "a response header line larger than "
+                .. MAX_HEADER_LINE_BYTES .. " bytes")
+        end
         local colon = find(buf, ":", pos, true)
         if colon and colon < eol then
             local n = colon - pos

@@ -819,6 +819,18 @@ describe("passage.cosocket", function()
         end)
     end)
 
+    describe("outside nginx", function()
+        it("loads, says cosockets are unavailable, and refuses to make a transport", function()
+            local cosocket = require "passage.cosocket"
+            assert.is_false(cosocket.available())
+            local ok, err = pcall(cosocket.new)
+            assert.is_false(ok)
+            assert.matches("nginx's Lua module is not loaded", err)
+            ok, err = pcall(cosocket.new, { retries = 1 })
+            assert.matches("unknown transport option 'retries'", err)
+        end)
+    end)
+
     describe("inside nginx", function()
         it("tells where cosockets can be used, and is right in every phase", function()
             assert.equal(200, (emulator.request(nginx_url("/phases"))))

@@ -8,3 +8,17 @@ busted.subscribe({ "exit" }, function()
   emulator.stop_if_started()
   return nil, true
 end)
+
+-- make spec-gc: every test runs with the collector at its most aggressive (a
+-- full cycle, finalizers included, at every allocation; support.gc_torture).
+if os.getenv("PASSAGE_GC_TORTURE") then
+  local torture = require("support.gc_torture")
+  busted.subscribe({ "test", "start" }, function()
+    torture.on()
+    return nil, true
+  end)
+  busted.subscribe({ "test", "end" }, function()
+    torture.off()
+    return nil, true
+  end)
+end

@@ -32,8 +32,8 @@ local operations = {}
 
 --- Fetches a user.
 --
--- `GET /apps/{app_id}/users/{user_id}`. It is safe to repeat: retried on transient faults
--- (see `options`).
+-- `GET /apps/{app_id}/users/{user_id}`. Safe to repeat: retried on
+-- @{passage.errors.kinds|transient faults}.
 -- @function get_user
 -- @string app_id the app
 -- @string user_id the user's id
@@ -50,9 +50,10 @@ operations.get_user = {
 
 --- Creates a user.
 --
--- `POST /apps/{app_id}/users`. Not safe to repeat: retried only when not
--- one byte of the request was sent, so a user is never created twice (a
--- create that timed out may still have made the user).
+-- `POST /apps/{app_id}/users`. Not safe to repeat: retried on
+-- @{passage.errors.kinds|transient faults} only when not one byte of the
+-- request was sent, so a user is never created twice (a create that timed
+-- out may still have made the user).
 -- @function create_user
 -- @string app_id the app
 -- @tparam table user the new user's fields: an `email` or a `phone`
@@ -74,8 +75,8 @@ operations.create_user = {
 
 --- Changes a user's email, phone or metadata.
 --
--- `PATCH /apps/{app_id}/users/{user_id}`. It is safe to repeat: retried on transient faults
--- (see `options`).
+-- `PATCH /apps/{app_id}/users/{user_id}`. Safe to repeat: retried on
+-- @{passage.errors.kinds|transient faults}.
 -- @function update_user
 -- @string app_id the app
 -- @string user_id the user's id
@@ -96,8 +97,8 @@ operations.update_user = {
 
 --- Deletes a user.
 --
--- `DELETE /apps/{app_id}/users/{user_id}`. It is safe to repeat: retried on transient faults
--- (see `options`).
+-- `DELETE /apps/{app_id}/users/{user_id}`. Safe to repeat: retried on
+-- @{passage.errors.kinds|transient faults}.
 -- @function delete_user
 -- @string app_id the app
 -- @string user_id the user's id
@@ -111,8 +112,8 @@ operations.delete_user = {
 
 --- Activates a user: its status becomes `"active"`.
 --
--- `PATCH /apps/{app_id}/users/{user_id}/activate`. It is safe to repeat: retried on transient faults
--- (see `options`).
+-- `PATCH /apps/{app_id}/users/{user_id}/activate`. Safe to repeat: retried on
+-- @{passage.errors.kinds|transient faults}.
 -- @function activate_user
 -- @string app_id the app
 -- @string user_id the user's id
@@ -126,8 +127,8 @@ operations.activate_user = {
 
 --- Deactivates a user: its status becomes `"inactive"`.
 --
--- `PATCH /apps/{app_id}/users/{user_id}/deactivate`. It is safe to repeat: retried on transient faults
--- (see `options`).
+-- `PATCH /apps/{app_id}/users/{user_id}/deactivate`. Safe to repeat: retried on
+-- @{passage.errors.kinds|transient faults}.
 -- @function deactivate_user
 -- @string app_id the app
 -- @string user_id the user's id
@@ -141,8 +142,8 @@ operations.deactivate_user = {
 
 --- Lists one page of users, filtered and ordered.
 --
--- `GET /apps/{app_id}/users`. It is safe to repeat: retried on transient faults
--- (see `options`). To go through every
+-- `GET /apps/{app_id}/users`. Safe to repeat: retried on
+-- @{passage.errors.kinds|transient faults}. To go through every
 -- page, use `passage.paginator`, which keeps the window stable.
 -- @function list_paginated_users
 -- @string app_id the app
@@ -163,8 +164,8 @@ operations.list_paginated_users = {
 
 --- Lists a user's WebAuthn devices.
 --
--- `GET /apps/{app_id}/users/{user_id}/devices`. It is safe to repeat: retried on transient faults
--- (see `options`).
+-- `GET /apps/{app_id}/users/{user_id}/devices`. Safe to repeat: retried on
+-- @{passage.errors.kinds|transient faults}.
 -- @function list_user_devices
 -- @string app_id the app
 -- @string user_id the user's id
@@ -179,9 +180,8 @@ operations.list_user_devices = {
 
 --- Deletes one of a user's WebAuthn devices.
 --
--- `DELETE /apps/{app_id}/users/{user_id}/devices/{device_id}`.
--- It is safe to repeat: retried on transient faults
--- (see `options`).
+-- `DELETE /apps/{app_id}/users/{user_id}/devices/{device_id}`. Safe to
+-- repeat: retried on @{passage.errors.kinds|transient faults}.
 -- @function delete_user_device
 -- @string app_id the app
 -- @string user_id the user's id
@@ -197,8 +197,8 @@ operations.delete_user_device = {
 --- Revokes every refresh token of a user: its sessions end when their
 -- access tokens expire.
 --
--- `DELETE /apps/{app_id}/users/{user_id}/tokens`. It is safe to repeat: retried on transient faults
--- (see `options`).
+-- `DELETE /apps/{app_id}/users/{user_id}/tokens`. Safe to repeat: retried on
+-- @{passage.errors.kinds|transient faults}.
 -- @function revoke_user_refresh_tokens
 -- @string app_id the app
 -- @string user_id the user's id

@@ -405,7 +405,8 @@ end
 
 --- Iterates the pages of the walk.
 --
--- Each is a page as @{passage.users.Client:list_paginated_users|list_paginated_users}
+-- Each is a page as
+-- @{passage.users.Client:list_paginated_users|list_paginated_users}
 -- returns it (`passage.schema.page`), holding only the users not handed
 -- out before; a page left with none is skipped, so an empty app yields no
 -- page.

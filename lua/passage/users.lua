@@ -346,8 +346,11 @@ end
 --- A client of the API, made by `new`. Its methods are the operations of
 -- the API: each checks its arguments (raising on a bad one), makes the
 -- request, retries what is safe to retry, and returns the value or
--- `nil, err`. `tostring(client)` shows the base URL without its user and
--- password, and never the key.
+-- `nil, err`. Ids (`app_id`, `user_id`, `device_id`) and identifiers are
+-- non-blank strings of at most 1024 bytes; each id is sent as one
+-- percent-encoded path segment, so no id can change the request's path.
+-- `tostring(client)` shows the base URL without its user and password,
+-- and never the key.
 -- @type Client
 
 -- A user and password in base_url are secrets: shown as ***.

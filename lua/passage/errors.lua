@@ -42,7 +42,7 @@ local errors = {}
 -- proxy's HTML 502 page); the printed form shows its start
 -- @tfield[opt] int attempts how many attempts were made
 -- @tfield[opt] string operation the call that failed (`"get_user"`, ...;
--- `"paginator"` for a walk)
+-- `"paginator"` for a walk's `"changed"`)
 -- @tfield[opt] number retry_after the seconds the server asked to wait
 -- (`Retry-After`), when it said so
 

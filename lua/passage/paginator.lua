@@ -60,8 +60,9 @@ local REMEMBERED_PAGES = 8
 -- @tfield[opt=1] int in_flight how many pages are on the wire at once, 1
 -- to 64. With K > 1 a page's place goes to the next page as soon as its
 -- answer is in, before it is decoded, and stays taken while the loop body
--- works; users still come out in order. With 1, each request sees what
--- the loop body did to the page before.
+-- works; a page that arrives before its turn waits as bytes and is decoded
+-- when the walk reaches it, so users still come out in order. With 1, each
+-- request sees what the loop body did to the page before.
 -- @tfield[opt] func progress called as each page is handed out (before the
 -- loop body sees it) with a table `p`: `p.pages` and `p.users` handed out
 -- so far, and `p.total_users`, the server's latest count. A hook that

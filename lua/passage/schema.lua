@@ -16,10 +16,20 @@
 -- before it is returned: an answer that breaks it (a missing `id`, a
 -- `login_count` that is a string) is an error of kind `"decode"`, never a
 -- half-filled table. A field marked optional below may be absent (older
--- servers omit some) or, with `keep_null`, `passage.users.null`.
--- Timestamps are strings in RFC 3339 (`"2024-01-02T15:04:05.123456Z"`).
--- Arrays carry the metatable `passage.users.array_mt`. This module is not
--- meant to be required by scripts: it documents the values.
+-- servers omit some). This module is not meant to be required by scripts:
+-- it documents the values.
+--
+-- From JSON to Lua:
+--
+-- - objects are tables; arrays are tables with the metatable
+--   `passage.users.array_mt`, so an empty array (`webauthn_devices = []`)
+--   can be told from an empty object (`social_connections = {}`);
+-- - whole numbers are Lua integers on 5.3 and later, other numbers floats;
+-- - a `null` member of an object leaves its key absent
+--   (`user.user_metadata == nil`), unless the client has `keep_null`: then
+--   it is `passage.users.null`; a `null` inside an array is always
+--   `passage.users.null`, so arrays keep their length;
+-- - timestamps are strings in RFC 3339 (`"2024-01-02T15:04:05.123456Z"`).
 -- @module passage.schema
 local core = require "passage.core"
 local errors = require "passage.errors"

@@ -8,12 +8,7 @@
 -- `passage.errors`. Every call can also be started without waiting
 -- (`Client:start`, driven by `Client:poll`), and many at once
 -- (`Client:bulk`); `passage.paginator` walks every user of an app.
---
--- Values: JSON objects are tables; JSON arrays are tables with the
--- metatable `array_mt`; whole numbers are Lua integers on 5.3 and later;
--- a `null` member of an object leaves its key absent (unless the client
--- has `keep_null`), a `null` inside an array is `null`. The shapes of the
--- results are in `passage.schema`.
+-- Results are native Lua tables, as `passage.schema` describes them.
 --
 -- The guide ([docs/guide.md](../../../docs/guide.md) in the repository)
 -- is the tour, with examples; this reference has each function's detail.

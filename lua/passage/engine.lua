@@ -431,12 +431,42 @@ function Engine:close()
 end
 
 -- Request handles -------------------------------------------------------
+-- The doc comments below are the handle's reference entry: LDoc shows them
+-- in passage.users (config.ld merges this file into that module).
 
+--- Request handles.
+-- @module passage.users
+
+--- A call started with `Client:start`: its result once it is done.
+--
+-- While the call runs, the client holds its handle, so a handle dropped
+-- unread lets its call finish unobserved. `tostring(handle)` shows the
+-- operation and the state, as `passage.request get_user (running)`.
+-- @type Handle
+
+--- The operation's name, as `Client:start` was given it.
+-- @field operation
+
+--- Once done, how many new connections the call's attempts opened (0: a
+-- kept-alive connection served every attempt).
+-- @field connects
+
+--- Whether the call is done and `Handle:result` can be read.
+--
+-- A handle becomes done while the client works: in a `Client:poll`, a
+-- `Handle:wait` or a `Client:socket_action`. `Handle:wait` drives the
+-- other calls too, but leaves those that finish meanwhile to the next poll
+-- (or their own wait), so `done` tells what the last poll or wait saw.
+-- @treturn bool true once the call has its result
 function Handle:done()
     return self.state == "done"
 end
 
--- The value, or nil, err, exactly as the blocking call returns them.
+--- The call's result, exactly as the blocking method returns it.
+-- @treturn[1] any the value
+-- @treturn[2] nil on failure
+-- @treturn[2] passage.errors.err what went wrong
+-- @raise when the call is not done yet
 function Handle:result()
     if self.state ~= "done" then
         error("passage.users: request not finished yet (poll the client or call wait)", 2)
@@ -447,22 +477,38 @@ function Handle:result()
     return self.value
 end
 
+--- Blocks until the call is done and returns its result.
+--
+-- The other calls of the client move on meanwhile. A handle waited for is
+-- not handed out again by a later `Client:poll`.
+-- @treturn[1] any the value
+-- @treturn[2] nil on failure
+-- @treturn[2] passage.errors.err what went wrong
 function Handle:wait()
     return self.engine:wait(self)
 end
 
+--- Blocks until the current attempt has its response, without turning it
+-- into a result (the next `Handle:wait` or `Client:poll` does that).
+--
+-- For pipelining: a caller can put its next request on the wire before
+-- paying for this one's decoding, as `passage.paginator` does with
+-- `in_flight`. Returns at once when no attempt is running (the call is
+-- done, or waiting to be retried).
 function Handle:await_response()
     return self.engine:await_response(self)
 end
 
+--- Ends the call now: its result becomes `nil, err` with `err.kind ==
+-- "cancelled"`. A started call's handle still comes out of the next
+-- `Client:poll`. A call that is done keeps its result.
 function Handle:cancel()
     self.engine:cancel(self)
 end
 
--- close (and __close, for `local h <close> = client:start(...)`) ends a
--- call that is still running and forgets it: no poll returns it. A finished
--- one keeps its result. While running, a handle is held by its engine, so
--- dropping one lets its call finish unobserved.
+--- Ends a call that is still running and forgets it: no `Client:poll`
+-- returns it. A call that is done keeps its result. It is also the
+-- handle's `__close`, for `local h <close> = client:start(...)` on Lua 5.4.
 function Handle:close()
     if self.state ~= "done" then
         self.sink = false

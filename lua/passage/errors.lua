@@ -1,18 +1,82 @@
--- Runtime failures of passage.users: the `err` of every `nil, err` return.
+--- Failures: the `err` of every `nil, err` return, and bad arguments.
 --
--- An error is a plain table with stable fields and a __tostring, so scripts
--- can branch on `err.kind` / `err.status` / `err.code` and still print it:
---   kind      "http" | "timeout" | "connect" | "tls" | "network" | "decode"
---             | "too_large" | "cancelled"
---   status    HTTP status when the server answered (nil otherwise)
---   code      Passage's error code ("user_not_found", ...), an open string
---   message   human text: the server's `error`, or what went wrong locally
---   body      the raw response body when it was not JSON (an HTML 502 page)
---   attempts  how many attempts were made
---   operation the call that failed ("get_user", ...)
---   retry_after  seconds the server asked to wait, when it said so
--- The API key is never part of an error: nothing here sees request headers.
+-- A runtime failure (the API answered with an error, the network failed,
+-- the answer was not what the spec says) is returned as `nil, err`, where
+-- `err` is a table with the stable fields of `err` and a `__tostring`, so
+-- a script can branch on `err.kind`, `err.status` or `err.code` and still
+-- print it. It comes from a client's operation, `Handle:result`,
+-- `Client:bulk`'s results, `passage.paginator.collect`, or is raised inside
+-- a `passage.paginator` loop (a loop cannot carry `nil, err`).
+--
+-- A bad argument (a wrong type, an empty id, an unknown option or filter)
+-- is not returned: it raises at once, before any request, with a string
+-- message starting `passage.users:` that points at the line that called
+-- the library.
+--
+-- The API key is never part of an error, nor of its printed form: nothing
+-- here sees request headers, and a key a server echoes back in its text is
+-- replaced by `[REDACTED]`. Scripts do not require this module.
+-- @module passage.errors
+-- @usage
+-- local user, err = client:get_user(app_id, user_id)
+-- if not user then
+--     print(err)  --> passage get_user: HTTP 404 user_not_found: User not found
+--     if err.kind == "http" and err.status == 404 then ... end
+-- end
 local errors = {}
+
+--- The fields of an error. `tostring(err)` gives one line: `passage`, the
+-- operation, then `HTTP <status> <code>: <message>` for kind `"http"`
+-- (the start of `body` when there is no message), else the kind, the
+-- status if any and the message, and `(after N attempts)` when there were
+-- more than one.
+-- @table err
+-- @tfield string kind what failed: one of `kinds`
+-- @tfield[opt] int status the HTTP status, when there was one (a
+-- `"decode"` error of a 2xx answer has it too)
+-- @tfield[opt] string code Passage's error code (`"user_not_found"`,
+-- `"invalid_request"`, ...), an open set
+-- @tfield[opt] string message the server's `error` text, or what went wrong
+-- locally
+-- @tfield[opt] string body the raw response body when it was not JSON (a
+-- proxy's HTML 502 page); the printed form shows its start
+-- @tfield[opt] int attempts how many attempts were made
+-- @tfield[opt] string operation the call that failed (`"get_user"`, ...;
+-- `"paginator"` for a walk's `"changed"`)
+-- @tfield[opt] number retry_after the seconds the server asked to wait
+-- (`Retry-After`), when it said so
+
+--- The kinds of failure (`err.kind`), and which are retried.
+--
+-- A failure worth another attempt (transient) is retried, within
+-- `max_attempts` and `timeout_ms` (see @{passage.users.options|options}),
+-- when the call is safe to repeat, or when not one byte of the request was
+-- sent: so `create_user` is never sent twice.
+-- @table kinds
+-- @field http the API answered with an error status: `status`, and `code`
+-- and `message` from its body (`body` when that is not JSON). 429, 502,
+-- 503 and 504 are transient; other statuses are final, and redirects are
+-- never followed.
+-- @field timeout an attempt ran out of time (`attempt_timeout_ms`,
+-- `connect_timeout_ms`), or no time was left for another (`timeout_ms`).
+-- Transient.
+-- @field connect the host could not be resolved or reached (or
+-- `base_url` is unusable): nothing was sent. Transient, `create_user`
+-- too.
+-- @field tls TLS failed: an untrusted or wrong-host certificate. Final.
+-- @field network the connection broke: reset, dropped in the middle of the
+-- body, a reply that is not HTTP. Transient.
+-- @field decode a 2xx answer whose body is not JSON (kept in `body`), or
+-- not the shape `passage.schema` describes, or could not be read. Final.
+-- @field too_large the body was over `max_response_bytes` (or a header over
+-- libcurl's limits). Final.
+-- @field cancelled the call was ended by `Handle:cancel`, `Handle:close` or
+-- `Client:close`. Final.
+-- @field not_found `get_user_by_identifier` found nobody: `code` is
+-- `"user_not_found"`, with no status (there was no HTTP error).
+-- @field changed `passage.paginator` could not keep a walk exact: more
+-- users left the listing behind it at once than it remembers. Restart the
+-- walk.
 
 local Error = {}
 Error.__index = Error

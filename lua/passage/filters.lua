@@ -11,9 +11,68 @@
 -- Timestamps may be Unix seconds (numbers) or strings in the API's layout
 -- 2006-01-02T15:04:05.000000Z. Operators per field follow the spec: the
 -- counters and timestamps take ne/gt/lt only.
+--
+-- The doc comments below are the reference of the list params;
+-- spec/docs_spec.lua checks they name every field of FIELDS and every
+-- operator.
+
+--- The list params: the paging, order and filters of
+-- @{passage.users.Client:list_paginated_users|list_paginated_users} and
+-- `passage.paginator`, as Lua values.
+--
+-- Every param is checked before a request is made (an unknown name, a
+-- wrong type, an operator a field does not take raise) and sent in the
+-- API's form. Scripts do not require this module.
+-- @module passage.filters
+-- @usage
+-- client:list_paginated_users(app_id, {
+--     status = "active",                        -- equality
+--     login_count = { gt = 5 },                 -- an operator
+--     identifier = { like = "%@old.example" },
+--     created_at = { lt = os.time() - 86400 },  -- Unix seconds
+--     order_by = "created_at:DESC,id:ASC",
+--     limit = 100,
+-- })
 local errors = require "passage.errors"
 
 local filters = {}
+
+--- The list params, all optional. A filter's value is a plain value
+-- (equality) or a table with exactly one of the `operators`
+-- (`{ gt = 3 }`). Text values are non-empty strings of at most 1024
+-- bytes. Timestamps are Unix seconds (a number; fractions are kept to the
+-- microsecond) or a string in the API's layout
+-- `"2006-01-02T15:04:05.000000Z"` (UTC, six fractional digits).
+-- @table params
+-- @tfield int page the page, from 1 (`passage.paginator` sets it itself)
+-- @tfield int limit users per page, 1 to 500
+-- @tfield int created_before Unix seconds: lists only users created before
+-- (a page returns the window it used, to send back for the next)
+-- @tfield string|table order_by `"field:ASC|DESC"` items joined by commas
+-- (`"created_at:DESC,id:ASC"`; the direction defaults to ASC), or a list of
+-- such strings or `{ field, direction }` pairs. The fields: `id`,
+-- `email`, `phone`, `status`, `login_count`, `created_at`, `updated_at`,
+-- `last_login_at` (not `identifier`). The API's default is `created_at`.
+-- @field identifier a text: matches the email or the phone. Every
+-- operator.
+-- @field id a text: the user's id. Every operator.
+-- @field status `"active"`, `"inactive"` or `"pending"` (`like` and
+-- `not_like` take any pattern). Every operator.
+-- @field login_count a whole number >= 0. `ne`, `gt`, `lt`.
+-- @field created_at a timestamp. `ne`, `gt`, `lt`.
+-- @field updated_at a timestamp. `ne`, `gt`, `lt`.
+-- @field last_login_at a timestamp. `ne`, `gt`, `lt`.
+
+--- The operators of a filter: `{ [operator] = value }`. A plain string
+-- that starts like one (`"ne:x"`) raises rather than be read as it: write
+-- `{ ne = "x" }`.
+-- @table operators
+-- @field ne not equal to the value
+-- @field gt greater than the value
+-- @field lt less than the value
+-- @field like matches the pattern: `%` stands for any run of characters,
+-- `_` for one (`{ like = "%@example.com" }`)
+-- @field not_like does not match the pattern
 
 local ALL_OPS = { ne = true, gt = true, lt = true, like = true, not_like = true }
 local COMPARE_OPS = { ne = true, gt = true, lt = true }

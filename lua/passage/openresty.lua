@@ -1,31 +1,28 @@
--- passage.openresty: passage.users inside nginx's Lua module (OpenResty or
--- a distribution's libnginx-mod-http-lua) without stalling the worker.
+--- passage.users inside nginx's Lua module (OpenResty, or a
+-- distribution's libnginx-mod-http-lua) without stalling the worker.
 --
--- The client is blocking C over libcurl; the nginx worker runs every
--- request of the process in one thread, so a call made there holds up all
--- of them. ngx.run_worker_thread runs the call in one of nginx's thread
--- pool threads instead, inside that thread's own Lua VM, while the calling
--- request yields:
+-- The client's calls are blocking C over libcurl, and an nginx worker runs
+-- every request of the process in one thread, so a call made there holds
+-- up all of them. `run` makes the call in one of nginx's thread pool
+-- threads instead (`ngx.run_worker_thread`), inside that thread's own Lua
+-- VM, while the calling request yields. It works in the request phases
+-- (rewrite, access, content), not in `init*` or timers.
 --
---   # nginx.conf, main level:
---   thread_pool passage threads=8;
---
---   -- content_by_lua_block (also rewrite_by_lua*, access_by_lua*):
---   local openresty = require "passage.openresty"
---   local user, err = openresty.run("passage", opts, "get_user", app_id, user_id)
---
--- run() returns what the blocking call returns: the value, or nil, err
--- (err prints and has the fields of passage.errors). A bad argument raises,
--- as the blocking call does. `operation` is any client method name, or
--- "bulk" with the arguments of client:bulk (results in input order).
---
--- Each thread VM keeps one client per distinct `opts` (so connections are
+-- Each thread VM keeps one client per distinct options (so connections are
 -- reused across calls that land on the same thread): pass the same options
--- table contents for the same API, not per-request variations.
+-- for the same API, not per-request variations.
 --
 -- Values cross between the VMs as plain data: strings, numbers, booleans,
--- null (the lightuserdata sentinel) and tables of those. Arrays therefore
--- arrive without passage.users.array_mt.
+-- `passage.users.null` and tables of those. Arrays therefore arrive
+-- without `passage.users.array_mt`.
+-- @module passage.openresty
+-- @usage
+-- # nginx.conf, main level:
+-- thread_pool passage threads=8;
+--
+-- -- content_by_lua_block (also rewrite_by_lua*, access_by_lua*):
+-- local openresty = require "passage.openresty"
+-- local user, err = openresty.run("passage", opts, "get_user", app_id, user_id)
 local errors = require "passage.errors"
 
 local openresty = {}
@@ -133,7 +130,8 @@ function openresty.call(opts, operation, ...)
     return plain(value, 1)
 end
 
--- Closes the clients of this VM (for tests and reloads).
+--- Closes the clients this Lua VM keeps (for tests and reloads); the next
+-- call makes new ones.
 function openresty.close_all()
     for key, client in pairs(clients) do
         client:close()
@@ -150,9 +148,22 @@ local function restore_errors(results)
     return results
 end
 
--- From a request handler: runs `operation` in thread pool `pool` and
--- returns its value, or nil, err. The calling request yields meanwhile;
--- the worker serves other requests.
+--- Runs an operation in an nginx thread pool and returns what the blocking
+-- call returns. The calling request yields meanwhile; the worker serves
+-- other requests.
+-- @string pool the name of a `thread_pool` of nginx.conf
+-- @tparam table opts the client's options (@{passage.users.options|options})
+-- @string operation the name of a client method (one of
+-- `passage.users.OPERATIONS`), or `"bulk"` with the arguments of
+-- @{passage.users.Client:bulk|bulk}
+-- @param ... the operation's arguments
+-- @return[1] the value (for `"bulk"`, the results in input order, each
+-- `{ value = v }` or `{ err = e }`)
+-- @treturn[2] nil on failure
+-- @treturn[2] passage.errors.err what went wrong (it prints and has the
+-- fields of an error)
+-- @raise a bad argument (as the blocking call does), an unknown pool, or a
+-- thread failure
 function openresty.run(pool, opts, operation, ...)
     local ok, value, err = ngx.run_worker_thread(pool, MODULE, "call", opts, operation, ...)
     if not ok then

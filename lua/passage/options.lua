@@ -9,6 +9,13 @@
 --   policy     the engine: deadlines and retries (passage.engine)
 --   transport  the transport: libcurl's (passage.core) or nginx's
 --              cosockets (passage.cosocket); both take the same names
+--
+-- The doc comment of options.LIST is the options' reference entry: LDoc
+-- shows it in passage.users (config.ld merges this file into that module),
+-- and spec/docs_spec.lua checks that it names every option and its default.
+
+--- The client's options.
+-- @module passage.users
 local errors = require "passage.errors"
 
 local options = {}
@@ -44,6 +51,53 @@ local function http_url(name, v)
         argerror("new: %s must have no query or fragment", name)
     end
 end
+
+--- The options of `new`, in snake case with the unit in the name.
+--
+-- An unknown name raises, and so does a value of the wrong type, a number
+-- that is not whole, or one below the least value the option allows (1
+-- for timeouts, counts and sizes, 0 for delays). Numbers are milliseconds,
+-- bytes or counts, as the name says.
+-- @table options
+-- @tfield string api_key the API key (required), sent as
+-- `Authorization: Bearer ...`. It is never printed and never part of an
+-- error: a server that echoes it back sees it replaced by `[REDACTED]`.
+-- No space, control or non-ASCII byte.
+-- @tfield[opt="https://api.passage.id/v1"] string base_url the API's
+-- URL: `http://` or `https://`, a host, no query or fragment. A user and
+-- password in it are never printed. The emulator's is
+-- `http://127.0.0.1:8787/v1`.
+-- @tfield[opt=30000] int timeout_ms the longest time of a whole call,
+-- every attempt and backoff included: no call runs past it
+-- @tfield[opt] int attempt_timeout_ms the longest time of one attempt
+-- (default: what is left of `timeout_ms`)
+-- @tfield[opt=4] int max_attempts attempts per call, the first one
+-- included (1 turns retries off). Which failures are retried is told with
+-- each kind in `passage.errors.kinds`; `err.attempts` says how many were
+-- made.
+-- @tfield[opt=100] int retry_base_delay_ms the backoff before the second
+-- attempt; it doubles with each attempt. Half of each backoff is fixed and
+-- half random, so clients spread out.
+-- @tfield[opt=5000] int retry_max_delay_ms the longest backoff
+-- @tfield[opt=30000] int retry_after_max_ms the longest wait a server's
+-- `Retry-After` (seconds or an HTTP date) may ask for before a retry:
+-- asking for longer, or for more than the call's time left, ends the call
+-- with `err.retry_after`
+-- @tfield[opt=10000] int connect_timeout_ms the longest time to set up one
+-- connection
+-- @tfield[opt=16777216] int max_response_bytes the largest response body
+-- (16 MiB); a larger one ends the call with kind `"too_large"`
+-- @tfield[opt] int max_host_connections the most connections to the API
+-- host at once (default: no limit); calls past it wait for a connection
+-- @tfield[opt] string ca_file a file of trusted CA certificates for TLS
+-- (default: the system's)
+-- @tfield[opt] string ca_path a directory of trusted CA certificates
+-- @tfield[opt=false] bool unsafe_skip_tls_verify turns TLS peer and host
+-- verification off: for test servers only, never for the real API
+-- @tfield[opt="passage-lua/0.1.0"] string user_agent the `User-Agent`
+-- header (the default is "passage-lua/" followed by `_VERSION`)
+-- @tfield[opt=false] bool keep_null keep a JSON `null` object member as
+-- `null` instead of leaving its key absent
 
 -- name, type, default, layer, and for numbers the least value allowed (0
 -- would mean "none" or "the library's default" below us: never what a

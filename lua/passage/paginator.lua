@@ -1,37 +1,45 @@
--- passage.paginator: walk every user of an app with one for loop.
+--- Walks every user of an app that matches the list params, with one
+-- for loop.
 --
---   for user in paginator.users(client, app_id, { status = "active" }) do ... end
---   for page in paginator.pages(client, app_id, params) do ... end
---   local all, err = paginator.collect(client, app_id, params)
---
--- params are those of client:list_paginated_users (filters as Lua values,
--- see passage.filters) without `page`, which the walk owns. The optional
--- last argument holds walk options: { in_flight = K } keeps K pages in
--- flight at once (default 1); { progress = f } calls f(p) as each page is
--- handed out, with p.pages and p.users handed out so far and p.total_users
--- (the server's latest count).
---
--- The window is stable: the first page's created_before is pinned and sent
+-- **A stable window**: the first page's `created_before` is pinned and sent
 -- with every later page, so users created during the walk do not shift
--- pages. Users that stop matching or are deleted during the walk (the loop
--- body deactivating or deleting them, typically) do shift later pages to
--- the left; the walk sees that in total_users, steps back, and skips the
--- ids it has already yielded, so every user that existed at the start and
--- still matches is seen exactly once. Memory holds at most K pages plus
--- the ids of the last few pages.
+-- pages or appear twice. (Users created in the pinned second itself are
+-- inside the window: they may show up, once, depending on the order.)
 --
--- Those ids are kept as one string per page (500 strings kept alive per
--- page would age into the old generation of Lua 5.4's collector and make
--- every major collection longer); the map that answers "yielded already?"
--- is built only while a page can hold such users: for some pages after
--- total_users changed, or always when the order is by a field the loop
--- body can change (created_at and id cannot change).
+-- **Exactly once**: users that stop matching or are deleted during the
+-- walk (the loop body deactivating or deleting them, typically) shift
+-- later pages to the left. The walk sees that in `total_users`, steps back,
+-- and skips the ids it has already given out, so every user that existed
+-- at the start and still matches is seen exactly once. When so many leave
+-- at once that the walk can no longer tell where it stood, it fails with
+-- kind `"changed"` instead of guessing.
 --
--- The walk ends at the last page that total_users announces, or at an empty
--- page. A short page before that does not end it (the server's word on the
--- total wins; a wrong total costs one empty page, never missed users).
--- Users created in the pinned second itself are inside the window: they
--- may show up (once), depending on the order.
+-- **Ends right**: at the last page that `total_users` announces, or at an
+-- empty page; a short page before that does not end it (a wrong total
+-- costs one empty page, never a missed user). A walk never ends early in
+-- silence: a page that fails raises its `err` inside a `for` loop (a loop
+-- cannot carry `nil, err`), and `collect` returns `nil, err`.
+--
+-- **Bounded memory**: one page (or `in_flight` pages) plus the ids of the
+-- last few pages, however many users the app has.
+--
+-- On Lua 5.4 the walk is the loop's closing value: leaving the loop early
+-- (`break`, an error) cancels its pages in flight; on 5.1 and LuaJIT they
+-- finish unread. A walk's requests never come out of the client's
+-- `poll`.
+-- @module passage.paginator
+-- @usage
+-- local paginator = require "passage.paginator"
+-- for user in paginator.users(client, app_id, { status = "active" }) do
+--     client:deactivate_user(app_id, user.id) -- each user once, even so
+-- end
+
+-- The ids of the pages read are kept as one string per page (500 strings
+-- kept alive per page would age into the old generation of Lua 5.4's
+-- collector and make every major collection longer); the map that answers
+-- "yielded already?" is built only while a page can hold such users: for
+-- some pages after total_users changed, or always when the order is by a
+-- field the loop body can change (created_at and id cannot change).
 local errors = require "passage.errors"
 local filters = require "passage.filters"
 local users = require "passage.users"
@@ -45,6 +53,21 @@ local DEFAULT_LIMIT = 500
 -- the walk's position between two pages, the walk raises a "changed" error
 -- rather than leave a gap or repeat users.
 local REMEMBERED_PAGES = 8
+
+--- The walk options, the last argument of `users`, `pages` and `collect`;
+-- both optional.
+-- @table options
+-- @tfield[opt=1] int in_flight how many pages are on the wire at once, 1
+-- to 64. With K > 1 a page's place goes to the next page as soon as its
+-- answer is in, before it is decoded, and stays taken while the loop body
+-- works; a page that arrives before its turn waits as bytes and is decoded
+-- when the walk reaches it, so users still come out in order. With 1, each
+-- request sees what the loop body did to the page before.
+-- @tfield[opt] func progress called as each page is handed out (before the
+-- loop body sees it) with a table `p`: `p.pages` and `p.users` handed out
+-- so far, and `p.total_users`, the server's latest count. A hook that
+-- raises ends the walk (its pages in flight cancelled), and its error
+-- reaches the caller as it was, from `collect` too.
 
 local function check_walk(client, app_id, params, opts)
     if type(client) ~= "table" or type(client.start_private) ~= "function" then
@@ -381,10 +404,25 @@ local function walk_for(client, app_id, params, opts)
     return new_walk(client, app_id, checked.params, checked.in_flight, checked.progress)
 end
 
--- Iterates page tables (as list_paginated_users returns them), each with
--- only the users not yielded before; a page left with none is skipped, so an
--- empty app yields no page. The walk is the loop's closing value: on Lua 5.4
--- a loop left early (break, error) cancels the pages in flight.
+--- Iterates the pages of the walk.
+--
+-- Each is a page as
+-- @{passage.users.Client:list_paginated_users|list_paginated_users}
+-- returns it (`passage.schema.page`), holding only the users not handed
+-- out before; a page left with none is skipped, so an empty app yields no
+-- page.
+-- @param client a `passage.users` client
+-- @string app_id the app
+-- @tparam[opt] table params the list params (`passage.filters.params`)
+-- but `page`, which the walk sets; `limit` defaults to 500
+-- @tparam[opt] table opts the walk `options`
+-- @return the iterator, for a generic `for`
+-- @raise a bad argument, at once; in the loop, a page's `err` (a
+-- `passage.errors.err`) or a progress hook's error
+-- @usage
+-- for page in paginator.pages(client, app_id, { limit = 100 }) do
+--     print(page.page, #page.users, page.total_users)
+-- end
 function paginator.pages(client, app_id, params, opts)
     local ok, walk = pcall(walk_for, client, app_id, params, opts)
     if not ok then
@@ -393,7 +431,21 @@ function paginator.pages(client, app_id, params, opts)
     return Walk.next, walk, nil, walk
 end
 
--- Iterates users, one page in memory (K with in_flight).
+--- Iterates the users of the walk, one at a time, each a
+-- `passage.schema.user` as a listing holds it.
+-- @param client a `passage.users` client
+-- @string app_id the app
+-- @tparam[opt] table params the list params (`passage.filters.params`)
+-- but `page`, which the walk sets; `limit` defaults to 500
+-- @tparam[opt] table opts the walk `options`
+-- @return the iterator, for a generic `for`
+-- @raise a bad argument, at once; in the loop, a page's `err` (a
+-- `passage.errors.err`) or a progress hook's error
+-- @usage
+-- for user in paginator.users(client, app_id, { login_count = { gt = 5 } },
+--                             { in_flight = 8 }) do
+--     print(user.id, user.email)
+-- end
 function paginator.users(client, app_id, params, opts)
     local ok, walk = pcall(walk_for, client, app_id, params, opts)
     if not ok then
@@ -419,7 +471,20 @@ function paginator.users(client, app_id, params, opts)
     return next_user, walk, nil, walk
 end
 
--- Every matching user in one array, or nil, err.
+--- Every user of the walk in one array.
+-- @param client a `passage.users` client
+-- @string app_id the app
+-- @tparam[opt] table params the list params (`passage.filters.params`)
+-- but `page`, which the walk sets; `limit` defaults to 500
+-- @tparam[opt] table opts the walk `options`
+-- @treturn[1] {passage.schema.user,...} the users, in the walk's order (the
+-- array has the metatable `passage.users.array_mt`)
+-- @treturn[2] nil on failure
+-- @treturn[2] passage.errors.err what went wrong
+-- @raise a bad argument, or a progress hook's error
+-- @usage
+-- local all, err = paginator.collect(client, app_id,
+--     { identifier = { like = "%@old.example" } })
 function paginator.collect(client, app_id, params, opts)
     local ok, walk = pcall(walk_for, client, app_id, params, opts)
     if not ok then

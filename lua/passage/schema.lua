@@ -8,10 +8,60 @@
 -- 500-user page needs no second pass; only when the decoder is unsure (it
 -- sees JSON, so a duplicate key makes it fail an object) does the Lua
 -- check below decide, and write the message.
+
+--- The shapes of what the client's operations return.
+--
+-- Results are native Lua tables decoded from the API's JSON: a user, a page
+-- of users, a list of devices. Every success is checked against its shape
+-- before it is returned: an answer that breaks it (a missing `id`, a
+-- `login_count` that is a string) is an error of kind `"decode"`, never a
+-- half-filled table. A field marked optional below may be absent (older
+-- servers omit some). This module is not meant to be required by scripts:
+-- it documents the values.
+--
+-- From JSON to Lua:
+--
+-- - objects are tables; arrays are tables with the metatable
+--   `passage.users.array_mt`, so an empty array (`webauthn_devices = []`)
+--   can be told from an empty object (`social_connections = {}`);
+-- - whole numbers are Lua integers on 5.3 and later, other numbers floats;
+-- - a `null` member of an object leaves its key absent
+--   (`user.user_metadata == nil`), unless the client has `keep_null`: then
+--   it is `passage.users.null`; a `null` inside an array is always
+--   `passage.users.null`, so arrays keep their length;
+-- - timestamps are strings in RFC 3339 (`"2024-01-02T15:04:05.123456Z"`).
+-- @module passage.schema
 local core = require "passage.core"
 local errors = require "passage.errors"
 
 local schema = {}
+
+--- A user, as the @{passage.users.Client:get_user|client}'s `get_user`,
+-- `create_user`, `update_user`, `activate_user`, `deactivate_user` and
+-- `get_user_by_identifier` return it (the API's `UserInfo`). Only `id` is
+-- required; the others are checked when present.
+-- @table user
+-- @tfield string id the user's id
+-- @tfield[opt] string email the email (lower-cased by the server), `""` when
+-- none
+-- @tfield[opt] string phone the phone number (E.164), `""` when none
+-- @tfield[opt] string status `"active"`, `"inactive"` or `"pending"`
+-- @tfield[opt] bool email_verified whether the email is verified
+-- @tfield[opt] bool phone_verified whether the phone number is verified
+-- @tfield[opt] int login_count how many times the user logged in
+-- @tfield[opt] string created_at when the user was created
+-- @tfield[opt] string updated_at when the user last changed
+-- @tfield[opt] string last_login_at when the user last logged in
+-- @tfield[opt] table user_metadata the app's metadata fields (absent when
+-- the server sends `null`)
+-- @tfield[opt] string external_id the external id (Flex apps only)
+-- @tfield[opt] bool webauthn whether the user has a WebAuthn credential
+-- @tfield[opt] {device,...} webauthn_devices the user's devices
+-- @tfield[opt] {string,...} webauthn_types the kinds of credentials used:
+-- `"passkey"`, `"security_key"`, `"platform"`
+-- @tfield[opt] table social_connections the connected social accounts, by
+-- provider (`apple`, `github`, `google`)
+-- @tfield[opt] {table,...} recent_events the user's recent login events
 
 -- A field with "?" may be absent (older servers omit some) or null; a
 -- field that is there must have its type.
@@ -21,11 +71,42 @@ schema.USER = {
     login_count = "number?", email_verified = "boolean?", phone_verified = "boolean?",
 }
 
+--- A page of users, as
+-- @{passage.users.Client:list_paginated_users|list_paginated_users} returns
+-- it (the API's `ListPaginatedUsersResponse`, whole).
+-- `passage.paginator.pages` yields these too.
+-- @table page
+-- @tfield {user,...} users the users of the page, each a `user` with the
+-- fields of a listing: no `webauthn`, `webauthn_devices`,
+-- `webauthn_types`, `social_connections` or `recent_events`
+-- @tfield int total_users how many users match the query, all pages
+-- together
+-- @tfield int page the page's number, from 1
+-- @tfield int limit users per page
+-- @tfield int created_before the window's end, in Unix seconds: the page
+-- lists users created before it (send it back to keep the same window)
+-- @tfield[opt] table _links `first`, `last`, `next`, `previous` and
+-- `self`, each `{ href = "..." }`
 schema.LIST = {
     users = "table", total_users = "number", page = "number", limit = "number",
     created_before = "number",
 }
 
+--- A WebAuthn device, as
+-- @{passage.users.Client:list_user_devices|list_user_devices} returns them
+-- (an array) and as a user's `webauthn_devices` holds them (the API's
+-- `WebAuthnDevices`). These fields are not checked.
+-- @table device
+-- @tfield string id the device's id (for `delete_user_device`)
+-- @tfield string cred_id the credential's id
+-- @tfield string friendly_name the name shown for the device
+-- @tfield string type `"passkey"`, `"security_key"` or `"platform"`
+-- @tfield int usage_count how many times it was used to log in
+-- @tfield string created_at when it was first used
+-- @tfield string updated_at when it last changed
+-- @tfield string last_login_at when it was last used
+-- @tfield table icons `light` and `dark`, each an SVG as a data URL (absent
+-- when the server sends `null`)
 schema.DEVICES = { devices = "table" }
 
 -- The first field of `v` that breaks `fields`, as a message; nil when none.

@@ -1,14 +1,25 @@
--- passage.users: the Passage Management API v1 user operations.
+--- The Passage Management API v1 (users): a client whose methods call the
+-- API and return native Lua tables.
 --
---   local users = require "passage.users"
---   local client = users.new { api_key = os.getenv "PASSAGE_API_KEY" }
---   local user, err = client:get_user(app_id, user_id)
+-- Every operation of the API is a method of the `Client` that `new` makes,
+-- keeping the spec's name, `app_id` first. Bad arguments raise at once,
+-- before any request, with a message that points at the caller's line.
+-- Runtime failures return `nil, err`; `err` is described in
+-- `passage.errors`. Every call can also be started without waiting
+-- (`Client:start`, driven by `Client:poll`), and many at once
+-- (`Client:bulk`); `passage.paginator` walks every user of an app.
+-- Results are native Lua tables, as `passage.schema` describes them.
 --
--- Bad arguments raise at once, before any request. Runtime failures return
--- nil, err (see passage.errors). Every call can also be started without
--- waiting: client:start("get_user", app_id, user_id) returns a handle, and
--- client:poll(timeout_ms) drives all transfers (see README, "Concurrency").
---
+-- The guide ([docs/guide.md](../../../docs/guide.md) in the repository)
+-- is the tour, with examples; this reference has each function's detail.
+-- @module passage.users
+-- @usage
+-- local users = require "passage.users"
+-- local client = users.new { api_key = os.getenv "PASSAGE_API_KEY" }
+-- local user, err = client:get_user(app_id, user_id)
+-- if not user then print(err) end
+-- client:close()
+
 -- The way of a call: its method (made from passage.operations) checks the
 -- arguments and builds the request (prepare), the engine runs it on the
 -- transport and settles the answer (passage.engine), passage.schema turns
@@ -32,6 +43,19 @@ local users = {
     null = core.null,          -- JSON null where a null is kept (keep_null)
     array_mt = core.array_mt,  -- the metatable of every decoded JSON array
 }
+
+--- The version of the library, as in the rock's name ("0.1.0").
+-- @field _VERSION
+
+--- JSON `null`, where a null is kept: an element of an array, and an
+-- object member when the client has `keep_null`. It equals `cjson.null`
+-- (a lightuserdata).
+-- @field null
+
+--- The metatable of every decoded JSON array (an empty array has it, an
+-- empty object does not). `passage.paginator.collect` gives its array
+-- this metatable too.
+-- @field array_mt
 
 if core._VERSION ~= users._VERSION then
     error(string.format("passage.users %s found passage.core %s: reinstall the rock",
@@ -185,6 +209,9 @@ for name, op in pairs(operations) do
     }
 end
 
+--- The names of every operation, sorted: each is a `Client` method, and
+-- the name `Client:start` and `Client:bulk` take.
+-- @table OPERATIONS
 users.OPERATIONS = {}
 for name in pairs(OPS) do
     users.OPERATIONS[#users.OPERATIONS + 1] = name
@@ -290,6 +317,19 @@ local function new_client(opts)
     return self
 end
 
+--- Makes a client: one set of options and its own connections.
+--
+-- Each client keeps its configuration (nothing global); clients are
+-- independent of each other. It holds connections until `Client:close`.
+-- @tparam table opts the client's options, each described in `options`;
+-- `api_key` is required, an unknown name raises
+-- @treturn Client the client
+-- @raise a bad option, with a message at the caller's line
+-- @usage
+-- local client = users.new {
+--     api_key = os.getenv "PASSAGE_API_KEY",
+--     timeout_ms = 10000,
+-- }
 function users.new(opts)
     local ok, client = pcall(new_client, opts)
     if not ok then
@@ -297,6 +337,16 @@ function users.new(opts)
     end
     return client
 end
+
+--- A client of the API, made by `new`. Its methods are the operations of
+-- the API: each checks its arguments (raising on a bad one), makes the
+-- request, retries what is safe to retry, and returns the value or
+-- `nil, err`. Ids (`app_id`, `user_id`, `device_id`) and identifiers are
+-- non-blank strings of at most 1024 bytes; each id is sent as one
+-- percent-encoded path segment, so no id can change the request's path.
+-- `tostring(client)` shows the base URL without its user and password,
+-- and never the key.
+-- @type Client
 
 -- A user and password in base_url are secrets: shown as ***.
 function Client:__tostring()
@@ -307,10 +357,19 @@ function Client:__tostring()
         .. private[self].base_url:gsub("^(https?://)[^/]*@", "%1***@") .. ")"
 end
 
--- Ends every call in flight as "cancelled" and frees the connections; also
--- __close (local c <close> = users.new ...). There is no __gc: a client
--- nobody holds may still have a call running (users.new(o):get_user(...)),
--- and its transport frees itself once no call, handle or walk reaches it.
+-- close: there is no __gc, since a client nobody holds may still have a
+-- call running (users.new(o):get_user(...)); its transport frees itself
+-- once no call, handle or walk reaches it.
+
+--- Ends every call in flight (they finish with `err.kind == "cancelled"`)
+-- and frees the connections. An operation, `start`, `bulk` or `poll` on a
+-- closed client raises.
+-- It is also the client's `__close`, for `local client <close> =
+-- users.new(...)` on Lua 5.4. Closing is optional: a client nobody holds
+-- frees its connections once no call, handle or walk uses it.
+-- @within Lifetime
+-- @usage
+-- local client <close> = users.new { api_key = key }
 function Client:close()
     self.engine:close()
 end
@@ -339,10 +398,23 @@ for name in pairs(OPS) do
     end
 end
 
--- Starts `operation` without waiting; returns a request handle with
--- :done(), :result(), :wait(), :cancel(), :close(). Once done,
--- handle.connects is the number of new connections its attempts opened
--- (0: a kept-alive one served).
+--- Starts an operation without waiting and returns its `Handle`.
+--
+-- The request is on its way when `start` returns (on a kept-alive
+-- connection; a new one is connecting by then), and it travels while the
+-- host does other work. The arguments are checked now, as the blocking
+-- method checks them. `Client:poll` (or `Handle:wait`) drives it; blocking
+-- and started calls mix on one client.
+-- @function Client:start
+-- @string operation the operation's name, one of `OPERATIONS`
+-- @param ... the operation's arguments, as its method takes them
+-- @treturn Handle the call's handle
+-- @raise an unknown operation, a bad argument, or a closed client
+-- @within Calls without waiting
+-- @usage
+-- local h = client:start("get_user", app_id, user_id)
+-- repeat client:poll(100) until h:done()
+-- local user, err = h:result()
 function Client:start(operation, a, b, c)
     local ok, call = pcall(call_of, self, "start", operation, a, b, c)
     if not ok then
@@ -351,8 +423,9 @@ function Client:start(operation, a, b, c)
     return self.engine:start(call)
 end
 
--- As start, for layers that wait for their own handles (passage.paginator):
--- poll never hands this one out.
+-- Not in the reference (internal): as start, for layers over the client
+-- that wait for their own handles (passage.paginator), so poll never hands
+-- this one out. A script uses start.
 function Client:start_private(operation, a, b, c)
     local ok, call = pcall(call_of, self, "start_private", operation, a, b, c)
     if not ok then
@@ -403,10 +476,33 @@ local function check_bulk(self, calls, opts)
     return prepared, max_in_flight
 end
 
--- Runs many calls with at most opts.max_in_flight (default 16) in flight.
--- `calls` is a list of { "operation", args... }; every call is checked
--- before the first request. Returns results in input order, each
--- { value = v } or { err = e }.
+--- Runs many calls, a few at a time, and returns every result in input
+-- order.
+--
+-- Every call is checked before the first request (a bad one raises, and
+-- nothing is sent). One failure does not stop the rest; retries and
+-- deadlines apply per call, as for single calls. Its calls never come out
+-- of `Client:poll`, and the host's own started calls that finish meanwhile
+-- stay queued for its poll.
+-- @tparam {table,...} calls a list of calls, each `{ operation, args... }`
+-- as `Client:start` takes them
+-- @tparam[opt] table opts
+-- @tparam[opt=16] int opts.max_in_flight how many calls are in flight at
+-- once, at least 1
+-- @tparam[opt] func opts.progress called as calls finish, with a table
+-- `p`: `p.done` calls finished so far, `p.failed` how many of them failed,
+-- `p.total` the number of calls. A hook that raises cancels the calls still
+-- running, and its error reaches the caller as it was.
+-- @treturn {table,...} `results[i]` for `calls[i]`: `{ value = v }` or
+-- `{ err = e }`
+-- @raise a bad call or option, with the call's index
+-- @within Calls without waiting
+-- @usage
+-- local results = client:bulk({
+--     { "get_user", app_id, id1 },
+--     { "deactivate_user", app_id, id2 },
+-- }, { max_in_flight = 32 })
+-- for i, r in ipairs(results) do print(i, r.value or r.err) end
 function Client:bulk(calls, opts)
     local ok, prepared, max_in_flight = pcall(check_bulk, self, calls, opts)
     if not ok then
@@ -425,8 +521,19 @@ local function check_poll(self, timeout_ms)
     end
 end
 
--- Drives every transfer of this client for at most timeout_ms (0 never
--- blocks) and returns the handles that finished.
+--- Drives every transfer of the client and returns the handles of started
+-- calls that finished.
+--
+-- When none has finished yet, it waits until one does or `timeout_ms` has
+-- passed; work that finishes nothing of the host's (a walk's page, a bulk
+-- call) does not cut the wait short, so a game loop can sleep out its
+-- frame here. Each handle is returned once. Use either `poll` or the
+-- socket interface (`Client:socket_action`) on one client, not both.
+-- @tparam[opt=0] number timeout_ms the longest wait, in milliseconds; 0
+-- never blocks
+-- @treturn {Handle,...} the handles that finished (maybe none)
+-- @raise a bad timeout or a closed client
+-- @within Calls without waiting
 function Client:poll(timeout_ms)
     local ok, problem = pcall(check_poll, self, timeout_ms)
     if not ok then
@@ -435,21 +542,44 @@ function Client:poll(timeout_ms)
     return self.engine:poll(timeout_ms or 0)
 end
 
+--- How many calls of the client are in flight or waiting to be retried,
+-- started ones and those of walks and bulk runs alike.
+-- @treturn int the number of calls
+-- @within Calls without waiting
 function Client:pending()
     return self.engine:pending()
 end
 
--- The socket interface, for hosts that run their own reactor: watch the
--- sockets of socket_changes(), call socket_action(fd, events) when one is
--- ready and socket_action() when timer_ms() has passed.
+--- The sockets to watch, for a host that runs its own reactor (luv,
+-- cqueues, an engine's epoll) instead of `Client:poll`.
+--
+-- The host watches the sockets this returns, calls `Client:socket_action`
+-- with a socket when it is ready and without one when `Client:timer_ms`
+-- has passed. `examples/reactor.lua` runs it on luasocket's
+-- `socket.select`. (libcurl's transport only.)
+-- @treturn {table,...} the changes since the last call, the last one per
+-- socket, each `{ fd = n, events = e }` with `e` one of `"in"`, `"out"`,
+-- `"inout"` or `"remove"` (stop watching)
+-- @within Your own reactor
 function Client:socket_changes()
     return self.engine:socket_changes()
 end
 
+--- When to call `Client:socket_action` with no socket: the transport's
+-- next timeout or the next retry's, whichever comes first.
+-- @treturn int milliseconds from now, or -1 when no timer is needed
+-- @within Your own reactor
 function Client:timer_ms()
     return self.engine:timer_ms()
 end
 
+--- Lets the client work on a ready socket, or on its timer, and returns the
+-- handles of started calls that finished.
+-- @tparam[opt] int fd the ready socket; none for the timer
+-- @tparam[opt] string events what it is ready for: `"in"`, `"out"`,
+-- `"inout"` or `"err"`; none lets libcurl check
+-- @treturn {Handle,...} the handles that finished (maybe none)
+-- @within Your own reactor
 function Client:socket_action(fd, events)
     return self.engine:socket_action(fd, events)
 end

@@ -151,18 +151,35 @@ format-check:
 	clang-format --dry-run --Werror src/*.c src/*.h src/fuzz/*.c
 
 # ---- memory checks ----------------------------------------------------------
-# Both run the specs that drive the C core, with the emulator started first
-# and outside the checked process: only the Lua interpreter running busted is
-# checked (busted is a Lua script, so it is run as `lua5.4 /usr/bin/busted`).
-# Any finding fails the target.
+# The specs that drive the C core, run under a checker, with the emulator
+# outside the checked process (`passage-emulator run` starts one unless one
+# answers, and stops only what it started): only the Lua interpreter running
+# busted is checked (busted is a Lua script, so it is run as
+# `lua5.4 /usr/bin/busted`). Any finding fails the target.
+#   make spec-gc    GC_SPECS with the collector at its most aggressive: a full
+#                   cycle, finalizers included, at every allocation (spec/
+#                   support/gc_torture.lua), so C or Lua code that frees what
+#                   a running call still uses is caught; json_decode and the
+#                   paginator's big walks would take hours so, and are left out
+#   make asan       MEMCHECK_SPECS, then GC_SPECS under torture, with ASan+UBSan
+#   make valgrind   MEMCHECK_SPECS under memcheck
 MEMCHECK_SPECS ?= spec/json_decode_spec.lua spec/transport_spec.lua spec/users_spec.lua \
-                  spec/reliability_spec.lua spec/async_spec.lua
+                  spec/reliability_spec.lua spec/async_spec.lua spec/lifecycle_spec.lua
+GC_SPECS     ?= spec/lifecycle_spec.lua spec/users_spec.lua spec/async_spec.lua \
+                spec/transport_spec.lua spec/reliability_spec.lua
+WITH_EMULATOR = $(EMULATOR) run --port $(PORT) --
 CLANG        ?= clang
 SANITIZE     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 ASAN_OUT     := $(BUILD)/asan
 ASAN_ENV      = ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1 \
                 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 PASSAGE_SLOW=1 \
-                LD_PRELOAD=$$($(CLANG) -print-file-name=libclang_rt.asan-x86_64.so)
+                LD_PRELOAD=$$($(CLANG) -print-file-name=libclang_rt.asan-x86_64.so) \
+                LUA_PATH='lua/?.lua;lua/?/init.lua;emulator/lua/?.lua;spec/?.lua;;' \
+                LUA_CPATH='$(ASAN_OUT)/$(LUA_VERSION)/?.so;;'
+
+.PHONY: spec-gc
+spec-gc: deps build
+	@$(WITH_EMULATOR) env PASSAGE_GC_TORTURE=1 PASSAGE_SLOW=1 $(LUA_ENV) busted --lua=lua5.4 $(GC_SPECS)
 
 # The instrumented module in build/asan; the specs run with the sanitizer
 # runtime preloaded into lua5.4 (not instrumented itself). Child processes
@@ -172,19 +189,14 @@ ASAN_ENV      = ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1:det
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=$(ASAN_OUT) CC=$(CLANG) OPT="-O1 -g $(SANITIZE)" \
 	  EXTRA_LDFLAGS="$(SANITIZE)" build
-	@$(MAKE) --no-print-directory emulator
-	@$(ASAN_ENV) LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' \
-	  LUA_CPATH='$(ASAN_OUT)/$(LUA_VERSION)/?.so;;' \
-	  lua5.4 /usr/bin/busted $(MEMCHECK_SPECS); rc=$$?; \
-	$(MAKE) --no-print-directory emulator-stop; exit $$rc
+	@$(WITH_EMULATOR) env $(ASAN_ENV) lua5.4 /usr/bin/busted $(MEMCHECK_SPECS)
+	@$(WITH_EMULATOR) env $(ASAN_ENV) PASSAGE_GC_TORTURE=1 lua5.4 /usr/bin/busted $(GC_SPECS)
 
 VALGRIND     := valgrind --trace-children=no --leak-check=full --errors-for-leak-kinds=definite \
                 --error-exitcode=1 --num-callers=30
 
 valgrind: deps build
-	@$(MAKE) --no-print-directory emulator
-	@PASSAGE_SLOW=1 $(LUA_ENV) $(VALGRIND) lua5.4 /usr/bin/busted $(MEMCHECK_SPECS); rc=$$?; \
-	$(MAKE) --no-print-directory emulator-stop; exit $$rc
+	@$(WITH_EMULATOR) env PASSAGE_SLOW=1 $(LUA_ENV) $(VALGRIND) lua5.4 /usr/bin/busted $(MEMCHECK_SPECS)
 
 # ---- fuzzing -----------------------------------------------------------------
 # src/fuzz/fuzz_response.c: a libFuzzer harness over the response path
@@ -238,9 +250,7 @@ bench-parallel: deps build
 	$(LUA_ENV) $(LUA) bench/parallel_walk.lua $(BENCH_ARGS)
 
 game-loop reactor: deps build
-	@$(MAKE) --no-print-directory emulator
-	@$(LUA_ENV) $(LUA) examples/$(subst -,_,$@).lua; rc=$$?; \
-	$(MAKE) --no-print-directory emulator-stop; exit $$rc
+	@$(WITH_EMULATOR) env $(LUA_ENV) $(LUA) examples/$(subst -,_,$@).lua
 
 spec-openresty: deps build
 	@$(MAKE) --no-print-directory build LUA_VERSION=jit

@@ -15,7 +15,14 @@
 -- (default 5) per run.
 local control = require "passage.emulator.control"
 local emulator = require "support.emulator"
-local private_nginx = require "support.private_nginx"
+local launcher = require "passage.emulator.launcher"
+
+local function read_file(path)
+    local f = assert(io.open(path, "r"))
+    local text = f:read("*a")
+    f:close()
+    return text
+end
 local users = require "passage.users"
 
 local APP = "test_app"
@@ -152,9 +159,9 @@ local ok, err = pcall(function()
     local peer_path = peers .. "/lua-resty-http/lib/?.lua;" .. peers .. "/lua-resty-string/lib/?.lua"
     local http = HTTP:gsub("REPO", repo):gsub("PEER_PATH", peer_path):gsub("EMULATOR", emulator.url())
         :gsub("PORT", tostring(PORT)):gsub("APP", APP)
-    server = private_nginx.start { prefix = private_nginx.new_prefix("bench-cosocket"), port = PORT,
-        http = http }
-    local pid = worker_pid(assert(tonumber(private_nginx.read_file(server.prefix .. "/logs/nginx.pid"))))
+    server = assert(launcher.start { prefix = assert(launcher.temp_prefix("bench-cosocket")), port = PORT,
+        http = http, temporary = true })
+    local pid = worker_pid(assert(tonumber(read_file(server.pid_file))))
     local base = "http://127.0.0.1:" .. PORT
 
     local cases = {

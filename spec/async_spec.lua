@@ -218,13 +218,13 @@ describe("passage.users concurrent calls", function()
         local ok, err = pcall(function()
             local h = client:start("get_user", APP, u.id)
             local t = now_ms()
-            client.engine:await_response(h)
+            h:await_response()
             assert.is_true(now_ms() - t >= 90, "returned before the answer came")
             assert.is_false(h:done()) -- the answer is in, still undecoded
             t = now_ms()
             assert.equal(u.id, (h:wait()).id)
             assert.is_true(now_ms() - t < 50, "wait() waited again")
-            client.engine:await_response(h) -- done: returns at once
+            h:await_response() -- done: returns at once
             assert.equal(0, #client:poll(0)) -- taken by wait(), not handed out again
         end)
         emulator.faults { latency_ms = 0 }
@@ -458,20 +458,23 @@ describe("passage.users concurrent calls", function()
         assert.is_table((client:list_paginated_users(APP, { limit = 1 })))
     end)
 
-    -- An engine call whose result cannot be read, as a bug or an out-of-memory would.
+    -- A real call whose result cannot be read, as a bug or an out-of-memory
+    -- would make it.
     local function broken_call()
-        return {
-            operation = "broken",
-            method = "GET",
-            url = emulator.url() .. "/apps/" .. APP .. "/users?limit=1",
-            headers = { "Authorization: Bearer test_key" },
-            idempotent = true,
-            result = {
-                read = function()
-                    error("broken finish")
-                end,
-            },
+        local h = client:start_private("list_paginated_users", APP, { limit = 1 })
+        h:close()
+        local call = {}
+        for k, v in pairs(h.call) do
+            call[k] = v
+        end
+        call.operation = "broken"
+        call.check = nil
+        call.result = {
+            read = function()
+                error("broken finish")
+            end,
         }
+        return call
     end
 
     it("keeps other calls going when turning one response into a result raises", function()

@@ -222,16 +222,4 @@ describe("passage.openresty in nginx's thread pool", function()
         -- Four threads: the four calls overlapped (about one latency, not four).
         assert.is_true(socket.gettime() - t0 < 4 * LATENCY_MS / 1000 * 0.75)
     end)
-
-    it("shows what a blocking call in the worker does instead (contrast)", function()
-        emulator.faults { latency_ms = LATENCY_MS }
-        local file = server.prefix .. "/tmp/direct"
-        get_in_background("/direct?id=" .. user.id, file)
-        socket.sleep(0.08)
-        local status, _, took = get("/ping")
-        assert.equal(200, status)
-        assert.is_true(took > LATENCY_MS / 1000 / 2,
-            string.format("the worker answered in %.0f ms while blocked", took * 1000))
-        assert.matches("^200 ", wait_for_file(file, 5))
-    end)
 end)

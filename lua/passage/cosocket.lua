@@ -17,14 +17,16 @@
 --     ssl_client_hello, where nginx has cosockets but cannot wait for or
 --     end a light thread. Outside nginx: false.
 --
---   cosocket.new(opts) -> transport; every option is optional:
---     connect_timeout_ms    whole >= 0, default 10000 (0: the exchange's own)
---     timeout_ms            whole >= 0, default 30000: the whole exchange
---                           (0: no limit of its own; start() may give one)
---     max_response_bytes    whole >= 0, default 16 MiB (0: no cap); a bigger
---                           body ends the exchange with kind "too_large",
+--   cosocket.new(opts) -> transport; the names are those of core.transport,
+--   and as there the defaults are passage.options' (which passes every
+--   value); an absent option means none:
+--     connect_timeout_ms    whole >= 0 (absent or 0: the exchange's own)
+--     timeout_ms            whole >= 0: the whole exchange when start()
+--                           gives no limit (absent or 0: none)
+--     max_response_bytes    whole >= 0 (absent or 0: no cap); a bigger body
+--                           ends the exchange with kind "too_large",
 --                           checked as the bytes arrive, chunked or not
---     tls_verify            boolean, default true: the peer's certificate
+--     unsafe_skip_tls_verify  boolean; unless true, the peer's certificate
 --                           chain and host name are checked against the CAs
 --                           of nginx's lua_ssl_trusted_certificate (with
 --                           lua_ssl_verify_depth, default 1)
@@ -32,9 +34,9 @@
 --                           options fits both transports; nginx trusts only
 --                           the CAs of lua_ssl_trusted_certificate, so they
 --                           are not used here (a failed verification says so)
---     user_agent            string, default "passage-lua/<version>"
+--     user_agent            string (absent: no User-Agent header)
 --     keep_null, max_depth  passed to the JSON decoder (core.decoder)
---     max_host_connections  whole >= 0, default 0 (no limit): exchanges at
+--     max_host_connections  whole >= 0 (absent or 0: no limit): exchanges at
 --                           once per host, for all the transports of the
 --                           worker with the same settings (and as many
 --                           idle connections kept); more wait their turn,
@@ -97,9 +99,6 @@ local now_ms = core.now_ms
 local running = coroutine.running
 local huge = math.huge
 
-local DEFAULT_CONNECT_TIMEOUT_MS = 10000
-local DEFAULT_TIMEOUT_MS = 30000
-local DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 -- Bounds on what a reply may hold before its body, as much as libcurl
 -- takes: the status line and headers of one response (interim ones each
 -- count on their own), and any one line of them.
@@ -193,7 +192,7 @@ local OPTION_TYPES = {
     ca_file = "string",
     ca_path = "string",
     user_agent = "string",
-    tls_verify = "boolean",
+    unsafe_skip_tls_verify = "boolean",
     keep_null = "boolean",
 }
 
@@ -251,12 +250,12 @@ function cosocket.new(opts)
     local max_host = o.max_host_connections or 0
     return setmetatable({
         ngx = n,
-        connect_timeout_ms = o.connect_timeout_ms or DEFAULT_CONNECT_TIMEOUT_MS,
-        timeout_ms = o.timeout_ms or DEFAULT_TIMEOUT_MS,
-        max_response_bytes = o.max_response_bytes or DEFAULT_MAX_RESPONSE_BYTES,
-        tls_verify = o.tls_verify ~= false,
+        connect_timeout_ms = o.connect_timeout_ms or 0,
+        timeout_ms = o.timeout_ms or 0,
+        max_response_bytes = o.max_response_bytes or 0,
+        tls_verify = not o.unsafe_skip_tls_verify,
         uses_ca_options = o.ca_file ~= nil or o.ca_path ~= nil,
-        user_agent_line = "User-Agent: " .. (o.user_agent or ("passage-lua/" .. core._VERSION)) .. "\r\n",
+        user_agent_line = o.user_agent and "User-Agent: " .. o.user_agent .. "\r\n" or "",
         max_host_connections = max_host,
         decoder = core.decoder(decoder_opts),
         origins = {},      -- "scheme://authority" -> where and how to connect
@@ -284,8 +283,17 @@ function Transport:headers(list)
     return new_header_set(list, 2)
 end
 
+-- A closed transport is inert rather than an error, as the libcurl one is
+-- (a finalizer may close it under a caller): start() returns nil,
+-- perform() no request and wait() does not wait; headers() raises.
+local function check_transport(self, level)
+    if not is_transport(self) then
+        error("passage.cosocket: expected a transport (use transport:method(...))", level + 1)
+    end
+end
+
 function Transport:pending()
-    check_open(self, 2)
+    check_transport(self, 2)
     return self.n_inflight
 end
 
@@ -942,7 +950,10 @@ local function done_with(self, req, kind, message)
 end
 
 function Transport:start(method, url, headers, body, timeout_ms)
-    check_open(self, 2)
+    check_transport(self, 2)
+    if self.closed then
+        return nil
+    end
     if not METHODS[method] then
         error("passage.cosocket: bad method " .. tostring(method)
             .. " (GET, POST, PATCH, DELETE or PUT)", 2)
@@ -1114,11 +1125,14 @@ local function check_ms(ms, level)
 end
 
 function Transport:wait(req, timeout_ms, keep)
-    check_open(self, 2)
+    check_transport(self, 2)
     if getmetatable(req) ~= "passage.request" or req.transport ~= self then
         error("passage.cosocket: expected a request of this transport", 2)
     end
     check_ms(timeout_ms, 2)
+    if self.closed then
+        return req.is_done, 0
+    end
     if not req.is_done then
         local thread = req.thread
         local me = running()
@@ -1176,8 +1190,11 @@ local function take_finished(self)
 end
 
 function Transport:perform(timeout_ms)
-    check_open(self, 2)
+    check_transport(self, 2)
     timeout_ms = timeout_ms == nil and 0 or check_ms(timeout_ms, 2)
+    if self.closed then
+        return {}
+    end
     if self.finished[1] == nil then
         local ngx = self.ngx
         if self.n_inflight == 0 then

@@ -6,7 +6,9 @@
 --
 -- A call is a table made by passage.users:
 --   operation                  "get_user", ... (for errors)
---   method, url, headers, body what to send (headers: a transport header set)
+--   transport                  which of the engine's transports carries it
+--   method, url, headers, body what to send (headers: a header set of that
+--                              transport)
 --   idempotent                 true when a retry is safe
 --   result                     passage.schema.results entry: read(body,
 --                              checked) turns a 2xx body into the value, and
@@ -33,6 +35,11 @@
 -- and for hosts with their own reactor (libcurl only): socket_changes(),
 -- timer_ms(), socket_action(fd, events).
 --
+-- A client has one transport, or two inside nginx: cosockets where nginx
+-- allows them and libcurl elsewhere (passage.users picks per call). Each is
+-- given as { transport =, usable = function() -> boolean }: drive() waits
+-- on the last usable one and only turns the others over.
+--
 -- Handles go to a sink when they finish: the host's queue (what poll
 -- returns) for calls the script started, a table of the caller's (bulk), or
 -- nowhere (blocking calls, walks, which wait for their own). So a walk's or
@@ -57,12 +64,15 @@ Engine.__index = Engine
 local Handle = {}
 Handle.__index = Handle
 
--- policy: timeout_ms, attempt_timeout_ms (or nil), max_attempts,
--- retry_base_delay_ms, retry_max_delay_ms, retry_after_max_ms.
--- redact(err) takes the client's secret out of the server's texts in err.
-function engine.new(transport, policy, redact)
+-- transports: a list of { transport =, usable = } (see above); reactor: the
+-- one that offers the socket interface, or nil. policy: timeout_ms,
+-- attempt_timeout_ms (or nil), max_attempts, retry_base_delay_ms,
+-- retry_max_delay_ms, retry_after_max_ms. redact(err) takes the client's
+-- secret out of the server's texts in err.
+function engine.new(transports, reactor, policy, redact)
     return setmetatable({
-        transport = transport,
+        transports = transports,
+        reactor = reactor,
         policy = policy,
         redact = redact,
         in_flight = {},   -- transport request -> handle
@@ -120,7 +130,7 @@ local function attempt(self, h, now)
     end
     local call = h.call
     -- start() rounds the timeout up to whole milliseconds itself.
-    local req = self.transport:start(call.method, call.url, call.headers, call.body, remaining)
+    local req = call.transport:start(call.method, call.url, call.headers, call.body, remaining)
     if not req then
         return finish(self, h, nil, cancelled("client closed"))
     end
@@ -275,14 +285,33 @@ local function start_due(self)
     return next_due and next_due - now
 end
 
--- One turn: start due retries, let the transport work for at most
+-- One turn: start due retries, let the transports work for at most
 -- timeout_ms, settle what finished.
 function Engine:drive(timeout_ms)
     local until_due = start_due(self)
     if until_due and until_due < timeout_ms then
         timeout_ms = until_due
     end
-    collect_all(self, self.transport:perform(max(0, floor(timeout_ms))))
+    local transports = self.transports
+    if transports[2] == nil then
+        collect_all(self, transports[1].transport:perform(max(0, floor(timeout_ms))))
+    else
+        -- Wait on the last usable one; the others only turn over.
+        local here
+        for i = #transports, 1, -1 do
+            if transports[i].usable() then
+                if here then
+                    local tr = transports[i].transport
+                    if tr:pending() > 0 then
+                        collect_all(self, tr:perform(0))
+                    end
+                else
+                    here = transports[i].transport
+                end
+            end
+        end
+        collect_all(self, here:perform(max(0, floor(timeout_ms))))
+    end
     start_due(self)
 end
 
@@ -323,12 +352,11 @@ end
 -- wait asks for them: the caller gets `h` first and can start more work (a
 -- walk its next page) before paying for theirs.
 function Engine:wait(h)
-    local transport = self.transport
     while h.state ~= "done" do
         local req = h.request
         if req and self.backing_off[1] == nil then
             -- Nothing to start meanwhile: the transport waits for this one.
-            if transport:wait(req, wait_limit_ms(h)) and self.in_flight[req] == h then
+            if h.call.transport:wait(req, wait_limit_ms(h)) and self.in_flight[req] == h then
                 collect(self, h, req)
             end
         else
@@ -352,10 +380,10 @@ end
 -- it into a result: the next wait() or drive() does that. A caller can put
 -- more work on the wire first (a walk its next page) and pay for the decode
 -- while that travels. Returns at once when `h` has no transfer running.
-function Engine:await_response(h)
+local function await_response(h)
     local req = h.request -- set only while an attempt is running
     if req then
-        self.transport:wait(req, wait_limit_ms(h), true)
+        h.call.transport:wait(req, wait_limit_ms(h), true)
     end
 end
 
@@ -370,7 +398,7 @@ end
 -- For hosts with their own reactor: the next timeout is the transport's or
 -- the next retry's, whichever comes first.
 function Engine:timer_ms()
-    local t = self.transport:timer_ms()
+    local t = self.reactor and self.reactor:timer_ms() or -1
     local now = now_ms()
     for _, h in ipairs(self.backing_off) do
         local left = max(0, math.ceil(h.due - now))
@@ -382,12 +410,14 @@ function Engine:timer_ms()
 end
 
 function Engine:socket_changes()
-    return self.transport:socket_changes()
+    return self.reactor and self.reactor:socket_changes() or {}
 end
 
 function Engine:socket_action(fd, events)
     start_due(self)
-    collect_all(self, self.transport:socket_action(fd, events))
+    if self.reactor then
+        collect_all(self, self.reactor:socket_action(fd, events))
+    end
     start_due(self)
     return take_finished(self)
 end
@@ -427,7 +457,9 @@ function Engine:close()
             finish(self, h, nil, cancelled("client closed"))
         end
     end
-    self.transport:close()
+    for _, t in ipairs(self.transports) do
+        t.transport:close()
+    end
 end
 
 -- Request handles -------------------------------------------------------
@@ -496,7 +528,7 @@ end
 -- `in_flight`. Returns at once when no attempt is running (the call is
 -- done, or waiting to be retried).
 function Handle:await_response()
-    return self.engine:await_response(self)
+    return await_response(self)
 end
 
 --- Ends the call now: its result becomes `nil, err` with `err.kind ==

@@ -67,6 +67,13 @@ end
 -- URL: `http://` or `https://`, a host, no query or fragment. A user and
 -- password in it are never printed. The emulator's is
 -- `http://127.0.0.1:8787/v1`.
+-- @tfield[opt="auto"] string transport how calls travel: `"auto"` uses
+-- nginx's cosockets where nginx allows them (a call in a rewrite, access or
+-- content handler, an `ngx.timer` callback, `ssl_certificate_by_lua*`) and
+-- libcurl everywhere else (outside nginx, and in nginx's `init*`,
+-- `set_by_lua*`, filter and `log` phases, where a call blocks the worker);
+-- `"curl"` always libcurl; `"ngx"` always cosockets (a call where nginx
+-- allows none raises).
 -- @tfield[opt=30000] int timeout_ms the longest time of a whole call,
 -- every attempt and backoff included: no call runs past it
 -- @tfield[opt] int attempt_timeout_ms the longest time of one attempt
@@ -99,6 +106,14 @@ end
 -- @tfield[opt=false] bool keep_null keep a JSON `null` object member as
 -- `null` instead of leaving its key absent
 
+local TRANSPORTS = { auto = true, curl = true, ngx = true }
+
+local function transport_name(name, v)
+    if not TRANSPORTS[v] then
+        argerror("new: %s must be \"auto\", \"curl\" or \"ngx\"", name)
+    end
+end
+
 -- name, type, default, layer, and for numbers the least value allowed (0
 -- would mean "none" or "the library's default" below us: never what a
 -- caller who wrote it meant).
@@ -106,6 +121,8 @@ options.LIST = {
     { name = "api_key", type = "string", layer = "client", required = true, check = plain_key },
     { name = "base_url", type = "string", default = "https://api.passage.id/v1", layer = "client",
       check = http_url },
+    { name = "transport", type = "string", default = "auto", layer = "client",
+      check = transport_name },
     { name = "timeout_ms", type = "number", default = 30000, min = 1, layer = "policy" },
     { name = "attempt_timeout_ms", type = "number", min = 1, layer = "policy" },
     { name = "max_attempts", type = "number", default = 4, min = 1, layer = "policy" },

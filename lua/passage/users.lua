@@ -26,6 +26,7 @@
 -- the body into the value.
 local bulk = require "passage.bulk"
 local core = require "passage.core"
+local cosocket = require "passage.cosocket"
 local engine = require "passage.engine"
 local errors = require "passage.errors"
 local filters = require "passage.filters"
@@ -231,6 +232,22 @@ local function pick(i, a, b, c)
     return c
 end
 
+-- The transport for a call made now: nginx's cosockets where nginx allows
+-- them, else libcurl; raises when the client was made for cosockets only.
+local function transport_now(p)
+    local ngx_transport = p.ngx
+    if ngx_transport then
+        local usable, phase = cosocket.available()
+        if usable then
+            return ngx_transport
+        elseif not p.curl then
+            argerror("transport \"ngx\": nginx allows no cosockets in its %s phase",
+                tostring(phase))
+        end
+    end
+    return p.curl
+end
+
 -- The engine call of `op` with the arguments a, b, c of the client's
 -- method; raises an argument error (errors.argument) on a bad one.
 local prepare
@@ -276,11 +293,14 @@ function prepare(p, op, a, b, c)
             return call
         end
     end
+    local transport = transport_now(p)
+    local sets = p.sets[transport]
     return {
         operation = op.name,
+        transport = transport,
         method = op.method,
         url = target,
-        headers = body and p.headers_with_body or p.headers,
+        headers = body and sets.body or sets.plain,
         body = body,
         idempotent = op.idempotent,
         result = op.result,
@@ -294,9 +314,19 @@ end
 local Client = {}
 Client.__index = Client
 
+-- Inside nginx's Lua module, calls go over its cosockets where nginx allows
+-- them (passage.cosocket); elsewhere, and outside nginx, over libcurl.
+local function in_nginx()
+    local n = rawget(_G, "ngx")
+    return type(n) == "table" and n.socket ~= nil
+end
+
 local function new_client(opts)
     local layers = options.resolve(opts)
-    local transport = core.transport(layers.transport)
+    local choice = layers.client.transport
+    if choice == "ngx" and not in_nginx() then
+        argerror("new: transport \"ngx\" needs nginx's Lua module")
+    end
     local key = layers.client.api_key
     local common = {
         "Authorization: Bearer " .. key,
@@ -304,16 +334,25 @@ local function new_client(opts)
         "Passage-Version: passage-lua " .. users._VERSION,
     }
     local with_body = { common[1], common[2], common[3], "Content-Type: application/json" }
+    -- Per transport, its header sets: checked and built once, shared by
+    -- every request.
+    local p = { base_url = layers.client.base_url:gsub("/+$", ""), sets = {} }
+    local transports = {}
+    local function add(transport, usable)
+        transports[#transports + 1] = { transport = transport, usable = usable }
+        p.sets[transport] = { plain = transport:headers(common), body = transport:headers(with_body) }
+        return transport
+    end
+    if choice ~= "ngx" then
+        p.curl = add(core.transport(layers.transport), function() return true end)
+    end
+    if choice ~= "curl" and in_nginx() then
+        p.ngx = add(cosocket.new(layers.transport), cosocket.available)
+    end
     local self = setmetatable({
-        engine = engine.new(transport, layers.policy, errors.redactor(key)),
+        engine = engine.new(transports, p.curl, layers.policy, errors.redactor(key)),
     }, Client)
-    private[self] = {
-        base_url = layers.client.base_url:gsub("/+$", ""),
-        -- Checked and turned into transport header sets once, shared by
-        -- every request.
-        headers = transport:headers(common),
-        headers_with_body = transport:headers(with_body),
-    }
+    private[self] = p
     return self
 end
 

@@ -143,8 +143,9 @@ function scenarios.cancel(p)
     other:close()
     tr:close()
     tr:close()
-    out.perform_error = select(2, pcall(tr.perform, tr, 0))
-    out.start_error = select(2, pcall(tr.start, tr, "GET", p.url))
+    out.closed_perform = #tr:perform(0)
+    out.closed_start = tr:start("GET", p.url) == nil
+    out.headers_error = select(2, pcall(tr.headers, tr, { "X: 1" }))
     out.a = summary(a:response())
     out.b_done = b:done()
     out.ms = now_ms() - t0

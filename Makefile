@@ -244,7 +244,10 @@ clean:
 # game-loop        examples/game_loop.lua (16 ms ticks, 50 ms API latency)
 # reactor          examples/reactor.lua (socket.select host loop)
 # spec-openresty   spec/openresty_spec.lua (builds the LuaJIT core first)
-.PHONY: bench-parallel game-loop reactor spec-openresty
+# bench-openresty  the client in one nginx worker against lua-resty-http +
+#                  cjson (../shared/peers), wrk, the emulator on BENCH_PORT
+#                  as the upstream (its data replaced); about two minutes
+.PHONY: bench-parallel game-loop reactor spec-openresty bench-openresty
 
 bench-parallel: deps build
 	$(LUA_ENV) $(LUA) bench/parallel_walk.lua $(BENCH_ARGS)
@@ -255,4 +258,8 @@ game-loop reactor: deps build
 spec-openresty: deps build
 	@$(MAKE) --no-print-directory build LUA_VERSION=jit
 	$(LUA_ENV) busted --lua=lua5.4 spec/openresty_spec.lua
+
+bench-openresty: deps build
+	@$(MAKE) --no-print-directory build LUA_VERSION=jit
+	@$(LUA_ENV) PASSAGE_EMULATOR_PORT=$(BENCH_PORT) lua5.4 bench/openresty.lua
 # ---- end of concurrency block ------------------------------------------------

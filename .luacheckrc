@@ -2,5 +2,4 @@ std = "max"
 max_line_length = 110
 files["spec/"] = { std = "+busted" }
 files["emulator/lua/passage/emulator/nginx.lua"] = { globals = { "ngx" } }
-files["lua/passage/openresty.lua"] = { read_globals = { "ngx" } }
 exclude_files = { "build/", "luarocks-tree/" }

@@ -41,8 +41,12 @@ HDRS         := $(wildcard src/*.h)
 # Where specs, the demo and benchmarks find the modules of this checkout.
 LUA_ENV      := LUA_PATH='lua/?.lua;lua/?/init.lua;emulator/lua/?.lua;spec/?.lua;;' LUA_CPATH='$(OUT)/?.so;;'
 
-DEB_PACKAGES := lua5.4 liblua5.4-dev libcurl4-openssl-dev lua-cjson lua-busted luarocks \
-                lua-check nginx-light libnginx-mod-http-lua lua-resty-core curl wrk \
+# openssl makes the specs' test certificates; dpkg-dev's dpkg-architecture
+# finds the multiarch folder where nginx's LuaJIT loads lua-cjson; procps's
+# pgrep finds an nginx worker for the benchmarks.
+DEB_PACKAGES := gcc make dpkg-dev lua5.4 liblua5.4-dev libcurl4-openssl-dev lua-cjson \
+                lua-busted luarocks lua-check nginx-light libnginx-mod-http-lua lua-resty-core \
+                curl wrk openssl procps \
                 lua5.1 liblua5.1-0-dev lua5.3 liblua5.3-dev luajit2 libluajit2-5.1-dev \
                 valgrind clang libclang-rt-14-dev clang-format \
                 lua-argparse lua-term lua-socket tmux lua-ldoc lua-markdown

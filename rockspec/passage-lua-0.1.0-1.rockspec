@@ -10,7 +10,9 @@ description = {
    detailed = [[
 passage.users calls every user operation of the Passage Management API v1
 over libcurl and returns native Lua tables, blocking or concurrently (many
-calls in flight on one client, pollable from any host loop). passage.paginator
+calls in flight on one client, pollable from any host loop); inside nginx's
+Lua module (OpenResty) the same client calls over nginx cosockets, without
+blocking the worker. passage.paginator
 walks every user of an app with one for loop. passage-users is a command
 line for user administration built on them. The local Passage emulator for
 tests and demos is a rock of its own: passage-emulator (emulator/).
@@ -54,7 +56,7 @@ build = {
       ["passage.url"] = "lua/passage/url.lua",
       ["passage.bulk"] = "lua/passage/bulk.lua",
       ["passage.paginator"] = "lua/passage/paginator.lua",
-      ["passage.openresty"] = "lua/passage/openresty.lua",
+      ["passage.cosocket"] = "lua/passage/cosocket.lua",
       ["passage.cli.calls"] = "lua/passage/cli/calls.lua",
       ["passage.cli.config"] = "lua/passage/cli/config.lua",
       ["passage.cli.csv"] = "lua/passage/cli/csv.lua",

@@ -7,7 +7,6 @@
 -- or removed one fails too.
 local emulator = require "support.emulator"
 local filters = require "passage.filters"
-local openresty = require "passage.openresty"
 local options = require "passage.options"
 local paginator = require "passage.paginator"
 local run = require "support.shell"
@@ -18,7 +17,6 @@ local users = require "passage.users"
 -- the reason.
 local INTERNAL = {
     ["Client:start_private"] = "a seam for passage.paginator: its handles never come out of poll",
-    ["openresty.call"] = "what ngx.run_worker_thread runs inside a pool thread's VM for run()",
 }
 
 -- The stable fields of an error (the house rule's list).
@@ -143,7 +141,7 @@ describe("the reference", function()
         assert.is_nil(out:find("warn"), out)
         pages = {}
         for _, m in ipairs { "passage.users", "passage.paginator", "passage.errors",
-                "passage.filters", "passage.schema", "passage.openresty" } do
+                "passage.filters", "passage.schema" } do
             pages[m] = entries_of(read(dir .. "/modules/" .. m .. ".html"))
         end
     end)
@@ -292,10 +290,6 @@ describe("the reference", function()
             assert(page.fields[field], "passage.schema: page does not document " .. field)
         end
         assert_entry("passage.schema", "device")
-    end)
-
-    it("has every function of passage.openresty", function()
-        assert_exactly("passage.openresty", "", keys_of(openresty))
     end)
 
     it("has no link to a page or anchor that is not there", function()

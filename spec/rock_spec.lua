@@ -27,7 +27,7 @@ describe("the rock", function()
             assert(package.searchpath("passage.users", package.path):find(%q, 1, true))
             local client = users.new { api_key = "test_key", base_url = %q }
             local page = assert(client:list_paginated_users("test_app", { limit = 1 }))
-            for _, m in ipairs { "paginator", "bulk", "openresty", "engine", "filters" } do
+            for _, m in ipairs { "paginator", "bulk", "cosocket", "engine", "filters" } do
                 assert(require("passage." .. m))
             end
             print("ok", type(page.total_users), true)

@@ -71,22 +71,18 @@
 -- a kept-alive connection that the server has closed meanwhile; that
 -- connection is closed after the exchange. Any other method that finds its
 -- kept-alive connection closed before a byte of the answer is sent once
--- more on a new one, as libcurl does. Host names are resolved by nginx,
--- which needs a `resolver` directive for them (without one the call fails
--- with kind "connect"); IP addresses need none.
+-- more on a new one, as libcurl does. Host names are resolved by nginx
+-- (its `resolver` directive).
 --
--- Each exchange costs nginx a few hundred bytes in the request or timer
--- that started it (its light thread's context), given back when that
--- request or timer ends: a timer that makes many thousands of calls should
--- hand over to a fresh timer now and then.
---
--- Where a request was started matters to nginx: its light thread belongs to
--- the coroutine that called start(), and only that coroutine can end it
--- early. A request cancelled from elsewhere (another request sharing the
--- client, another light thread) is reported cancelled at once; its exchange
--- runs on to its own end or timeout in the background, and what it reads is
--- dropped. Finished exchanges are released when the starting coroutine
--- waits for them, reads them through perform(), or ends.
+-- A light thread belongs to the coroutine that spawned it (what a script
+-- sees of this, the `resolver` and TLS trust: docs/guide.md, OpenResty):
+-- nginx keeps its context (a few hundred bytes) until that request or timer
+-- ends, and only that coroutine can end it early. A request cancelled from
+-- elsewhere (another request sharing the client, another light thread) is
+-- reported cancelled at once; its exchange runs on to its own end or
+-- timeout in the background, and what it reads is dropped. Finished
+-- exchanges are released when the starting coroutine waits for them, reads
+-- them through perform(), or ends.
 local core = require "passage.core"
 
 -- luacheck: read globals ngx

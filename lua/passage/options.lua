@@ -68,12 +68,11 @@ end
 -- password in it are never printed. The emulator's is
 -- `http://127.0.0.1:8787/v1`.
 -- @tfield[opt="auto"] string transport how calls travel: `"auto"` uses
--- nginx's cosockets where nginx allows them (a call in a rewrite, access or
--- content handler, an `ngx.timer` callback, `ssl_certificate_by_lua*`) and
--- libcurl everywhere else (outside nginx, and in nginx's `init*`,
--- `set_by_lua*`, filter and `log` phases, where a call blocks the worker);
--- `"curl"` always libcurl; `"ngx"` always cosockets (a call where nginx
--- allows none raises).
+-- nginx's cosockets inside nginx's Lua module wherever nginx allows them
+-- (request handlers, timers) and libcurl everywhere else (outside nginx,
+-- and in the nginx phases without cosockets, where a call blocks the
+-- worker); `"curl"` always libcurl; `"ngx"` always cosockets (a call where
+-- nginx allows none raises). The guide's OpenResty part tells each phase.
 -- @tfield[opt=30000] int timeout_ms the longest time of a whole call,
 -- every attempt and backoff included: no call runs past it
 -- @tfield[opt] int attempt_timeout_ms the longest time of one attempt
@@ -97,8 +96,10 @@ end
 -- @tfield[opt] int max_host_connections the most connections to the API
 -- host at once (default: no limit); calls past it wait for a connection
 -- @tfield[opt] string ca_file a file of trusted CA certificates for TLS
--- (default: the system's)
--- @tfield[opt] string ca_path a directory of trusted CA certificates
+-- (default: the system's); inside nginx, the guide's OpenResty part tells
+-- which calls use it
+-- @tfield[opt] string ca_path a directory of trusted CA certificates, as
+-- `ca_file`
 -- @tfield[opt=false] bool unsafe_skip_tls_verify turns TLS peer and host
 -- verification off: for test servers only, never for the real API
 -- @tfield[opt="passage-lua/0.1.0"] string user_agent the `User-Agent`

@@ -381,6 +381,24 @@ describe("passage.users inside nginx", function()
             end
         end)
 
+        it("verifies TLS against lua_ssl_trusted_certificate; ca_file is libcurl's", function()
+            local trusted = server.tls_url("/raw")
+            local untrusted = "https://127.0.0.1:" .. TLS_PORT .. "/v1"
+            local r = scenario("calls", { opts = options { base_url = trusted },
+                calls = { { "get_user", APP, "x" } } }).results[1]
+            assert.is_nil(r.err, r.err and r.err.text)
+            assert.matches("^GET /raw/apps/test_app/users/x HTTP/1%.1\r\n", r.value.id)
+            -- The untrusted server's own certificate as ca_file: libcurl
+            -- trusts it, cosockets do not, and say why.
+            local own_cert = nginx.prefix .. "/own_cert.pem"
+            local call = { "get_user", APP, "x" }
+            local over_curl = curl_call({ base_url = untrusted, ca_file = own_cert }, call)
+            local over_ngx = ngx_call({ base_url = untrusted, ca_file = own_cert }, call)
+            assert.equal("own", over_curl.value.id)
+            assert.same({ "tls", 1 }, { over_ngx.err.kind, over_ngx.err.attempts })
+            assert.matches("lua_ssl_trusted_certificate", over_ngx.err.message)
+        end)
+
         it("blocks the worker with transport = \"curl\", as documented, and works", function()
             latency(150)
             local calls = { { "get_user", APP, user.id }, { "get_user", APP, user.id } }

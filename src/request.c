@@ -677,12 +677,5 @@ void psg_request_register(lua_State *L)
         {"__tostring", l_tostring},
         {NULL, NULL}
     };
-    if (luaL_newmetatable(L, PSG_REQUEST_MT)) {
-        psg_setfuncs(L, meta);
-        psg_newlib(L, methods);
-        lua_setfield(L, -2, "__index");
-        lua_pushliteral(L, "passage.request");
-        lua_setfield(L, -2, "__metatable");
-    }
-    lua_pop(L, 1);
+    psg_newclass(L, PSG_REQUEST_MT, meta, methods);
 }

@@ -325,12 +325,19 @@ static int was_sent(const psg_request *r)
     return r->request_size > 0;
 }
 
-/* libcurl's own cap on a response header line (and on the request it
- * builds) shows as CURLE_OUT_OF_MEMORY; ours on the body sets
- * out_of_memory. */
+/* libcurl's own caps: on a response header line (and on the request it
+ * builds) it reports CURLE_OUT_OF_MEMORY (ours on the body sets
+ * out_of_memory); on all the headers of a response, CURLE_TOO_LARGE since
+ * 8.6, and before that a receive error whose message is the only sign. */
 static int over_libcurl_limit(const psg_request *r)
 {
-    return r->code == CURLE_OUT_OF_MEMORY && !r->out_of_memory;
+    if (r->code == CURLE_OUT_OF_MEMORY && !r->out_of_memory)
+        return 1;
+#if LIBCURL_VERSION_NUM >= 0x080600
+    if (r->code == CURLE_TOO_LARGE)
+        return 1;
+#endif
+    return r->code == CURLE_RECV_ERROR && strncmp(r->errbuf, "Too large response headers", 26) == 0;
 }
 
 static const char *kind_of(const psg_request *r)
@@ -398,7 +405,7 @@ static void push_message(lua_State *L, const psg_request *r)
         lua_pushfstring(L, "response body larger than max_response_bytes (%f)",
                         (lua_Number)r->max_body);
     else if (over_libcurl_limit(r))
-        lua_pushstring(L, was_sent(r) ? "response header larger than libcurl accepts"
+        lua_pushstring(L, was_sent(r) ? "response headers larger than libcurl accepts"
                                       : "request larger than libcurl accepts");
     else if (r->out_of_memory)
         lua_pushliteral(L, "out of memory storing the response body");

@@ -47,7 +47,6 @@
  *     message       text of the failure, nil on success. Taken from
  *                   libcurl's error buffer, which never holds request
  *                   headers.
- *     curl_code     integer (CURLE_ABORTED_BY_CALLBACK for "cancelled")
  *     sent          false when the request provably never reached the
  *                   server: not one byte of it was written
  *                   (CURLINFO_REQUEST_SIZE 0); true otherwise
@@ -63,7 +62,6 @@
  *                   its path passed
  *     decode_error  decoder message when the body is non-empty but not JSON
  *     raw           the body as a string in that case, else nil
- *     total_ms      transfer time in milliseconds
  *     connects      new connections this transfer opened (0: one was reused)
  *   After response() the receive buffer is freed; the easy handle went back
  *   to the transport's pool as soon as the transfer ended.
@@ -161,7 +159,6 @@ static size_t header_cb(char *line, size_t size, size_t nitems, void *userdata)
 static void gather_info(psg_request *r)
 {
     long v = 0;
-    curl_off_t us = 0;
     if (curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &v) == CURLE_OK)
         r->status = v;
     v = 0;
@@ -170,8 +167,6 @@ static void gather_info(psg_request *r)
     v = 0;
     if (curl_easy_getinfo(r->easy, CURLINFO_NUM_CONNECTS, &v) == CURLE_OK)
         r->connects = v;
-    if (curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME_T, &us) == CURLE_OK)
-        r->total_ms = (double)us / 1000.0;
 }
 
 /* Takes r out of libcurl and gives its easy handle back to the pool. */
@@ -435,13 +430,13 @@ static int l_response(lua_State *L)
         return luaL_error(L, "request is closed");
 
     kind = kind_of(r);
-    lua_createtable(L, 0, 15);
+    /* Room for the fields of a JSON answer; a failure's few more grow it. */
+    lua_createtable(L, 0, 8);
     if (kind != NULL) {
         set_string(L, "kind", kind);
         push_message(L, r);
         lua_setfield(L, -2, "message");
     }
-    set_whole(L, "curl_code", (long long)r->code);
     lua_pushboolean(L, was_sent(r));
     lua_setfield(L, -2, "sent");
     set_whole(L, "status", r->status);
@@ -450,8 +445,6 @@ static int l_response(lua_State *L)
     if (r->has_content_type)
         set_string(L, "content_type", r->content_type);
     set_whole(L, "body_size", (long long)r->body.len);
-    lua_pushnumber(L, (lua_Number)r->total_ms);
-    lua_setfield(L, -2, "total_ms");
     set_whole(L, "connects", r->connects);
     if (kind == NULL && r->body.len > 0) {
         psg_json_error err;

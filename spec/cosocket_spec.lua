@@ -695,11 +695,11 @@ describe("passage.cosocket", function()
         end)
 
         it("headers of more than 300 KiB in all are too large, and Connection: close is honoured", function()
-            -- (libcurl ends this exchange too, with a receive error: kind
-            -- "network" from the libcurl transport.)
             local n = run_ngx(nil, { { url = raw.url("/big_headers") }, { url = raw.url("/close") },
                 { url = raw.url("/close") } })
+            local c = run_curl(nil, { { url = raw.url("/big_headers") } })
             assert.same({ "too_large", true, 200 }, { n[1].kind, n[1].sent, n[1].status })
+            assert.same({ "too_large", true }, { c[1].kind, c[1].sent })
             assert.same({ 1, 1 }, { n[2].connects, n[3].connects })
         end)
     end)

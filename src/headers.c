@@ -130,10 +130,5 @@ void psg_headers_register(lua_State *L)
 {
     static const luaL_Reg meta[] = {
         {"__gc", headers_gc}, {"__tostring", headers_tostring}, {NULL, NULL}};
-    if (luaL_newmetatable(L, PSG_HEADERS_MT)) {
-        psg_setfuncs(L, meta);
-        lua_pushliteral(L, "passage.headers");
-        lua_setfield(L, -2, "__metatable");
-    }
-    lua_pop(L, 1);
+    psg_newclass(L, PSG_HEADERS_MT, meta, NULL);
 }

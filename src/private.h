@@ -164,7 +164,6 @@ struct psg_request {
     long status;
     long request_size;
     long connects;
-    double total_ms;
 
     /* Decoding happens in response(); the scratch buffer is owned here so a
      * Lua error inside the decoder leaks nothing. While `decoding`, the body

@@ -47,7 +47,6 @@
  *     message       text of the failure, nil on success. Taken from
  *                   libcurl's error buffer, which never holds request
  *                   headers.
- *     curl_code     integer (CURLE_ABORTED_BY_CALLBACK for "cancelled")
  *     sent          false when the request provably never reached the
  *                   server: not one byte of it was written
  *                   (CURLINFO_REQUEST_SIZE 0); true otherwise
@@ -63,7 +62,6 @@
  *                   its path passed
  *     decode_error  decoder message when the body is non-empty but not JSON
  *     raw           the body as a string in that case, else nil
- *     total_ms      transfer time in milliseconds
  *     connects      new connections this transfer opened (0: one was reused)
  *   After response() the receive buffer is freed; the easy handle went back
  *   to the transport's pool as soon as the transfer ended.
@@ -161,7 +159,6 @@ static size_t header_cb(char *line, size_t size, size_t nitems, void *userdata)
 static void gather_info(psg_request *r)
 {
     long v = 0;
-    curl_off_t us = 0;
     if (curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &v) == CURLE_OK)
         r->status = v;
     v = 0;
@@ -170,8 +167,6 @@ static void gather_info(psg_request *r)
     v = 0;
     if (curl_easy_getinfo(r->easy, CURLINFO_NUM_CONNECTS, &v) == CURLE_OK)
         r->connects = v;
-    if (curl_easy_getinfo(r->easy, CURLINFO_TOTAL_TIME_T, &us) == CURLE_OK)
-        r->total_ms = (double)us / 1000.0;
 }
 
 /* Takes r out of libcurl and gives its easy handle back to the pool. */
@@ -325,12 +320,19 @@ static int was_sent(const psg_request *r)
     return r->request_size > 0;
 }
 
-/* libcurl's own cap on a response header line (and on the request it
- * builds) shows as CURLE_OUT_OF_MEMORY; ours on the body sets
- * out_of_memory. */
+/* libcurl's own caps: on a response header line (and on the request it
+ * builds) it reports CURLE_OUT_OF_MEMORY (ours on the body sets
+ * out_of_memory); on all the headers of a response, CURLE_TOO_LARGE since
+ * 8.6, and before that a receive error whose message is the only sign. */
 static int over_libcurl_limit(const psg_request *r)
 {
-    return r->code == CURLE_OUT_OF_MEMORY && !r->out_of_memory;
+    if (r->code == CURLE_OUT_OF_MEMORY && !r->out_of_memory)
+        return 1;
+#if LIBCURL_VERSION_NUM >= 0x080600
+    if (r->code == CURLE_TOO_LARGE)
+        return 1;
+#endif
+    return r->code == CURLE_RECV_ERROR && strncmp(r->errbuf, "Too large response headers", 26) == 0;
 }
 
 static const char *kind_of(const psg_request *r)
@@ -398,7 +400,7 @@ static void push_message(lua_State *L, const psg_request *r)
         lua_pushfstring(L, "response body larger than max_response_bytes (%f)",
                         (lua_Number)r->max_body);
     else if (over_libcurl_limit(r))
-        lua_pushstring(L, was_sent(r) ? "response header larger than libcurl accepts"
+        lua_pushstring(L, was_sent(r) ? "response headers larger than libcurl accepts"
                                       : "request larger than libcurl accepts");
     else if (r->out_of_memory)
         lua_pushliteral(L, "out of memory storing the response body");
@@ -428,13 +430,13 @@ static int l_response(lua_State *L)
         return luaL_error(L, "request is closed");
 
     kind = kind_of(r);
-    lua_createtable(L, 0, 15);
+    /* Room for the fields of a JSON answer; a failure's few more grow it. */
+    lua_createtable(L, 0, 8);
     if (kind != NULL) {
         set_string(L, "kind", kind);
         push_message(L, r);
         lua_setfield(L, -2, "message");
     }
-    set_whole(L, "curl_code", (long long)r->code);
     lua_pushboolean(L, was_sent(r));
     lua_setfield(L, -2, "sent");
     set_whole(L, "status", r->status);
@@ -443,8 +445,6 @@ static int l_response(lua_State *L)
     if (r->has_content_type)
         set_string(L, "content_type", r->content_type);
     set_whole(L, "body_size", (long long)r->body.len);
-    lua_pushnumber(L, (lua_Number)r->total_ms);
-    lua_setfield(L, -2, "total_ms");
     set_whole(L, "connects", r->connects);
     if (kind == NULL && r->body.len > 0) {
         psg_json_error err;
@@ -677,12 +677,5 @@ void psg_request_register(lua_State *L)
         {"__tostring", l_tostring},
         {NULL, NULL}
     };
-    if (luaL_newmetatable(L, PSG_REQUEST_MT)) {
-        psg_setfuncs(L, meta);
-        psg_newlib(L, methods);
-        lua_setfield(L, -2, "__index");
-        lua_pushliteral(L, "passage.request");
-        lua_setfield(L, -2, "__metatable");
-    }
-    lua_pop(L, 1);
+    psg_newclass(L, PSG_REQUEST_MT, meta, methods);
 }

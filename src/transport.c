@@ -871,14 +871,7 @@ void psg_transport_register(lua_State *L)
         {"__tostring", l_tostring},
         {NULL, NULL}
     };
-    if (luaL_newmetatable(L, PSG_TRANSPORT_MT)) {
-        psg_setfuncs(L, meta);
-        psg_newlib(L, methods);
-        lua_setfield(L, -2, "__index");
-        lua_pushliteral(L, "passage.transport");
-        lua_setfield(L, -2, "__metatable");
-    }
-    lua_pop(L, 1);
+    psg_newclass(L, PSG_TRANSPORT_MT, meta, methods);
     psg_request_register(L);
     psg_headers_register(L);
     lua_pushcfunction(L, l_new);

@@ -377,6 +377,11 @@ function users.new(opts)
     return client
 end
 
+-- A user and password in base_url are secrets: shown as ***.
+local function printable_url(u)
+    return (u:gsub("^(https?://)[^/]*@", "%1***@"))
+end
+
 --- A client of the API, made by `new`. Its methods are the operations of
 -- the API: each checks its arguments (raising on a bad one), makes the
 -- request, retries what is safe to retry, and returns the value or
@@ -387,13 +392,11 @@ end
 -- and never the key.
 -- @type Client
 
--- A user and password in base_url are secrets: shown as ***.
 function Client:__tostring()
     if self.engine.closed then
         return "passage.users client (closed)"
     end
-    return "passage.users client ("
-        .. private[self].base_url:gsub("^(https?://)[^/]*@", "%1***@") .. ")"
+    return "passage.users client (" .. printable_url(private[self].base_url) .. ")"
 end
 
 -- close: there is no __gc, since a client nobody holds may still have a
@@ -460,6 +463,31 @@ function Client:start(operation, a, b, c)
         rethrow(call)
     end
     return self.engine:start(call)
+end
+
+--- Checks an operation's arguments as its method does, and tells what
+-- request the call would make, without sending anything: for a dry run
+-- that shows what would be sent, or for checking many records first and
+-- reporting each bad one.
+-- @function Client:check
+-- @string operation the operation's name, one of `OPERATIONS`
+-- @param ... the operation's arguments, as its method takes them
+-- @treturn table `{ operation =, method =, url =, body = }`: the HTTP
+-- method, the URL with every argument encoded (a user and password of
+-- `base_url` shown as `***`) and the JSON body (nil when none); never a
+-- header
+-- @raise an unknown operation, a bad argument, or a closed client, with
+-- the message the method would raise
+-- @within Calls without waiting
+-- @usage
+-- local ok, problem = pcall(client.check, client, "create_user", app_id, record)
+function Client:check(operation, a, b, c)
+    local ok, call = pcall(call_of, self, "check", operation, a, b, c)
+    if not ok then
+        rethrow(call)
+    end
+    return { operation = call.operation, method = call.method, url = printable_url(call.url),
+        body = call.body }
 end
 
 -- Not in the reference (internal): as start, for layers over the client

@@ -1,10 +1,13 @@
 --- Many calls through `client:bulk`, with a result line for each.
 --
 -- The library checks every call of a bulk run before the first request and
--- refuses the whole run for one bad call; here such a call gets its own
--- failed result (kind "input", the library's message) and the others run.
+-- refuses the whole run for one bad call; here each call is checked first
+-- (`client:check`), a bad one gets its own failed result (kind "input", the
+-- library's message) and the others run.
 -- @module passage.cli.calls
 local calls = {}
+
+local unpack = table.unpack or unpack -- luacheck: globals unpack
 
 --- The result line of a call: `ok`, `operation` and the user `id` (and
 -- `user_status`, for calls that return a user), or the error's `kind`,
@@ -45,8 +48,18 @@ function calls.input_error(message)
     return { ok = false, kind = "input", message = message }
 end
 
-local function library_message(e)
-    return (tostring(e):gsub("^.-passage%.users: bulk: call %d+: ", ""))
+--- What the library makes of a call, without sending it: the request it
+-- would send (`client:check`), or nil and its message for a call it refuses.
+-- @param client a `passage.users` client
+-- @tparam table call `{ operation, args... }`
+-- @treturn ?table `{ operation, method, url, body }`
+-- @treturn ?string the library's message
+function calls.check(client, call)
+    local ok, request = pcall(client.check, client, unpack(call))
+    if ok then
+        return request
+    end
+    return nil, (tostring(request):gsub("^.-passage%.users: ", ""))
 end
 
 --- Runs `list` with at most `in_flight` calls at once.
@@ -57,34 +70,25 @@ end
 -- @treturn {table,...} results in input order, `{ value = v }` or `{ err = e }`
 --   or `{ input = message }` for a call the library refused
 function calls.run(client, list, in_flight, progress)
-    local results, pending, index = {}, {}, {}
+    local results, good, index = {}, {}, {}
     for i = 1, #list do
-        pending[#pending + 1] = list[i]
-        index[#index + 1] = i
+        local request, problem = calls.check(client, list[i])
+        if not request then
+            results[i] = { input = problem }
+        else
+            good[#good + 1] = list[i]
+            index[#good] = i
+        end
     end
-    local base_done, base_failed = 0, 0
-    while pending[1] do
-        local opts = { max_in_flight = in_flight }
-        if progress then
-            opts.progress = function(p)
-                progress(base_done + p.done, base_failed + p.failed)
-            end
+    local refused = #list - #good
+    local opts = { max_in_flight = in_flight }
+    if progress then
+        opts.progress = function(p)
+            progress(refused + p.done, refused + p.failed)
         end
-        local ok, got = pcall(client.bulk, client, pending, opts)
-        if ok then
-            for j, r in ipairs(got) do
-                results[index[j]] = r
-            end
-            break
-        end
-        local bad = tonumber(tostring(got):match("passage%.users: bulk: call (%d+): "))
-        if not bad then
-            error(got, 0)
-        end
-        results[index[bad]] = { input = library_message(got) }
-        table.remove(pending, bad)
-        table.remove(index, bad)
-        base_done, base_failed = base_done + 1, base_failed + 1
+    end
+    for j, r in ipairs(client:bulk(good, opts)) do
+        results[index[j]] = r
     end
     return results
 end

@@ -23,8 +23,9 @@ for _, name in pairs(OPERATIONS) do
     OPERATIONS[name] = name
 end
 
-local WRITABLE = { email = "string", phone = "string", user_metadata = "table" }
-local KEYS = { op = "string", id = "string", device_id = "string" }
+-- The fields a request sets, and those that pick the call.
+local WRITABLE = { email = true, phone = true, user_metadata = true }
+local KEYS = { op = true, id = true, device_id = true }
 
 -- Fields of a user as the API returns it that no request can set.
 local READ_ONLY = {
@@ -116,25 +117,9 @@ function records.read(next_line, format)
     return json_records(next_line)
 end
 
-local function check_metadata(md)
-    if type(md) ~= "table" or getmetatable(md) then
-        return "user_metadata: expected an object"
-    end
-    for k, v in pairs(md) do
-        local t = type(v)
-        if type(k) ~= "string" then
-            return "user_metadata: keys must be strings"
-        elseif t == "number" then
-            if v ~= v or v == math.huge or v == -math.huge then
-                return "user_metadata." .. k .. ": not a finite number"
-            end
-        elseif t ~= "string" and t ~= "boolean" then
-            return "user_metadata." .. k .. ": expected a string, number or boolean"
-        end
-    end
-end
-
---- The call a record stands for.
+--- The call a record stands for. Only the record's own rules are checked
+-- here (known fields, which operation); what the library checks of the
+-- call's arguments it checks itself (`client:check`), with its messages.
 -- @tparam string app_id
 -- @tparam table rec a record of `read`
 -- @return a call for `client:bulk` (`{ operation, app_id, ... }`) and the
@@ -148,18 +133,8 @@ function records.call(app_id, rec)
         if type(k) ~= "string" or not (WRITABLE[k] or KEYS[k] or READ_ONLY[k]) then
             return nil, "unknown field " .. tostring(k)
         end
-        local want = WRITABLE[k] or KEYS[k]
-        if want and v ~= nil and type(v) ~= want then
-            return nil, string.format("%s: expected a %s", k, want == "table" and "object" or want)
-        end
         if WRITABLE[k] and v ~= nil then
             req[k], n = v, n + 1
-        end
-    end
-    if req.user_metadata then
-        local problem = check_metadata(req.user_metadata)
-        if problem then
-            return nil, problem
         end
     end
     local id = rec.id ~= json.null and rec.id or nil
@@ -168,29 +143,17 @@ function records.call(app_id, rec)
         return nil, "op: unknown operation " .. tostring(rec.op)
     end
     op = op or (id and "update_user" or "create_user")
-    if op ~= "create_user" and (id == nil or not id:find("%S")) then
-        return nil, "id: required for " .. op
-    end
     if op == "create_user" then
         if id then
             return nil, "id: a create cannot choose the id"
         end
-        if (req.email or "") == "" and (req.phone or "") == "" then
-            return nil, "an email or a phone is required"
-        end
         return { op, app_id, req }, req
     elseif op == "update_user" then
-        if n == 0 then
-            return nil, "nothing to update"
-        end
         return { op, app_id, id, req }, req
     elseif n > 0 then
         return nil, op .. " takes no email, phone or user_metadata"
     elseif op == "delete_user_device" then
-        local device = rec.device_id
-        if device == nil or device == json.null or not device:find("%S") then
-            return nil, "device_id: required for delete_user_device"
-        end
+        local device = rec.device_id ~= json.null and rec.device_id or nil
         return { op, app_id, id, device }, { device_id = device }
     end
     return { op, app_id, id }, nil

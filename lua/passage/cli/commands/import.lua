@@ -153,16 +153,20 @@ function import.run(ctx)
     for line_no, rec, problem in records.read(input:lines(), format) do
         if only == nil or only[line_no] then
             local entry = { line = line_no }
-            local call, req
+            local call, req, request
             if rec then
                 call, req = records.call(ctx.app_id, rec)
                 problem = not call and req or nil
+            end
+            if not problem and args.dry_run then
+                request, problem = calls.check(ctx.client, call)
             end
             if problem then
                 entry.result = calls.input_error(problem)
             elseif args.dry_run then
                 entry.result = { ok = true, dry_run = true, operation = call[1],
-                    id = type(call[3]) == "string" and call[3] or nil, request = req }
+                    id = type(call[3]) == "string" and call[3] or nil,
+                    method = request.method, url = request.url, request = req }
             else
                 entry.call = call
             end

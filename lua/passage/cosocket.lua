@@ -1084,6 +1084,21 @@ local function sweep(self)
     return self.next_expiry - now
 end
 
+-- Waits on `sema` (posted as exchanges finish) until done() or timeout_ms
+-- has passed, waking in time for sweep() to find an exchange nginx ended.
+local function wait_until(self, sema, timeout_ms, done)
+    local deadline = now_ms() + timeout_ms
+    while true do
+        local until_sweep = sweep(self)
+        local left = deadline - now_ms()
+        if done() or left <= 0 then
+            return
+        end
+        local ms = left < until_sweep and left or until_sweep
+        sema:wait((ms > 1 and ms or 1) / 1000)
+    end
+end
+
 -- Lets the light thread of req go, when this coroutine is the one that
 -- spawned it: nginx keeps a finished thread until its parent waits for it,
 -- kills it or ends. Killing one that still runs (an exchange cancelled from
@@ -1140,21 +1155,12 @@ function Transport:wait(req, timeout_ms, keep)
         elseif timeout_ms == 0 then
             self.ngx.sleep(0) -- one turn of nginx's event loop
         else
-            local sema = req.sema
-            if not sema then
-                sema = require("ngx.semaphore").new()
-                req.sema = sema
+            if not req.sema then
+                req.sema = require("ngx.semaphore").new()
             end
-            local deadline = now_ms() + timeout_ms
-            while true do
-                local until_sweep = sweep(self)
-                local left = deadline - now_ms()
-                if req.is_done or left <= 0 then
-                    break
-                end
-                local ms = left < until_sweep and left or until_sweep
-                sema:wait((ms > 1 and ms or 1) / 1000)
-            end
+            wait_until(self, req.sema, timeout_ms, function()
+                return req.is_done
+            end)
         end
     end
     if req.is_done then
@@ -1201,21 +1207,12 @@ function Transport:perform(timeout_ms)
         elseif timeout_ms == 0 then
             ngx.sleep(0) -- one turn of nginx's event loop
         else
-            local sema = self.any_sema
-            if not sema then
-                sema = require("ngx.semaphore").new()
-                self.any_sema = sema
+            if not self.any_sema then
+                self.any_sema = require("ngx.semaphore").new()
             end
-            local deadline = now_ms() + timeout_ms
-            while true do
-                local until_sweep = sweep(self)
-                local left = deadline - now_ms()
-                if self.finished[1] ~= nil or self.n_inflight == 0 or left <= 0 then
-                    break
-                end
-                local ms = left < until_sweep and left or until_sweep
-                sema:wait((ms > 1 and ms or 1) / 1000)
-            end
+            wait_until(self, self.any_sema, timeout_ms, function()
+                return self.finished[1] ~= nil or self.n_inflight == 0
+            end)
         end
     end
     return take_finished(self)

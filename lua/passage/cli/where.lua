@@ -93,12 +93,12 @@ function where.add(params, texts)
     return params
 end
 
---- The filters of parsed arguments: the field options (`--status`,
+--- The list params of parsed arguments: `--order-by`, the field options (`--status`,
 -- `--login-count`, ...) and every `--where`.
 -- @tparam table args the parsed command line
 -- @return list parameters, or nil and a message
 function where.from_args(args)
-    local params = {}
+    local params = { order_by = args.order_by }
     for _, field in ipairs(where.FIELDS) do
         if args[field] ~= nil then
             params[field] = where.value(field, args[field])

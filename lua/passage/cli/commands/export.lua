@@ -22,11 +22,7 @@ function export.run(ctx)
     if not params then
         return nil, problem
     end
-    params.order_by = args.order_by
     local in_flight = args.in_flight
-    if type(in_flight) ~= "number" or in_flight < 1 or in_flight > 64 or in_flight % 1 ~= 0 then
-        return nil, "--in-flight: expected a whole number in 1..64"
-    end
     local write, file, part = output.out, nil, nil
     if args.out and args.out ~= "-" then
         part = args.out .. ".part"

@@ -18,7 +18,6 @@ function list.run(ctx)
     if not params then
         return nil, problem
     end
-    params.order_by = args.order_by
     params.limit = args.limit
     params.page = args.page
     params.created_before = args.created_before

@@ -19,7 +19,7 @@
  *     transport closes. So an in-flight request is never collected while its
  *     transport lives, and libcurl never calls back into freed memory.
  *   - A request's user value table holds its transport (slot 1), so a held
- *     request keeps its transport alive, and its cached response (slot 2).
+ *     request keeps its transport alive.
  *   - r->tr is non-NULL only while the transport is open. Closing the
  *     transport detaches every request it knows; a request finalizer that
  *     finds r->tr set may therefore use it (the transport has not been
@@ -172,7 +172,7 @@ struct psg_request {
      * (or to __gc, which cannot run during the decode). */
     psg_json_opts json;
     psg_buf scratch;
-    int response_cached;
+    int response_read;
     int decoding;
 };
 

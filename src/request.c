@@ -36,7 +36,7 @@
  *                         "passage.request: closed"
  *
  *   request:response([check]) -> table (raises if the request is not done).
- *   The same table is returned on every call. Fields:
+ *   It can be read once; a second call raises. Fields:
  *     kind          nil when the HTTP exchange completed (any status); else
  *                   "timeout", "connect" (could not resolve or connect, or
  *                   the URL was unusable: the request never left), "tls",
@@ -421,11 +421,8 @@ static int l_response(lua_State *L)
     lua_settop(L, 1);
     if (!r->done)
         return luaL_error(L, "request is not done");
-    push_companions(L, 1);
-    lua_rawgeti(L, -1, 2);
-    if (!lua_isnil(L, -1))
-        return 1;
-    lua_pop(L, 1);
+    if (r->response_read)
+        return luaL_error(L, "the response was already read");
     if (r->closed)
         return luaL_error(L, "request is closed");
 
@@ -460,10 +457,9 @@ static int l_response(lua_State *L)
             lua_setfield(L, -2, "raw");
         }
     }
-    /* Slot 2 was preallocated with the table, so caching cannot raise. */
-    lua_pushvalue(L, -1);
-    lua_rawseti(L, -3, 2);
-    r->response_cached = 1;
+    /* Read once and not kept: a request waiting for its finalizer must not
+     * hold a decoded page alive for another collection cycle. */
+    r->response_read = 1;
     free_memory(r);
     return 1;
 }
@@ -592,7 +588,7 @@ int psg_request_start(lua_State *L)
     luaL_getmetatable(L, PSG_REQUEST_MT);
     lua_setmetatable(L, top);
     strcpy(r->method, methods[m]);
-    lua_createtable(L, 2, 0); /* { transport, cached response } */
+    lua_createtable(L, 1, 0); /* { transport } */
     lua_pushvalue(L, 1);
     lua_rawseti(L, -2, 1);
     psg_setuservalue(L, top);

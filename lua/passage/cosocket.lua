@@ -1084,14 +1084,21 @@ local function sweep(self)
     return self.next_expiry - now
 end
 
--- Waits on `sema` (posted as exchanges finish) until done() or timeout_ms
+-- Waits on `sema` (posted as exchanges finish) until `req` is done (with
+-- no req: until any request finished, or none is in flight) or timeout_ms
 -- has passed, waking in time for sweep() to find an exchange nginx ended.
-local function wait_until(self, sema, timeout_ms, done)
+local function wait_until(self, sema, timeout_ms, req)
     local deadline = now_ms() + timeout_ms
     while true do
         local until_sweep = sweep(self)
         local left = deadline - now_ms()
-        if done() or left <= 0 then
+        local done
+        if req then
+            done = req.is_done
+        else
+            done = self.finished[1] ~= nil or self.n_inflight == 0
+        end
+        if done or left <= 0 then
             return
         end
         local ms = left < until_sweep and left or until_sweep
@@ -1158,9 +1165,7 @@ function Transport:wait(req, timeout_ms, keep)
             if not req.sema then
                 req.sema = require("ngx.semaphore").new()
             end
-            wait_until(self, req.sema, timeout_ms, function()
-                return req.is_done
-            end)
+            wait_until(self, req.sema, timeout_ms, req)
         end
     end
     if req.is_done then
@@ -1210,9 +1215,7 @@ function Transport:perform(timeout_ms)
             if not self.any_sema then
                 self.any_sema = require("ngx.semaphore").new()
             end
-            wait_until(self, self.any_sema, timeout_ms, function()
-                return self.finished[1] ~= nil or self.n_inflight == 0
-            end)
+            wait_until(self, self.any_sema, timeout_ms, nil)
         end
     end
     return take_finished(self)

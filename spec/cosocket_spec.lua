@@ -7,7 +7,7 @@ local core = require "passage.core"
 local emulator = require "support.emulator"
 local server = require "support.test_server"
 local raw = require "support.raw_server"
-local launcher = require "passage.emulator.launcher"
+local scenario_nginx = require "support.scenario_nginx"
 local shell = require "support.shell"
 local socket = require "socket"
 local cjson = require("cjson").new()
@@ -116,31 +116,14 @@ local function sh(cmd)
     return (shell(cmd))
 end
 
-local function read_file(path)
-    local f = io.open(path, "r")
-    if not f then
-        return nil
-    end
-    local text = f:read("*a")
-    f:close()
-    return text
-end
-
 local nginx -- the running private nginx
 
 local function nginx_url(path)
-    return "http://127.0.0.1:" .. PORT .. path
+    return nginx:url(path)
 end
 
--- Runs a scenario in nginx; returns its result (raises with the error log
--- when the location fails).
 local function scenario(name, params)
-    params = params or {}
-    params.scenario = name
-    local status, body = emulator.request(nginx_url("/run"),
-        { method = "POST", body = cjson.encode(params) })
-    assert(status == 200, tostring(status) .. " " .. tostring(body) .. "\n" .. nginx:log_tail())
-    return cjson.decode(body)
+    return nginx:scenario(name, params)
 end
 
 local function null_to_nil(v)
@@ -197,39 +180,11 @@ local function closed_port()
     return tonumber(port)
 end
 
--- Starts curl in the background; its status and time land in `file`.
-local function post_in_background(path, params, file)
-    local f = assert(io.open(file .. ".json", "w"))
-    f:write(cjson.encode(params))
-    f:close()
-    assert(sh(string.format("(curl -s -o '%s.body' -w '%%{http_code} %%{time_total}' "
-        .. "--data-binary @'%s.json' '%s' > '%s' 2>/dev/null &)", file, file, nginx_url(path), file)))
-end
-
-local function wait_for_file(file, seconds)
-    local deadline = socket.gettime() + seconds
-    while socket.gettime() < deadline do
-        local s = read_file(file)
-        if s and s:match("^%d+ [%d.]+$") then
-            return s
-        end
-        socket.sleep(0.02)
-    end
-    return nil
-end
-
 -- The slowest of n pings to the spec's nginx, in milliseconds.
 local function slowest_ping(n)
     local slowest = 0
     for _ = 1, n do
-        local t0 = socket.gettime()
-        local status, body = emulator.request(nginx_url("/ping"))
-        local took = (socket.gettime() - t0) * 1000
-        assert.equal(200, status)
-        assert.equal("pong", body)
-        if took > slowest then
-            slowest = took
-        end
+        slowest = math.max(slowest, nginx:ping_ms())
         socket.sleep(0.01)
     end
     return slowest
@@ -239,22 +194,13 @@ describe("passage.cosocket", function()
     local user, user_url
 
     setup(function()
-        local repo = io.popen("pwd"):read("*l")
-        -- Always through make: a core left over from older sources would
-        -- not match the Lua modules.
-        assert(sh("make build LUA_VERSION=jit >/dev/null"), "could not build the LuaJIT core")
         server.start()
         assert(server.cert_file, "the test server needs openssl for its certificate")
         raw.start(RAW_PORT)
-        local prefix = assert(launcher.temp_prefix("cosocket"))
-        local own_cert, own_key = prefix .. "/own_cert.pem", prefix .. "/own_key.pem"
-        assert(sh(string.format("env -u LD_PRELOAD openssl req -x509 -newkey rsa:2048 -nodes -days 2"
-            .. " -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout '%s' -out '%s'"
-            .. " >/dev/null 2>&1", own_key, own_cert)))
-        local http = HTTP:gsub("REPO", repo):gsub("TLS_PORT", tostring(TLS_PORT))
-            :gsub("TS_PORT", tostring(server.port())):gsub("PORT", tostring(PORT))
-            :gsub("OWN_CERT", own_cert):gsub("OWN_KEY", own_key):gsub("CERT", server.cert_file)
-        nginx = assert(launcher.start { prefix = prefix, port = PORT, http = http, temporary = true })
+        nginx = scenario_nginx.start { name = "cosocket", port = PORT, http = HTTP, fill = {
+            TLS_PORT = tostring(TLS_PORT), TS_PORT = tostring(server.port()), PORT = tostring(PORT),
+            CERT = server.cert_file,
+        } }
     end)
 
     teardown(function()
@@ -884,13 +830,14 @@ describe("passage.cosocket", function()
 
         it("answers /ping within a few ms while calls with latency are in flight", function()
             emulator.faults { clear = true, latency_ms = 300 }
-            local file = nginx.prefix .. "/tmp/concurrent"
             local t0 = socket.gettime()
-            post_in_background("/run", { scenario = "concurrent", n = 8, url = user_url }, file)
+            local finished = nginx:post_in_background("/run", { scenario = "concurrent", n = 8,
+                url = user_url }, os.tmpname())
             socket.sleep(0.05)
             local slowest = slowest_ping(10)
-            assert.matches("^200 ", wait_for_file(file, 10 * SLOW))
-            local r = cjson.decode(read_file(file .. ".body"))
+            local status, _, body = finished(10 * SLOW)
+            assert.equal(200, status)
+            local r = cjson.decode(body)
             emulator.faults { clear = true }
             assert.is_true(slowest < 50 * SLOW, string.format("a ping took %.1f ms", slowest))
             assert.equal(8, r.ok)

@@ -7,8 +7,7 @@
 local users = require "passage.users"
 local emulator = require "support.emulator"
 local server = require "support.test_server"
-local launcher = require "passage.emulator.launcher"
-local shell = require "support.shell"
+local scenario_nginx = require "support.scenario_nginx"
 local socket = require "socket"
 local cjson = require("cjson").new()
 
@@ -65,31 +64,10 @@ local HTTP = [[
     }
 ]]
 
-local function read_file(path)
-    local f = io.open(path, "r")
-    if not f then
-        return nil
-    end
-    local text = f:read("*a")
-    f:close()
-    return text
-end
-
 local nginx -- the running private nginx
 
-local function nginx_url(path)
-    return "http://127.0.0.1:" .. PORT .. path
-end
-
--- Runs a scenario in nginx; returns its result (raises with the error log
--- when the location fails).
 local function scenario(name, params)
-    params = params or {}
-    params.scenario = name
-    local status, body = emulator.request(nginx_url("/run"),
-        { method = "POST", body = cjson.encode(params) })
-    assert(status == 200, tostring(status) .. " " .. tostring(body) .. "\n" .. nginx:log_tail())
-    return cjson.decode(body)
+    return nginx:scenario(name, params)
 end
 
 -- A scenario stored by a timer or init_worker: waits for it.
@@ -176,68 +154,21 @@ local function count_distinct(list)
     return n
 end
 
--- Starts curl in the background against the spec's nginx; its status and
--- time land in `file`.
-local function post_in_background(params, file)
-    local f = assert(io.open(file .. ".json", "w"))
-    f:write(cjson.encode(params))
-    f:close()
-    assert(shell(string.format("(curl -s -o '%s.body' -w '%%{http_code} %%{time_total}' "
-        .. "--data-binary @'%s.json' '%s' > '%s' 2>/dev/null &)", file, file, nginx_url("/run"), file)))
-end
-
-local function wait_for_file(file, seconds)
-    local deadline = socket.gettime() + seconds
-    while socket.gettime() < deadline do
-        local s = read_file(file)
-        if s and s:match("^%d+ [%d.]+$") then
-            return s
-        end
-        socket.sleep(0.02)
-    end
-    return nil
-end
-
--- How long one /ping to the spec's nginx takes, in milliseconds.
-local function ping_ms()
-    local t0 = socket.gettime()
-    local status, body = emulator.request(nginx_url("/ping"))
-    assert.equal(200, status)
-    assert.equal("pong", body)
-    return (socket.gettime() - t0) * 1000
-end
-
 describe("passage.users inside nginx", function()
     local user
 
     setup(function()
-        local repo = io.popen("pwd"):read("*l")
-        -- Always through make: a core left over from older sources would
-        -- not match the Lua modules.
-        assert(shell("make build LUA_VERSION=jit >/dev/null"), "could not build the LuaJIT core")
         server.start()
         assert(server.cert_file, "the test server needs openssl for its certificate")
-        local prefix = assert(launcher.temp_prefix("openresty"))
-        local own_cert, own_key = prefix .. "/own_cert.pem", prefix .. "/own_key.pem"
-        assert(shell(string.format("env -u LD_PRELOAD openssl req -x509 -newkey rsa:2048 -nodes -days 2"
-            .. " -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout '%s' -out '%s'",
-            own_key, own_cert)))
         emulator.reset()
         emulator.faults { clear = true }
         local client = emulator.client()
         assert(client:create_user(APP, { email = INIT_EMAIL }))
         client:close()
-        local fill = {
-            REPO = repo, CPATH = launcher.luajit_cpath(), CERT = server.cert_file,
-            EMULATOR = emulator.url(), TLS_PORT = tostring(TLS_PORT), PORT = tostring(PORT),
-            OWN_CERT = own_cert, OWN_KEY = own_key,
-        }
-        local http = HTTP
-        for _, name in ipairs { "REPO", "CPATH", "OWN_CERT", "OWN_KEY", "CERT", "EMULATOR",
-                "TLS_PORT", "PORT" } do
-            http = http:gsub(name, function() return fill[name] end)
-        end
-        nginx = assert(launcher.start { prefix = prefix, port = PORT, http = http, temporary = true })
+        nginx = scenario_nginx.start { name = "openresty", port = PORT, http = HTTP, fill = {
+            CERT = server.cert_file, EMULATOR = emulator.url(), TLS_PORT = tostring(TLS_PORT),
+            PORT = tostring(PORT),
+        } }
         -- nginx accepts connections before init_worker_by_lua is done, but
         -- serves none: once this answers, the init_worker call is over.
         stored("init_worker", 10 * SLOW)
@@ -390,7 +321,7 @@ describe("passage.users inside nginx", function()
             assert.matches("^GET /raw/apps/test_app/users/x HTTP/1%.1\r\n", r.value.id)
             -- The untrusted server's own certificate as ca_file: libcurl
             -- trusts it, cosockets do not, and say why.
-            local own_cert = nginx.prefix .. "/own_cert.pem"
+            local own_cert = nginx.own_cert
             local call = { "get_user", APP, "x" }
             local over_curl = curl_call({ base_url = untrusted, ca_file = own_cert }, call)
             local over_ngx = ngx_call({ base_url = untrusted, ca_file = own_cert }, call)
@@ -644,16 +575,16 @@ describe("passage.users inside nginx", function()
 
         it("shares the worker's client between requests in flight at once", function()
             latency(300)
-            local files = {}
+            local finished = {}
             local t0 = socket.gettime()
             for i = 1, 8 do
-                files[i] = nginx.prefix .. "/tmp/shared" .. i
-                post_in_background({ scenario = "worker_client", app = APP, id = user.id }, files[i])
+                finished[i] = nginx:post_in_background("/run",
+                    { scenario = "worker_client", app = APP, id = user.id }, os.tmpname())
             end
             for i = 1, 8 do
-                assert.matches("^200 ", wait_for_file(files[i], 10 * SLOW) or "none")
-                local r = cjson.decode(read_file(files[i] .. ".body"))
-                assert.equal(user.id, r.value.id)
+                local status, _, body = finished[i](10 * SLOW)
+                assert.equal(200, status)
+                assert.equal(user.id, cjson.decode(body).value.id)
             end
             -- The eight overlapped: about one latency, not eight.
             assert.is_true(socket.gettime() - t0 < 1.5 * SLOW)
@@ -669,7 +600,7 @@ describe("passage.users inside nginx", function()
         local pings = {}
         local deadline = socket.gettime() + 30 * SLOW
         repeat
-            pings[#pings + 1] = ping_ms()
+            pings[#pings + 1] = nginx:ping_ms()
             socket.sleep(0.01)
             local r = scenario("stored", { key = "long_walk" })
         until not r.pending or socket.gettime() > deadline

@@ -360,19 +360,7 @@ end
 
 -- content_by_lua entry point.
 function M.run()
-    ngx.req.read_body()
-    local p = cjson.decode(ngx.req.get_body_data() or "{}")
-    local f = scenarios[p.scenario]
-    if not f then
-        ngx.status = 404
-        return ngx.print(cjson.encode({ error = "no scenario " .. tostring(p.scenario) }))
-    end
-    local ok, result = pcall(f, p)
-    if not ok then
-        ngx.status = 500
-        return ngx.print(cjson.encode({ error = tostring(result) }))
-    end
-    ngx.print(cjson.encode(result))
+    require("support.scenario_runner")(scenarios)
 end
 
 -- Where cosockets work: what available() says in this phase, and whether a

@@ -1,5 +1,6 @@
 -- passage-users driven as a process against the emulator: what it writes,
 -- what it sends (the emulator's statistics) and its exit status.
+local files = require("support.files")
 local emulator = require "support.emulator"
 local cli = require "support.cli"
 local csv = require "passage.cli.csv"
@@ -43,10 +44,7 @@ local function write_file(path, lines)
 end
 
 local function read_file(path)
-    local f = assert(io.open(path, "rb"))
-    local s = f:read("*a")
-    f:close()
-    return s
+    return assert(files.read(path))
 end
 
 local function stats_count(route)

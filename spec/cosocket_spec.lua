@@ -5,6 +5,7 @@
 -- this process: both must give the same kind and sent.
 local core = require "passage.core"
 local emulator = require "support.emulator"
+local ports = require "support.ports"
 local server = require "support.test_server"
 local raw = require "support.raw_server"
 local scenario_nginx = require "support.scenario_nginx"
@@ -172,13 +173,7 @@ local function run_ngx(opts, calls, headers)
     return out
 end
 
--- A TCP port on 127.0.0.1 where nothing listens.
-local function closed_port()
-    local s = assert(socket.bind("127.0.0.1", 0))
-    local _, port = s:getsockname()
-    s:close()
-    return tonumber(port)
-end
+local closed_port = ports.closed
 
 -- The slowest of n pings to the spec's nginx, in milliseconds.
 local function slowest_ping(n)
@@ -569,23 +564,11 @@ describe("passage.cosocket", function()
         end)
 
         it("a connection that never completes ends at connect_timeout_ms, unsent", function()
-            -- A listener whose accept queue is full: further SYNs go unanswered.
-            local l = assert(socket.bind("127.0.0.1", 0, 0))
-            local _, port = l:getsockname()
-            local fillers = {}
-            for i = 1, 8 do
-                local s = socket.tcp()
-                s:settimeout(0.05)
-                s:connect("127.0.0.1", port)
-                fillers[i] = s
-            end
+            local port, close = ports.unanswering()
             local calls = { { method = "POST", url = "http://127.0.0.1:" .. port .. "/", body = "{}" } }
             local opts = { connect_timeout_ms = 300, timeout_ms = 3000 }
             local c, n = run_curl(opts, calls)[1], run_ngx(opts, calls)[1]
-            for _, s in ipairs(fillers) do
-                s:close()
-            end
-            l:close()
+            close()
             for _, res in ipairs { c, n } do
                 assert.same({ "timeout", false }, { res.kind, res.sent })
                 assert.is_true(res.ms >= 250 and res.ms < 1500 * SLOW, "took " .. res.ms)

@@ -5,6 +5,7 @@
 -- sources make), so a public function, option or field added without its
 -- doc comment fails here; and every documented name exists, so a renamed
 -- or removed one fails too.
+local spec_files = require("support.files")
 local emulator = require "support.emulator"
 local filters = require "passage.filters"
 local options = require "passage.options"
@@ -24,10 +25,7 @@ local ERROR_FIELDS = { "kind", "status", "code", "message", "body", "attempts", 
     "retry_after" }
 
 local function read(path)
-    local f = assert(io.open(path, "rb"))
-    local s = f:read("*a")
-    f:close()
-    return s
+    return assert(spec_files.read(path))
 end
 
 local function plain_text(html)

@@ -3,6 +3,7 @@
 -- Runs every file of JSONTestSuite's test_parsing directory, then the rules
 -- the client relies on, then a differential check against a private
 -- lua-cjson instance over generated documents and realistic API bodies.
+local files = require("support.files")
 local core = require("passage.core")
 local compare = require("support.json_compare")
 local torture = require("support.gc_torture")
@@ -96,10 +97,7 @@ local function list_json(dir)
 end
 
 local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
+  return assert(files.read(path))
 end
 
 describe("JSONTestSuite test_parsing", function()

@@ -6,6 +6,7 @@
 -- here, over libcurl, give the same values and the same err fields.
 local users = require "passage.users"
 local emulator = require "support.emulator"
+local ports = require "support.ports"
 local server = require "support.test_server"
 local scenario_nginx = require "support.scenario_nginx"
 local socket = require "socket"
@@ -119,13 +120,7 @@ local function ngx_call(opts, call)
     return scenario("calls", { opts = options(opts), calls = { call } }).results[1]
 end
 
--- A TCP port on 127.0.0.1 where nothing listens.
-local function closed_port()
-    local s = assert(socket.bind("127.0.0.1", 0))
-    local _, port = s:getsockname()
-    s:close()
-    return tonumber(port)
-end
+local closed_port = ports.closed
 
 local function faults(...)
     emulator.faults { clear = true, next = { ... } }

@@ -5,8 +5,8 @@ local users = require "passage.users"
 local core = require "passage.core"
 local retry = require "passage.retry"
 local emulator = require "support.emulator"
+local ports = require "support.ports"
 local server = require "support.test_server"
-local socket = require "socket"
 
 local APP = "test_app"
 local USER_ROUTE = "GET /apps/{app_id}/users/{user_id}"
@@ -31,13 +31,7 @@ local function faults(...)
     emulator.reset_stats()
 end
 
--- A TCP port on 127.0.0.1 where nothing listens.
-local function closed_port()
-    local s = assert(socket.bind("127.0.0.1", 0))
-    local _, port = s:getsockname()
-    s:close()
-    return tonumber(port)
-end
+local closed_port = ports.closed
 
 local function users_with(client, email)
     local page = assert(client:list_paginated_users(APP, { identifier = email }))
@@ -332,24 +326,14 @@ describe("reliability", function()
         end)
 
         it("ends a connection that never completes at connect_timeout_ms", function()
-            -- A listener whose accept queue is full: further SYNs go unanswered.
-            local l = assert(socket.bind("127.0.0.1", 0, 0))
-            local _, port = l:getsockname()
-            local fillers = {}
-            for i = 1, 8 do
-                local s = socket.tcp()
-                s:settimeout(0.05)
-                s:connect("127.0.0.1", port)
-                fillers[i] = s
-            end
+            local port, close = ports.unanswering()
             local c = new_client { base_url = "http://127.0.0.1:" .. port .. "/v1",
                 connect_timeout_ms = 300, timeout_ms = 3000, max_attempts = 2 }
             local _, err, ms = timed(function()
                 return c:create_user(APP, { email = "never@example.com" })
             end)
             c:close()
-            for _, s in ipairs(fillers) do s:close() end
-            l:close()
+            close()
             assert.equal("timeout", err.kind)
             assert.equal(2, err.attempts) -- nothing was sent: even a create is retried
             assert.is_true(ms >= 550 and ms < 2000 * SLOW, "took " .. ms)

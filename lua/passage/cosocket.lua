@@ -1162,9 +1162,7 @@ function Transport:wait(req, timeout_ms, keep)
         elseif timeout_ms == 0 then
             self.ngx.sleep(0) -- one turn of nginx's event loop
         else
-            if not req.sema then
-                req.sema = require("ngx.semaphore").new()
-            end
+            req.sema = req.sema or require("ngx.semaphore").new()
             wait_until(self, req.sema, timeout_ms, req)
         end
     end
@@ -1212,9 +1210,7 @@ function Transport:perform(timeout_ms)
         elseif timeout_ms == 0 then
             ngx.sleep(0) -- one turn of nginx's event loop
         else
-            if not self.any_sema then
-                self.any_sema = require("ngx.semaphore").new()
-            end
+            self.any_sema = self.any_sema or require("ngx.semaphore").new()
             wait_until(self, self.any_sema, timeout_ms, nil)
         end
     end

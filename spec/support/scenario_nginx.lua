@@ -17,15 +17,7 @@ local shell = require "support.shell"
 
 local M = {}
 
-function M.read_file(path)
-  local f = io.open(path, "r")
-  if not f then
-    return nil
-  end
-  local text = f:read("*a")
-  f:close()
-  return text
-end
+M.read_file = require("support.files").read
 
 local Nginx = {}
 Nginx.__index = Nginx

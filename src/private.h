@@ -3,6 +3,7 @@
  * object a file, as the Lua face shows them:
  *   core.c       luaopen_passage_core, core.now_ms
  *   segment.c    core.segment: an id as a URL path segment
+ *   sockets.c    a transport's sockets as libcurl and a host reactor see them
  *   transport.c  a libcurl multi handle: core.transport(opts)
  *   request.c    a libcurl easy handle: transport:start(...) -> request
  *   headers.c    a libcurl header list: transport:headers(array)
@@ -83,6 +84,26 @@ typedef struct psg_sockchange {
     int what; /* CURL_POLL_IN / OUT / INOUT / REMOVE */
 } psg_sockchange;
 
+/* A list of sockets with a state each. */
+typedef struct psg_socklist {
+    psg_sockchange *at;
+    size_t n, cap;
+} psg_socklist;
+
+/* A transport's sockets (sockets.c):
+ *   watch    every socket libcurl wants watched now (the transport's own
+ *            poll() loop uses it)
+ *   changes  the last state asked for per fd since a host last read them
+ *   told     what a host reactor was last told per fd (not "remove")
+ *   held     sockets libcurl closed while a host watched them: kept open
+ *            until it was told "remove" (what = 1 once it was), then closed
+ *            at its next call */
+typedef struct psg_sockets {
+    psg_socklist watch, changes, told, held;
+    int reactor; /* a host reads socket_changes() */
+    int lost;    /* a change could not be recorded (out of memory) */
+} psg_sockets;
+
 struct psg_transport {
     CURLM *multi;
     int closed;
@@ -119,16 +140,8 @@ struct psg_transport {
     psg_buf spare[PSG_SPARE_BUFS];
     int n_spare;
 
-    /* What CURLMOPT_SOCKETFUNCTION / TIMERFUNCTION reported: the changes
-     * since a host last asked (socket_changes), and every socket libcurl
-     * wants watched now, which the transport's own loop (perform, wait)
-     * polls. */
-    psg_sockchange *changes;
-    size_t n_changes, cap_changes;
-    int changes_lost; /* a change could not be recorded (out of memory) */
-    psg_sockchange *socks;
-    size_t n_socks, cap_socks;
-    int socks_lost;         /* a socket could not be recorded (out of memory) */
+    /* What libcurl's socket callbacks reported (sockets.c). */
+    psg_sockets sockets;
     struct pollfd *pollfds; /* scratch for poll(), cap_pollfds entries */
     size_t cap_pollfds;
     int timer_set;
@@ -195,12 +208,36 @@ void psg_transport_link_finished(psg_transport *tr, psg_request *r);
 /* Room to record n sockets, so that libcurl's socket
  * callback need not allocate; 0 when out of memory. */
 int psg_transport_reserve_sockets(psg_transport *tr, size_t n);
+/* CURLOPT_CLOSESOCKETFUNCTION of every transfer (data: the transport). */
+int psg_transport_close_socket(void *transport, curl_socket_t fd);
 /* Lets libcurl act on its due timer: a transfer just added is connected or
  * sent now, without waiting for the next perform(). C only; never blocks. */
 void psg_transport_kick(psg_transport *tr);
 /* Drops the anchor of r from the transport at tr_idx (never allocates, so it
  * cannot raise). */
 void psg_transport_unanchor(lua_State *L, int tr_idx, psg_request *r);
+
+/* sockets.c */
+/* Room for n sockets in every list, so libcurl's callbacks need not
+ * allocate; 0 when out of memory. */
+int psg_sockets_reserve(psg_sockets *s, size_t n);
+/* libcurl's socket callback: fd should be watched for what (CURL_POLL_*). */
+void psg_sockets_want(psg_sockets *s, curl_socket_t fd, int what);
+/* Stops the transport's own loop watching fd (poll() said it is invalid). */
+void psg_sockets_unwatch(psg_sockets *s, curl_socket_t fd);
+/* libcurl's close-socket callback: closes fd now, or holds it open until a
+ * host reactor watching it has been told "remove". close()'s result. */
+int psg_sockets_closing(psg_sockets *s, curl_socket_t fd);
+/* Closes the held sockets whose "remove" a host has read: at every call of
+ * the host into the transport. */
+void psg_sockets_close_reported(psg_sockets *s);
+/* After a turn of the transport's own loop: drops changes nobody reads. */
+void psg_sockets_forget_changes(psg_sockets *s);
+/* socket_changes(): pushes { { fd =, events = }, ... } and records what the
+ * host now knows. Raises (before changing anything) when out of memory. */
+int psg_sockets_push_changes(lua_State *L, psg_sockets *s);
+/* Closes every held socket and frees the lists. */
+void psg_sockets_free(psg_sockets *s);
 
 /* request.c */
 void psg_request_register(lua_State *L);

@@ -209,69 +209,22 @@ void psg_transport_unanchor(lua_State *L, int tr_idx, psg_request *r)
 
 /* ---- libcurl callbacks: C memory only ----------------------------------- */
 
-/* Index of fd in a socket list, or n when it is not there. */
-static size_t find_socket(const psg_sockchange *list, size_t n, curl_socket_t fd)
-{
-    size_t i;
-    for (i = 0; i < n && list[i].fd != fd; i++)
-        ;
-    return i;
-}
-
-/* Appends (fd, what) to a list, doubling its room when full; 0 when out of
- * memory (the list is then unchanged). */
-static int append_socket(psg_sockchange **list, size_t *n, size_t *cap, curl_socket_t fd, int what)
-{
-    if (*n == *cap) {
-        size_t room = *cap ? *cap * 2 : 8;
-        psg_sockchange *p = (psg_sockchange *)realloc(*list, room * sizeof *p);
-        if (p == NULL)
-            return 0;
-        *list = p;
-        *cap = room;
-    }
-    (*list)[*n].fd = fd;
-    (*list)[*n].what = what;
-    (*n)++;
-    return 1;
-}
-
 int psg_transport_reserve_sockets(psg_transport *tr, size_t n)
 {
-    psg_sockchange *p;
-    if (n <= tr->cap_socks)
-        return 1;
-    p = (psg_sockchange *)realloc(tr->socks, n * sizeof *p);
-    if (p == NULL)
-        return 0;
-    tr->socks = p;
-    tr->cap_socks = n;
-    return 1;
+    return psg_sockets_reserve(&tr->sockets, n);
 }
 
 static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
-    psg_transport *tr = (psg_transport *)userp;
-    size_t i;
     (void)easy;
     (void)socketp;
-    /* The host's view: the last state asked for per fd since it last read. */
-    i = find_socket(tr->changes, tr->n_changes, fd);
-    if (i < tr->n_changes)
-        tr->changes[i].what = what;
-    else if (!append_socket(&tr->changes, &tr->n_changes, &tr->cap_changes, fd, what))
-        tr->changes_lost = 1; /* reported by socket_changes() */
-    /* The transport's own view: every socket to watch now. */
-    i = find_socket(tr->socks, tr->n_socks, fd);
-    if (what == CURL_POLL_REMOVE) {
-        if (i < tr->n_socks)
-            tr->socks[i] = tr->socks[--tr->n_socks];
-    } else if (i < tr->n_socks) {
-        tr->socks[i].what = what;
-    } else if (!append_socket(&tr->socks, &tr->n_socks, &tr->cap_socks, fd, what)) {
-        tr->socks_lost = 1; /* reported by perform() and wait() */
-    }
+    psg_sockets_want(&((psg_transport *)userp)->sockets, fd, what);
     return 0;
+}
+
+int psg_transport_close_socket(void *transport, curl_socket_t fd)
+{
+    return psg_sockets_closing(&((psg_transport *)transport)->sockets, fd);
 }
 
 /* libcurl gives a relative delay; keep a deadline so timer_ms() can answer
@@ -423,8 +376,9 @@ static void drive(lua_State *L, psg_transport *tr, int wait_ms)
     size_t i, n, n_finished;
     int ready, running;
     CURLMcode mc;
-    if (tr->socks_lost) {
-        tr->socks_lost = 0;
+    psg_sockets_close_reported(&tr->sockets);
+    if (tr->sockets.lost && !tr->sockets.reactor) {
+        tr->sockets.lost = 0;
         luaL_error(L, "out of memory recording the sockets of transfers");
     }
     n_finished = tr->n_finished;
@@ -436,18 +390,19 @@ static void drive(lua_State *L, psg_transport *tr, int wait_ms)
     multi_check(L, mc, "curl_multi_socket_action");
     if (tr->n_finished > n_finished)
         wait_ms = 0;
-    n = tr->n_socks;
+    n = tr->sockets.watch.n;
     if (n > tr->cap_pollfds) {
-        struct pollfd *p = (struct pollfd *)realloc(tr->pollfds, tr->cap_socks * sizeof *p);
+        size_t room = tr->sockets.watch.cap;
+        struct pollfd *p = (struct pollfd *)realloc(tr->pollfds, room * sizeof *p);
         if (p == NULL)
             luaL_error(L, "out of memory polling the sockets of transfers");
         tr->pollfds = p;
-        tr->cap_pollfds = tr->cap_socks;
+        tr->cap_pollfds = room;
     }
-    /* A copy: the actions below change tr->socks. */
+    /* A copy: the actions below change the watch list. */
     for (i = 0; i < n; i++) {
-        int what = tr->socks[i].what;
-        tr->pollfds[i].fd = tr->socks[i].fd;
+        int what = tr->sockets.watch.at[i].what;
+        tr->pollfds[i].fd = tr->sockets.watch.at[i].fd;
         tr->pollfds[i].events =
             (short)(((what & CURL_POLL_IN) ? POLLIN : 0) | ((what & CURL_POLL_OUT) ? POLLOUT : 0));
         tr->pollfds[i].revents = 0;
@@ -463,9 +418,7 @@ static void drive(lua_State *L, psg_transport *tr, int wait_ms)
         if (revents & POLLNVAL) {
             /* Closed without a word from libcurl: stop watching it, or
              * every poll() would return at once. */
-            size_t at = find_socket(tr->socks, tr->n_socks, tr->pollfds[i].fd);
-            if (at < tr->n_socks)
-                tr->socks[at] = tr->socks[--tr->n_socks];
+            psg_sockets_unwatch(&tr->sockets, tr->pollfds[i].fd);
         }
         mc = curl_multi_socket_action(tr->multi, tr->pollfds[i].fd, select_bits(revents), &running);
         if (mc != CURLM_OK && mc != CURLM_CALL_MULTI_PERFORM) {
@@ -475,9 +428,7 @@ static void drive(lua_State *L, psg_transport *tr, int wait_ms)
     }
     mc = run_due_timer(tr);
     collect_finished(tr);
-    /* Hosts that drive with perform() and wait() never read socket changes;
-     * drop them so the list stays short. */
-    tr->n_changes = 0;
+    psg_sockets_forget_changes(&tr->sockets);
     multi_check(L, mc, "curl_multi_socket_action");
 }
 
@@ -508,12 +459,9 @@ static void transport_close(lua_State *L, int idx, psg_transport *tr)
     if (tr->multi != NULL)
         curl_multi_cleanup(tr->multi);
     tr->multi = NULL;
-    free(tr->changes);
-    tr->changes = NULL;
-    tr->n_changes = tr->cap_changes = 0;
-    free(tr->socks);
-    tr->socks = NULL;
-    tr->n_socks = tr->cap_socks = 0;
+    /* The socket lists stay: a host reactor still reads its "remove"s from
+     * socket_changes(), and the sockets it watched close after that (or at
+     * __gc). */
     free(tr->pollfds);
     tr->pollfds = NULL;
     tr->cap_pollfds = 0;
@@ -538,6 +486,7 @@ static int l_gc(lua_State *L)
 {
     psg_transport *tr = check_transport(L, 1);
     transport_close(L, 1, tr);
+    psg_sockets_free(&tr->sockets);
     psg_json_shapes_free(tr->shapes);
     tr->shapes = NULL;
     return 0;
@@ -624,50 +573,22 @@ static int l_wait(lua_State *L)
     return 2;
 }
 
-static const char *events_name(int what)
-{
-    switch (what) {
-    case CURL_POLL_IN:
-        return "in";
-    case CURL_POLL_OUT:
-        return "out";
-    case CURL_POLL_INOUT:
-        return "inout";
-    default:
-        return "remove";
-    }
-}
-
 static int l_socket_changes(lua_State *L)
 {
-    psg_transport *tr = check_transport(L, 1);
-    size_t i;
-    if (tr->changes_lost) {
-        tr->changes_lost = 0;
-        return luaL_error(L, "out of memory recording socket changes");
-    }
-    lua_createtable(L, (int)tr->n_changes, 0);
-    /* Each change is copied before the allocations that follow: a finalizer
-     * they run may close the transport, which empties the list. */
-    for (i = 0; i < tr->n_changes; i++) {
-        psg_sockchange c = tr->changes[i];
-        lua_createtable(L, 0, 2);
-        psg_pushwhole(L, (long long)c.fd);
-        lua_setfield(L, -2, "fd");
-        lua_pushstring(L, events_name(c.what));
-        lua_setfield(L, -2, "events");
-        lua_rawseti(L, -2, (int)i + 1);
-    }
-    /* Cleared only once the whole answer exists, so a memory error while
-     * building it loses nothing. */
-    tr->n_changes = 0;
-    return 1;
+    return psg_sockets_push_changes(L, &check_transport(L, 1)->sockets);
 }
 
 static int l_timer_ms(lua_State *L)
 {
     psg_transport *tr = check_transport(L, 1);
     double left;
+    if (!tr->closed && tr->n_finished > 0) {
+        /* Finished already (within start(), or during a wait for another
+         * request): the host must come back at once to collect it, though
+         * no socket and no libcurl timer will wake it. */
+        psg_pushwhole(L, 0);
+        return 1;
+    }
     if (tr->closed || !tr->timer_set) {
         psg_pushwhole(L, -1);
         return 1;
@@ -699,6 +620,7 @@ static int l_socket_action(lua_State *L)
         tr->timer_set = 0;
     }
     luaL_checkstack(L, 4, "passage.transport");
+    psg_sockets_close_reported(&tr->sockets);
     if (tr->closed) {
         lua_newtable(L);
         return 1;

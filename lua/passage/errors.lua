@@ -201,6 +201,46 @@ function errors.argument(fmt, ...)
     error(setmetatable({ message = "passage.users: " .. string.format(fmt, ...) }, ArgumentError))
 end
 
+-- The argument error of another module: errors.argument_in("passage.paginator")
+-- throws "passage.paginator: " .. message. A message already made by
+-- errors.argument keeps its text and takes the new prefix.
+function errors.argument_in(module)
+    local prefix = module .. ": "
+    return function(fmt, ...)
+        local message = string.format(fmt, ...):gsub("^passage%.users: ", "")
+        error(setmetatable({ message = prefix .. message }, ArgumentError))
+    end
+end
+
+local unpack = table.unpack or unpack -- luacheck: ignore 143
+
+local function pack(...)
+    return { n = select("#", ...), ... }
+end
+
+-- A public entry made of `fn`: an argument error thrown inside `fn` (at any
+-- depth) is raised again at the line that called the entry; any other
+-- error goes on as it was. One guard for the public functions.
+function errors.guard(fn)
+    return function(...)
+        local results = pack(pcall(fn, ...))
+        if not results[1] then
+            local problem = results[2]
+            if getmetatable(problem) == ArgumentError then
+                error(problem.message, 2)
+            end
+            error(problem, 0)
+        end
+        return unpack(results, 2, results.n)
+    end
+end
+
+-- The message of an argument error caught with pcall, or nil for any other
+-- error.
+function errors.argument_message(v)
+    return getmetatable(v) == ArgumentError and v.message or nil
+end
+
 -- Raises `v`, caught by pcall in a public function, again: a bad-argument
 -- error at the line that called that public function, anything else as it
 -- is. Call it from the public function itself (not a tail call): level 3

@@ -19,6 +19,7 @@ local users = require "passage.users"
 local INTERNAL = {
     ["users.start_owned"] = "a seam for passage.paginator: its handles never come out of poll",
     ["users.is_client"] = "how passage.paginator knows a client",
+    ["users.check_budget"] = "poll's check of max_ms, for passage.loop.*",
 }
 
 -- The stable fields of an error (the house rule's list).
@@ -216,11 +217,19 @@ describe("the reference", function()
     end)
 
     it("has every function and walk option of passage.paginator", function()
-        assert_exactly("passage.paginator", "", keys_of(paginator), { "options" })
-        local entry = assert_entry("passage.paginator", "options")
-        -- Every documented option is taken (an unknown one raises).
         local client = emulator.client()
         finally(function() client:close() end)
+        -- The module's functions, its options table and the walk's methods
+        -- (checked on their own above).
+        local others = { "options" }
+        local walk = paginator.start(client, "test_app", { limit = 1 })
+        walk:close()
+        for _, name in ipairs(methods_of(getmetatable(walk))) do
+            others[#others + 1] = "Walk:" .. name
+        end
+        assert_exactly("passage.paginator", "", keys_of(paginator), others)
+        local entry = assert_entry("passage.paginator", "options")
+        -- Every documented option is taken (an unknown one raises).
         local sample = { in_flight = 2, progress = function() end }
         for name in pairs(entry.fields) do
             assert(sample[name] ~= nil, "no sample value for walk option " .. name)

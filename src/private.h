@@ -81,7 +81,9 @@ enum { PSG_END_NONE = 0, PSG_END_CANCELLED, PSG_END_TRANSPORT_CLOSED };
 /* One recorded socket state, the last one libcurl asked for on that fd. */
 typedef struct psg_sockchange {
     curl_socket_t fd;
-    int what; /* CURL_POLL_IN / OUT / INOUT / REMOVE */
+    int what;  /* CURL_POLL_IN / OUT / INOUT / REMOVE; in `retired`: reported */
+    int host;  /* hosted, retired: the host's descriptor for fd */
+    int owned; /* hosted, retired: host is a duplicate of the transport's */
 } psg_sockchange;
 
 /* A list of sockets with a state each. */
@@ -94,12 +96,12 @@ typedef struct psg_socklist {
  *   watch    every socket libcurl wants watched now (the transport's own
  *            poll() loop uses it)
  *   changes  the last state asked for per fd since a host last read them
- *   told     what a host reactor was last told per fd (not "remove")
- *   held     sockets libcurl closed while a host watched them: kept open
- *            until it was told "remove" (what = 1 once it was), then closed
- *            at its next call */
+ *   hosted   libcurl's sockets a host reactor holds, each with the
+ *            descriptor the host was given (a duplicate)
+ *   retired  host descriptors whose socket ended: reported "remove" at the
+ *            next socket_changes(), closed at the host's call after that */
 typedef struct psg_sockets {
-    psg_socklist watch, changes, told, held;
+    psg_socklist watch, changes, hosted, retired;
     int reactor; /* a host reads socket_changes() */
     int lost;    /* a change could not be recorded (out of memory) */
 } psg_sockets;
@@ -208,8 +210,9 @@ void psg_transport_link_finished(psg_transport *tr, psg_request *r);
 /* Room to record n sockets, so that libcurl's socket
  * callback need not allocate; 0 when out of memory. */
 int psg_transport_reserve_sockets(psg_transport *tr, size_t n);
-/* CURLOPT_CLOSESOCKETFUNCTION of every transfer (data: the transport). */
-int psg_transport_close_socket(void *transport, curl_socket_t fd);
+/* CURLOPT_OPENSOCKETFUNCTION of every transfer (data: the transport). */
+curl_socket_t psg_transport_open_socket(void *transport, curlsocktype purpose,
+                                        struct curl_sockaddr *address);
 /* Lets libcurl act on its due timer: a transfer just added is connected or
  * sent now, without waiting for the next perform(). C only; never blocks. */
 void psg_transport_kick(psg_transport *tr);
@@ -218,25 +221,29 @@ void psg_transport_kick(psg_transport *tr);
 void psg_transport_unanchor(lua_State *L, int tr_idx, psg_request *r);
 
 /* sockets.c */
-/* Room for n sockets in every list, so libcurl's callbacks need not
- * allocate; 0 when out of memory. */
+/* Room for n sockets in the lists libcurl's callbacks write, so that they
+ * need not allocate; 0 when out of memory. */
 int psg_sockets_reserve(psg_sockets *s, size_t n);
 /* libcurl's socket callback: fd should be watched for what (CURL_POLL_*). */
 void psg_sockets_want(psg_sockets *s, curl_socket_t fd, int what);
 /* Stops the transport's own loop watching fd (poll() said it is invalid). */
 void psg_sockets_unwatch(psg_sockets *s, curl_socket_t fd);
-/* libcurl's close-socket callback: closes fd now, or holds it open until a
- * host reactor watching it has been told "remove". close()'s result. */
-int psg_sockets_closing(psg_sockets *s, curl_socket_t fd);
-/* Closes the held sockets whose "remove" a host has read: at every call of
- * the host into the transport. */
+/* libcurl's open-socket callback: a new socket (close-on-exec). */
+curl_socket_t psg_sockets_open(psg_sockets *s, int family, int type, int protocol);
+/* Closes the retired host descriptors whose "remove" a host has read: at
+ * every call of the host into the transport. */
 void psg_sockets_close_reported(psg_sockets *s);
 /* After a turn of the transport's own loop: drops changes nobody reads. */
 void psg_sockets_forget_changes(psg_sockets *s);
-/* socket_changes(): pushes { { fd =, events = }, ... } and records what the
- * host now knows. Raises (before changing anything) when out of memory. */
+/* The transport closed every socket: the host hears "remove" for each. */
+void psg_sockets_all_closed(psg_sockets *s);
+/* socket_changes(): pushes { { fd =, events = }, ... } in the host's
+ * descriptors and records what the host now knows. Raises when out of
+ * memory, losing nothing. */
 int psg_sockets_push_changes(lua_State *L, psg_sockets *s);
-/* Closes every held socket and frees the lists. */
+/* libcurl's socket for a host descriptor, or CURL_SOCKET_BAD. */
+curl_socket_t psg_sockets_from_host(const psg_sockets *s, int fd);
+/* Closes every host descriptor and frees the lists. */
 void psg_sockets_free(psg_sockets *s);
 
 /* request.c */

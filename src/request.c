@@ -517,9 +517,9 @@ static CURLcode setup_easy(CURL *easy, psg_transport *tr, psg_request *r, const 
         SETOPT(CURLOPT_CAPATH, tr->ca_path);
     SETOPT(CURLOPT_USERAGENT, tr->user_agent);
     SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
-    /* A socket a host reactor watches is closed only after it was told. */
-    SETOPT(CURLOPT_CLOSESOCKETFUNCTION, psg_transport_close_socket);
-    SETOPT(CURLOPT_CLOSESOCKETDATA, (void *)tr);
+    /* Our sockets: a host reactor's view of them follows their numbers. */
+    SETOPT(CURLOPT_OPENSOCKETFUNCTION, psg_transport_open_socket);
+    SETOPT(CURLOPT_OPENSOCKETDATA, (void *)tr);
     SETOPT(CURLOPT_HTTPHEADER, r->headers->list);
     if (body != NULL || strcmp(r->method, "GET") != 0) {
         if (body != NULL || strcmp(r->method, "DELETE") != 0) {

@@ -1,31 +1,49 @@
 /*
- * The sockets of a transport: what libcurl asks to have watched, what a
- * host reactor has been told of, and sockets libcurl has closed that the
- * host may still be watching. C only; transport.c owns the struct and calls
+ * The sockets of a transport: what libcurl asks to have watched, and what a
+ * host reactor has been told. C only; transport.c owns the struct and calls
  * in from libcurl's callbacks and from its Lua methods.
  *
- * Why a host is told before a socket is closed: an event loop that keeps
- * its own registration (epoll in cqueues and libuv) must unregister an fd
+ * A host reactor never sees libcurl's own descriptors. The first time a
+ * socket is reported to it (socket_changes()), the transport gives the
+ * host a duplicate of it (dup(): the same socket, the same readiness), and
+ * socket_action() translates back. Why: an event loop that keeps its own
+ * registration (epoll in cqueues and libuv) must unregister a descriptor
  * while it is still open, or the kernel answers EBADF and the loop dies;
- * and an fd number closed too early can come back for a new connection
- * before the host heard of the old one's end. So once a host reads
- * socket_changes() (reactor mode), a socket it was told to watch is not
- * closed when libcurl closes it: it is held, reported as "remove", and
- * closed at the host's next call into the transport, after the host had
- * its turn to unregister. A socket the host never heard of is closed at
- * once and never reported. Hosts that drive with perform() and wait()
- * never read changes: every socket closes at once, as libcurl would.
+ * yet libcurl closes sockets before it says "remove" (libcurl 7.88 to 8.2
+ * even close a socket cancelled while connecting without calling any
+ * close-socket callback), and a closed number can come back for a new
+ * connection before the host heard of the old one's end. The duplicate
+ * lives on its own clock instead: it is reported "remove" once libcurl is
+ * done with the socket, and closed at the host's next call into the
+ * transport, after the host had its turn to unregister it. A number libcurl
+ * opens again while the host still holds the old duplicate (seen in the
+ * open-socket callback) gets a fresh duplicate, the old one a "remove".
+ *
+ * Hosts that drive with perform() and wait() never read changes: they get
+ * no duplicates, and the changes are dropped after every turn.
  */
+#define _GNU_SOURCE /* F_DUPFD_CLOEXEC, SOCK_CLOEXEC */
+#include <fcntl.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "private.h"
 
-/* Index of fd in a socket list, or n when it is not there. */
-static size_t find(const psg_sockchange *list, size_t n, curl_socket_t fd)
+/* Index of the entry with `fd` (host: the host's descriptor) in a list, or
+ * l->n when there is none. */
+static size_t find(const psg_socklist *l, curl_socket_t fd)
 {
     size_t i;
-    for (i = 0; i < n && list[i].fd != fd; i++)
+    for (i = 0; i < l->n && l->at[i].fd != fd; i++)
+        ;
+    return i;
+}
+
+static size_t find_host(const psg_socklist *l, int host)
+{
+    size_t i;
+    for (i = 0; i < l->n && l->at[i].host != host; i++)
         ;
     return i;
 }
@@ -48,30 +66,25 @@ static int reserve(psg_socklist *l, size_t n)
     return 1;
 }
 
-/* Sets fd's entry to what, adding it when missing; 0 when out of memory. */
+/* Sets fd's state, adding an entry when missing; 0 when out of memory. */
 static int put(psg_socklist *l, curl_socket_t fd, int what)
 {
-    size_t i = find(l->at, l->n, fd);
+    size_t i = find(l, fd);
     if (i == l->n) {
         if (!reserve(l, l->n + 1))
             return 0;
         l->n++;
         l->at[i].fd = fd;
+        l->at[i].host = -1;
+        l->at[i].owned = 0;
     }
     l->at[i].what = what;
     return 1;
 }
 
-static void drop(psg_socklist *l, curl_socket_t fd)
+static void drop_at(psg_socklist *l, size_t i)
 {
-    size_t i = find(l->at, l->n, fd);
-    if (i < l->n)
-        l->at[i] = l->at[--l->n];
-}
-
-static int has(const psg_socklist *l, curl_socket_t fd)
-{
-    return find(l->at, l->n, fd) < l->n;
+    l->at[i] = l->at[--l->n];
 }
 
 static void list_free(psg_socklist *l)
@@ -83,52 +96,69 @@ static void list_free(psg_socklist *l)
 
 int psg_sockets_reserve(psg_sockets *s, size_t n)
 {
-    /* Every list can hold every socket: libcurl's callbacks then never
-     * allocate, and a held socket can always be recorded. */
-    return reserve(&s->watch, n) && reserve(&s->changes, n) && reserve(&s->held, n);
+    /* libcurl's callbacks then never allocate. */
+    return reserve(&s->watch, n) && reserve(&s->changes, n);
 }
 
 void psg_sockets_want(psg_sockets *s, curl_socket_t fd, int what)
 {
+    size_t i;
     /* The host's view: the last state asked for per fd since it last read. */
     if (!put(&s->changes, fd, what))
         s->lost = 1; /* reported by socket_changes() */
     /* The transport's own view: every socket to watch now. */
-    if (what == CURL_POLL_REMOVE)
-        drop(&s->watch, fd);
-    else if (!put(&s->watch, fd, what))
+    i = find(&s->watch, fd);
+    if (what == CURL_POLL_REMOVE) {
+        if (i < s->watch.n)
+            drop_at(&s->watch, i);
+    } else if (!put(&s->watch, fd, what)) {
         s->lost = 1; /* reported by the next drive */
+    }
 }
 
 void psg_sockets_unwatch(psg_sockets *s, curl_socket_t fd)
 {
-    drop(&s->watch, fd);
+    size_t i = find(&s->watch, fd);
+    if (i < s->watch.n)
+        drop_at(&s->watch, i);
 }
 
-int psg_sockets_closing(psg_sockets *s, curl_socket_t fd)
+/* The host is done with the duplicate of map entry i: it is reported
+ * "remove" at the next socket_changes() and closed at the call after. */
+static void retire(psg_sockets *s, size_t i)
 {
-    if (!s->reactor || !has(&s->told, fd) || !put(&s->held, fd, 0)) {
-        /* Never heard of by the host (or no memory to hold it, which the
-         * reserve above makes all but impossible): nothing to tell. */
-        if (!has(&s->told, fd))
-            drop(&s->changes, fd);
-        return close(fd);
+    psg_sockchange dup = s->hosted.at[i];
+    drop_at(&s->hosted, i);
+    dup.what = 0; /* not reported yet */
+    if (!reserve(&s->retired, s->retired.n + 1)) {
+        if (dup.owned)
+            (void)close(dup.host); /* no memory to wait: the host may see EBADF */
+        return;
     }
-    /* The host watches it: it hears "remove" first. libcurl's socket
-     * callback has normally said so already; an idle connection's socket
-     * was removed earlier, and the host may have been told then. */
-    if (!put(&s->changes, fd, CURL_POLL_REMOVE))
-        s->lost = 1;
-    return 0;
+    s->retired.at[s->retired.n++] = dup;
+}
+
+curl_socket_t psg_sockets_open(psg_sockets *s, int family, int type, int protocol)
+{
+    curl_socket_t fd = socket(family, type | SOCK_CLOEXEC, protocol);
+    size_t i;
+    if (fd == CURL_SOCKET_BAD)
+        return fd;
+    /* A number the host still knows as an older socket: that one ended. */
+    i = find(&s->hosted, fd);
+    if (i < s->hosted.n)
+        retire(s, i);
+    return fd;
 }
 
 void psg_sockets_close_reported(psg_sockets *s)
 {
     size_t i = 0;
-    while (i < s->held.n) {
-        if (s->held.at[i].what) {
-            (void)close(s->held.at[i].fd);
-            s->held.at[i] = s->held.at[--s->held.n];
+    while (i < s->retired.n) {
+        if (s->retired.at[i].what) {
+            if (s->retired.at[i].owned)
+                (void)close(s->retired.at[i].host);
+            drop_at(&s->retired, i);
         } else {
             i++;
         }
@@ -143,6 +173,55 @@ void psg_sockets_forget_changes(psg_sockets *s)
         s->changes.n = 0;
 }
 
+void psg_sockets_all_closed(psg_sockets *s)
+{
+    /* The transport closed: every socket the host holds has ended. */
+    while (s->hosted.n > 0)
+        retire(s, s->hosted.n - 1);
+    s->changes.n = 0;
+    s->watch.n = 0;
+}
+
+/* Gives the host a duplicate of libcurl's fd, recorded in `hosted`; 0 when
+ * out of memory. When no descriptor is left to duplicate into, the host
+ * gets libcurl's own (and the guarantees above are lost for it). */
+static int host(psg_sockets *s, curl_socket_t fd)
+{
+    int dup;
+    if (!reserve(&s->hosted, s->hosted.n + 1))
+        return 0;
+    dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    s->hosted.at[s->hosted.n].fd = fd;
+    s->hosted.at[s->hosted.n].host = dup >= 0 ? dup : fd;
+    s->hosted.at[s->hosted.n].what = 0;
+    s->hosted.at[s->hosted.n].owned = dup >= 0;
+    s->hosted.n++;
+    return 1;
+}
+
+/* Settles the changes into the host's descriptors before anything is
+ * pushed: what ended is retired, what is new gets its duplicate. Changes
+ * left are all of sockets the host holds now. 0 when out of memory (what
+ * was settled stays settled). */
+static int settle_changes(psg_sockets *s)
+{
+    size_t i = 0;
+    while (i < s->changes.n) {
+        psg_sockchange c = s->changes.at[i];
+        size_t at = find(&s->hosted, c.fd);
+        if (c.what == CURL_POLL_REMOVE) {
+            if (at < s->hosted.n)
+                retire(s, at);
+            drop_at(&s->changes, i); /* reported through `retired` */
+            continue;
+        }
+        if (at == s->hosted.n && !host(s, c.fd))
+            return 0;
+        i++;
+    }
+    return 1;
+}
+
 static const char *events_name(int what)
 {
     switch (what) {
@@ -150,18 +229,19 @@ static const char *events_name(int what)
         return "in";
     case CURL_POLL_OUT:
         return "out";
-    case CURL_POLL_INOUT:
-        return "inout";
     default:
-        return "remove";
+        return "inout";
     }
 }
 
-/* Whether the change is news to the host: a "remove" of a socket it was
- * never told of is not. */
-static int reportable(const psg_sockets *s, const psg_sockchange *c)
+static void push_change(lua_State *L, int fd, const char *events, int at)
 {
-    return c->what != CURL_POLL_REMOVE || has(&s->told, c->fd);
+    lua_createtable(L, 0, 2);
+    psg_pushwhole(L, (long long)fd);
+    lua_setfield(L, -2, "fd");
+    lua_pushstring(L, events);
+    lua_setfield(L, -2, "events");
+    lua_rawseti(L, -2, at);
 }
 
 int psg_sockets_push_changes(lua_State *L, psg_sockets *s)
@@ -174,46 +254,48 @@ int psg_sockets_push_changes(lua_State *L, psg_sockets *s)
         s->lost = 0;
         return luaL_error(L, "out of memory recording socket changes");
     }
-    if (!reserve(&s->told, s->told.n + s->changes.n))
+    if (!settle_changes(s))
         return luaL_error(L, "out of memory recording socket changes");
-    lua_createtable(L, (int)s->changes.n, 0);
-    /* Each change is copied before the allocations that follow: a finalizer
+    lua_createtable(L, (int)(s->changes.n + s->retired.n), 0);
+    /* Entries are copied before the allocations that follow: a finalizer
      * they run may close the transport, which changes the lists. */
+    for (i = 0; i < s->retired.n; i++) {
+        psg_sockchange r = s->retired.at[i];
+        if (!r.what)
+            push_change(L, r.host, "remove", ++n);
+    }
     for (i = 0; i < s->changes.n; i++) {
         psg_sockchange c = s->changes.at[i];
-        if (!reportable(s, &c))
-            continue;
-        lua_createtable(L, 0, 2);
-        psg_pushwhole(L, (long long)c.fd);
-        lua_setfield(L, -2, "fd");
-        lua_pushstring(L, events_name(c.what));
-        lua_setfield(L, -2, "events");
-        lua_rawseti(L, -2, ++n);
+        size_t at = find(&s->hosted, c.fd);
+        if (at < s->hosted.n)
+            push_change(L, s->hosted.at[at].host, events_name(c.what), ++n);
     }
-    /* The answer exists: only now is the host's view updated (none of this
+    /* The answer exists: only now is it recorded as told (nothing here
      * allocates), so a memory error above loses nothing. */
-    for (i = 0; i < s->changes.n; i++) {
-        psg_sockchange c = s->changes.at[i];
-        if (c.what == CURL_POLL_REMOVE)
-            drop(&s->told, c.fd);
-        else
-            (void)put(&s->told, c.fd, c.what); /* room reserved above */
-    }
+    for (i = 0; i < s->retired.n; i++)
+        s->retired.at[i].what = 1; /* closed at the host's next call */
     s->changes.n = 0;
-    /* Every held socket has been reported "remove" by now: closed at the
-     * host's next call, once it has unregistered it. */
-    for (i = 0; i < s->held.n; i++)
-        s->held.at[i].what = 1;
     return 1;
+}
+
+curl_socket_t psg_sockets_from_host(const psg_sockets *s, int fd)
+{
+    size_t i = find_host(&s->hosted, fd);
+    return i < s->hosted.n ? s->hosted.at[i].fd : CURL_SOCKET_BAD;
 }
 
 void psg_sockets_free(psg_sockets *s)
 {
-    /* The transport is gone: nobody can tell the host any more. */
-    for (; s->held.n > 0; s->held.n--)
-        (void)close(s->held.at[s->held.n - 1].fd);
+    size_t i;
+    /* The transport is gone: nobody will tell the host any more. */
+    for (i = 0; i < s->hosted.n; i++)
+        if (s->hosted.at[i].owned)
+            (void)close(s->hosted.at[i].host);
+    for (i = 0; i < s->retired.n; i++)
+        if (s->retired.at[i].owned)
+            (void)close(s->retired.at[i].host);
     list_free(&s->watch);
     list_free(&s->changes);
-    list_free(&s->told);
-    list_free(&s->held);
+    list_free(&s->hosted);
+    list_free(&s->retired);
 }

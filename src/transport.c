@@ -222,9 +222,12 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
     return 0;
 }
 
-int psg_transport_close_socket(void *transport, curl_socket_t fd)
+curl_socket_t psg_transport_open_socket(void *transport, curlsocktype purpose,
+                                        struct curl_sockaddr *address)
 {
-    return psg_sockets_closing(&((psg_transport *)transport)->sockets, fd);
+    (void)purpose;
+    return psg_sockets_open(&((psg_transport *)transport)->sockets, address->family,
+                            address->socktype, address->protocol);
 }
 
 /* libcurl gives a relative delay; keep a deadline so timer_ms() can answer
@@ -459,6 +462,7 @@ static void transport_close(lua_State *L, int idx, psg_transport *tr)
     if (tr->multi != NULL)
         curl_multi_cleanup(tr->multi);
     tr->multi = NULL;
+    psg_sockets_all_closed(&tr->sockets);
     /* The socket lists stay: a host reactor still reads its "remove"s from
      * socket_changes(), and the sockets it watched close after that (or at
      * __gc). */
@@ -624,6 +628,15 @@ static int l_socket_action(lua_State *L)
     if (tr->closed) {
         lua_newtable(L);
         return 1;
+    }
+    if (fd != CURL_SOCKET_TIMEOUT && tr->sockets.reactor) {
+        /* The host's descriptor is a duplicate: act on libcurl's. A stale
+         * one (its socket ended since) has nothing left to do. */
+        fd = psg_sockets_from_host(&tr->sockets, (int)fd);
+        if (fd == CURL_SOCKET_BAD) {
+            collect_finished(tr);
+            return push_finished(L, tr, 1);
+        }
     }
     multi_check(L, curl_multi_socket_action(tr->multi, fd, mask, &running),
                 "curl_multi_socket_action");

@@ -24,7 +24,11 @@ local function fill(job)
         local i = job.next_call
         job.next_call = i + 1
         job.running = job.running + 1
-        job.index_of[engine:start(calls[i], job.sink)] = i
+        job.starting = i -- a call that ends within start reaches the sink first
+        local h = engine:start(calls[i], job.sink)
+        if h.state ~= "done" then
+            job.index_of[h] = i
+        end
         calls[i] = false -- sent: the job no longer holds the request
     end
     job.filling = false
@@ -43,7 +47,7 @@ end
 
 -- The sink of the job's handles (called by the engine; never raises).
 local function finished(job, h)
-    local i = job.index_of[h]
+    local i = job.index_of[h] or job.starting
     job.index_of[h] = nil
     job.got[i] = { value = h.value, err = h.err }
     job.running = job.running - 1
@@ -69,6 +73,7 @@ function bulk.start(engine, calls, max_in_flight, progress)
         got = {}, -- results by index
         index_of = {}, -- handle -> index of its call
         next_call = 1,
+        starting = nil, -- index of the call being started
         running = 0,
         done_n = 0,
         failed = 0,

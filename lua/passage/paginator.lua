@@ -485,65 +485,6 @@ function inner.take_page(self)
     return page
 end
 
---- A walk started with `start`; `users`, `pages` and `collect` run one too.
--- @type Walk
-
---- Iterates the users of the pages already decoded, and never blocks. A
--- loop that ends early (a `break`) leaves the rest for the next `ready`.
--- @return the iterator, for a generic `for`
--- @raise a progress hook's error
--- @usage
--- for user in walk:ready() do index(user) end
-function Walk:ready()
-    return function()
-        while true do
-            local list = self.current
-            if list then
-                local i = self.position + 1
-                local user = list[i]
-                if user then
-                    self.position = i
-                    return user
-                end
-            end
-            if not inner.take_page(self) then
-                return nil
-            end
-        end
-    end
-end
-
---- Whether the walk has ended: every user handed out, or an error (see
--- `Walk:err`), or `Walk:close`.
--- @treturn bool true once nothing more will come
-function Walk:done()
-    if self.current and self.current[self.position + 1] then
-        return false
-    end
-    return not self.requesting and self.queue[1] == nil and self.buffer[1] == nil
-end
-
---- The error that ended the walk, if one did.
--- @treturn[opt] passage.errors.err what went wrong: a page's err, `kind`
--- `"changed"` when the walk could no longer tell where it stood, or
--- `"cancelled"` when the client was closed
-function Walk:err()
-    return self.failure
-end
-
---- Ends the walk now: its pages in flight are cancelled, nothing more is
--- handed out. It is also the walk's `__close`.
-function Walk:close()
-    self.buffer, self.current = {}, nil
-    inner.stop_requesting(self)
-end
-Walk.__close = Walk.close
-
-function Walk:__tostring()
-    return string.format("passage.walk (%s, %d users handed out)",
-        self:done() and "done" or "running", self.users_out)
-end
-
 -- Waiting ----------------------------------------------------------------
 
 -- The next page, waiting for it; nil at the end. Raises the err that
@@ -697,5 +638,64 @@ paginator.collect = errors.guard(function(client, app_id, params, opts)
     end
     return all
 end)
+
+--- A walk started with `start`; `users`, `pages` and `collect` run one too.
+-- @type Walk
+
+--- Iterates the users of the pages already decoded, and never blocks. A
+-- loop that ends early (a `break`) leaves the rest for the next `ready`.
+-- @return the iterator, for a generic `for`
+-- @raise a progress hook's error
+-- @usage
+-- for user in walk:ready() do index(user) end
+function Walk:ready()
+    return function()
+        while true do
+            local list = self.current
+            if list then
+                local i = self.position + 1
+                local user = list[i]
+                if user then
+                    self.position = i
+                    return user
+                end
+            end
+            if not inner.take_page(self) then
+                return nil
+            end
+        end
+    end
+end
+
+--- Whether the walk has ended: every user handed out, or an error (see
+-- `Walk:err`), or `Walk:close`.
+-- @treturn bool true once nothing more will come
+function Walk:done()
+    if self.current and self.current[self.position + 1] then
+        return false
+    end
+    return not self.requesting and self.queue[1] == nil and self.buffer[1] == nil
+end
+
+--- The error that ended the walk, if one did.
+-- @treturn[opt] passage.errors.err what went wrong: a page's err, `kind`
+-- `"changed"` when the walk could no longer tell where it stood, or
+-- `"cancelled"` when the client was closed
+function Walk:err()
+    return self.failure
+end
+
+--- Ends the walk now: its pages in flight are cancelled, nothing more is
+-- handed out. It is also the walk's `__close`.
+function Walk:close()
+    self.buffer, self.current = {}, nil
+    inner.stop_requesting(self)
+end
+Walk.__close = Walk.close
+
+function Walk:__tostring()
+    return string.format("passage.walk (%s, %d users handed out)",
+        self:done() and "done" or "running", self.users_out)
+end
 
 return paginator

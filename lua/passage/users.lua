@@ -647,6 +647,10 @@ local function check_poll(self, timeout_ms, opts)
     return check_budget("poll", opts)
 end
 
+-- Not in the reference (for passage.loop.*): checks a { max_ms = } table
+-- as poll does, raising a bad one as `what`'s; returns max_ms.
+users.check_budget = check_budget
+
 --- Drives every transfer of the client and returns the handles of started
 -- calls that finished.
 --

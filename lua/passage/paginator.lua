@@ -111,6 +111,9 @@ local function check_params(client, app_id, params)
     if not users.is_client(client) then
         argerror("expected a passage.users client, got %s", type(client))
     end
+    if client.engine.closed then
+        argerror("walk on a closed client")
+    end
     if params ~= nil and type(params) ~= "table" then
         argerror("expected a params table, got %s", type(params))
     end

@@ -245,16 +245,25 @@ clean:
 # ---- concurrency: benchmarks, examples, OpenResty spec ----------------------
 # bench-parallel   parallel walk (K = 4, 8, 16) and bulk get_user at 5 ms
 #                  latency, as rates and ratios; BENCH_ARGS='users latency_ms'
+# bench-embed      see below
 # game-loop        examples/game_loop.lua (16 ms ticks, 50 ms API latency)
 # reactor          examples/reactor.lua (socket.select host loop)
 # spec-openresty   spec/openresty_spec.lua (builds the LuaJIT core first)
 # bench-openresty  the client in one nginx worker against lua-resty-http +
 #                  cjson (../shared/peers), wrk, the emulator on BENCH_PORT
 #                  as the upstream (its data replaced); about two minutes
-.PHONY: bench-parallel game-loop reactor spec-openresty bench-openresty
+.PHONY: bench-parallel bench-embed game-loop reactor spec-openresty bench-openresty
 
 bench-parallel: deps build
 	$(LUA_ENV) $(LUA) bench/parallel_walk.lua $(BENCH_ARGS)
+
+# bench-embed      the library inside hosts that never block: lost wakeups in
+#                  100,000 calls by the socket protocol, 1,000 runs of
+#                  examples/reactor.lua, 100 luv and 100 cqueues runs, a walk
+#                  in 50 ms steps with a budget, a walk's live heap
+#                  (EMBED_SCALE=0.1 for a quick look); about 15 minutes
+bench-embed: deps build
+	@$(LUA_ENV) PASSAGE_EMULATOR_PORT=$(BENCH_PORT) $(LUA) bench/embed.lua
 
 game-loop reactor: deps build
 	@$(WITH_EMULATOR) env $(LUA_ENV) $(LUA) examples/$(subst -,_,$@).lua

@@ -166,19 +166,22 @@ local function loops(ids)
     end
 end
 
--- The time to decode one 500-user page, as the budget's overshoot allows.
+-- The CPU time to decode one 500-user page, as a walk pays it: the worst
+-- of 40 pages, the collector's share included (it collects what earlier
+-- pages left, during later decodes). Returns the best and the worst.
 local function page_decode_ms()
     local client = emulator.client()
-    local best = math.huge
-    for _ = 1, 5 do
-        local h = client:start("list_paginated_users", APP, { limit = 500 })
+    local best, worst = math.huge, 0
+    for i = 1, 40 do
+        local h = client:start("list_paginated_users", APP, { limit = 500, page = i % 20 + 1 })
         h:await_response()
-        local t = now_ms()
+        local cpu = os.clock()
         h:wait()
-        best = math.min(best, now_ms() - t)
+        local ms = (os.clock() - cpu) * 1000
+        best, worst = math.min(best, ms), math.max(worst, ms)
     end
     client:close()
-    return best
+    return best, worst
 end
 
 local function percentile(sorted, p)
@@ -204,12 +207,14 @@ local function step(ids, decode, gc)
     local next_step, walk_ms = t0, nil
     while not (walk:done() and job:done()) do
         late = math.max(late, now_ms() - next_step)
-        local t = now_ms()
+        -- CPU time: on a shared machine, wall time also counts the moments
+        -- another process had the core.
+        local cpu = os.clock()
         client:poll(0, { max_ms = BUDGET_MS })
         for _ in walk:ready() do
             users = users + 1
         end
-        spent[#spent + 1] = now_ms() - t
+        spent[#spent + 1] = (os.clock() - cpu) * 1000
         if walk:done() and not walk_ms then
             walk_ms = now_ms() - t0
         end
@@ -224,7 +229,7 @@ local function step(ids, decode, gc)
     table.sort(spent)
     local rate, bound = users / (walk_ms / 1000), BUDGET_MS + decode
     say("step (%s): %d users and 1,000 get_user in %d steps of %d ms, M = %d ms: %.0f users/s "
-        .. "(target >= 20,000: %s); the library's time per step median %.1f, p90 %.1f, max %.1f ms "
+        .. "(target >= 20,000: %s); the library's CPU time per step median %.1f, p90 %.1f, max %.1f ms "
         .. "against M + one page's decode = %.1f ms (p90 %s, max %s); worst lateness %.1f ms",
         gc or "default collector", users, #spent, STEP_MS, BUDGET_MS, rate,
         rate >= 20000 and "met" or "MISSED", percentile(spent, 0.5), percentile(spent, 0.9),
@@ -274,10 +279,14 @@ say("passage-lua embedding benchmark (%s, emulator on port %d, scale %g)",
 emulator.reset()
 emulator.seed(APP, 20000, 42)
 local ids = ids_of_app()
-local decode = page_decode_ms()
-say("one 500-user page decodes in %.2f ms", decode)
+local fastest, decode = page_decode_ms()
+say("one 500-user page decodes in %.2f ms, %.2f ms at worst with the collector's share",
+    fastest, decode)
 step(ids, decode)
 if _VERSION == "Lua 5.4" then
+    collectgarbage("generational")
+    fastest, decode = page_decode_ms()
+    say("(generational) one 500-user page decodes in %.2f ms, %.2f ms at worst", fastest, decode)
     step(ids, decode, "generational")
     collectgarbage("incremental")
 end

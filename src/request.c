@@ -32,6 +32,8 @@
  *   request:close(), __gc, __close (5.4): cancel if in flight and release
  *                         the memory now. response() still returns a
  *                         response that was read before; otherwise raises.
+ *   request:size():       body bytes received so far (what response()
+ *                         would decode; 0 once it was read)
  *   tostring(request):    "passage.request: GET in flight" / "... done" /
  *                         "passage.request: closed"
  *
@@ -243,6 +245,12 @@ static void detach(lua_State *L, int idx, psg_request *r)
 static int l_done(lua_State *L)
 {
     lua_pushboolean(L, check_request(L, 1)->done);
+    return 1;
+}
+
+static int l_size(lua_State *L)
+{
+    psg_pushwhole(L, (long long)check_request(L, 1)->body.len);
     return 1;
 }
 
@@ -664,6 +672,7 @@ int psg_request_start(lua_State *L)
 void psg_request_register(lua_State *L)
 {
     static const luaL_Reg methods[] = {{"done", l_done},
+                                       {"size", l_size},
                                        {"cancel", l_cancel},
                                        {"close", l_close},
                                        {"response", l_response},

@@ -32,6 +32,8 @@
 --       body, checked, decode_error, raw, body_size, connects } (once; the
 --       request is released)
 --   request:close()              ends a transfer still running
+--   request:size() (optional)    the body bytes received: a budgeted poll
+--       leaves a response whose decode would not fit for the next one
 -- and for hosts with their own reactor (libcurl only): socket_changes(),
 -- timer_ms(), socket_action(fd, events).
 --
@@ -77,6 +79,7 @@ function engine.new(transports, reactor, policy, redact)
         redact = redact,
         in_flight = {},   -- transport request -> handle
         arrived = {},     -- finished transfers not settled yet (poll's max_ms)
+        ms_per_byte = 1 / 1e6, -- what settling has cost (about 1 ms a MB to start)
         backing_off = {}, -- handles waiting for their next attempt
         finished = {},    -- the host's queue: started handles not yet polled
         closed = false,
@@ -268,21 +271,48 @@ end
 -- once its time is spent, after at least one: the rest wait in
 -- self.arrived, ahead of what arrives later, and timer_ms() says 0 so a
 -- reactor host comes back for them.
+-- Whether settling `req` now would overrun the budget: its time is spent,
+-- or the response's expected cost (its size at the rate settling has
+-- cost so far, the collector's share included) does not fit in what is
+-- left. The first response of a budget always goes.
+local function over_budget(self, budget, req)
+    if budget.settled == 0 then
+        return false
+    end
+    local now = now_ms()
+    if now >= budget.ends then
+        return true
+    end
+    local size = req.size and req:size()
+    return size ~= nil and now + size * self.ms_per_byte > budget.ends
+end
+
+-- Settles one arrived request within a budget, learning what a byte costs.
+local function settle_within(self, budget, h, req)
+    local size = req.size and req:size()
+    local t = now_ms()
+    collect(self, h, req)
+    if size and size > 4096 then -- small answers are mostly fixed cost
+        local rate = (now_ms() - t) / size
+        self.ms_per_byte = self.ms_per_byte * 0.75 + rate * 0.25
+    end
+    budget.settled = budget.settled + 1
+end
+
 local function settle_arrived(self, budget)
     local arrived, in_flight = self.arrived, self.in_flight
     local n, i = #arrived, 1
     while i <= n do
-        if budget then
-            if budget.settled > 0 and now_ms() >= budget.ends then
-                break
-            end
-            budget.settled = budget.settled + 1
-        end
         local req = arrived[i]
+        local h = in_flight[req]
+        if h and budget and over_budget(self, budget, req) then
+            break
+        end
         arrived[i] = false
         i = i + 1
-        local h = in_flight[req]
-        if h then
+        if h and budget then
+            settle_within(self, budget, h, req)
+        elseif h then
             collect(self, h, req)
         end
     end

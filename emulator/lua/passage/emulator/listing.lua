@@ -317,7 +317,7 @@ local function href(app_id, r, page)
   }
   if r.order_by then parts[#parts + 1] = "order_by=" .. url.encode(r.order_by) end
   for _, c in ipairs(r.filters) do parts[#parts + 1] = c.name .. "=" .. url.encode(c.raw) end
-  return "/v1/apps/" .. url.encode(app_id) .. "/users?" .. table.concat(parts, "&")
+  return "/v1/apps/" .. url.encode_segment(app_id) .. "/users?" .. table.concat(parts, "&")
 end
 
 -- Builds the ListPaginatedUsersResponse JSON text for a parsed request.

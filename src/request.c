@@ -134,11 +134,47 @@ static int header_is(const char *line, size_t len, const char *name, size_t name
     return len > name_len && line[name_len] == ':' && strncasecmp(line, name, name_len) == 0;
 }
 
+/* Whether the transfer runs over TLS, where ALPN may have chosen HTTP/2 and
+ * libcurl then writes an "HTTP/2" status line of its own. */
+static int over_tls(const psg_request *r)
+{
+    char *scheme = NULL;
+    return r->easy != NULL && curl_easy_getinfo(r->easy, CURLINFO_SCHEME, &scheme) == CURLE_OK &&
+           scheme != NULL && strcasecmp(scheme, "https") == 0;
+}
+
+/* A Content-Length value: digits, blanks around them, nothing else (libcurl
+ * would read "12abc" as 12). */
+static int is_length(const char *v, size_t len)
+{
+    size_t i = 0, digits = 0;
+    while (i < len && (v[i] == ' ' || v[i] == '\t'))
+        i++;
+    for (; i < len && v[i] >= '0' && v[i] <= '9'; i++)
+        digits++;
+    while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == '\r' || v[i] == '\n'))
+        i++;
+    return digits > 0 && i == len;
+}
+
+/* Ends the transfer on a reply whose framing the cosocket transport refuses
+ * too (lua/passage/cosocket/http1.lua), so that both give one verdict:
+ * returning short makes libcurl stop. */
+static size_t refuse(psg_request *r, const char *why)
+{
+    r->malformed = why;
+    return 0;
+}
+
 static size_t header_cb(char *line, size_t size, size_t nitems, void *userdata)
 {
     psg_request *r = (psg_request *)userdata;
     size_t len = size * nitems;
     if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+        if (!(len >= 7 && memcmp(line, "HTTP/1.", 7) == 0) && !over_tls(r)) {
+            r->bad_status_line = 1;
+            return refuse(r, "the reply is not HTTP/1.x");
+        }
         /* A new response begins (after a 1xx, or a retry on a fresh
          * connection): only the final one's headers count. */
         r->has_retry_after = r->has_content_type = 0;
@@ -149,6 +185,8 @@ static size_t header_cb(char *line, size_t size, size_t nitems, void *userdata)
         copy_value(r->content_type, sizeof r->content_type, line + 13, len - 13);
         r->has_content_type = 1;
     } else if (header_is(line, len, "content-length", 14)) {
+        if (!is_length(line + 15, len - 15))
+            return refuse(r, "bad Content-Length in the response");
         presize_body(r, line + 15, len - 15);
     }
     return len;
@@ -159,7 +197,10 @@ static size_t header_cb(char *line, size_t size, size_t nitems, void *userdata)
 static void gather_info(psg_request *r)
 {
     long v = 0;
-    if (curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &v) == CURLE_OK)
+    /* No final status: interim (1xx) answers only, or a refused status
+     * line, count as none, as on the cosocket transport. */
+    if (curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &v) == CURLE_OK && v >= 200 &&
+        !r->bad_status_line)
         r->status = v;
     v = 0;
     if (curl_easy_getinfo(r->easy, CURLINFO_REQUEST_SIZE, &v) == CURLE_OK)
@@ -339,6 +380,8 @@ static const char *kind_of(const psg_request *r)
 {
     if (r->ended)
         return "cancelled";
+    if (r->malformed != NULL)
+        return "network";
     if (r->too_large || r->code == CURLE_FILESIZE_EXCEEDED || over_libcurl_limit(r))
         return "too_large";
     switch (r->code) {
@@ -396,6 +439,8 @@ static void push_message(lua_State *L, const psg_request *r)
         lua_pushliteral(L, "request cancelled");
     else if (r->ended == PSG_END_TRANSPORT_CLOSED)
         lua_pushliteral(L, "transport closed while the request was in flight");
+    else if (r->malformed != NULL)
+        lua_pushstring(L, r->malformed);
     else if (r->too_large || r->code == CURLE_FILESIZE_EXCEEDED)
         lua_pushfstring(L, "response body larger than max_response_bytes (%f)",
                         (lua_Number)r->max_body);
@@ -536,9 +581,9 @@ static CURLcode setup_easy(CURL *easy, psg_transport *tr, psg_request *r, const 
     } else {
         SETOPT(CURLOPT_HTTPGET, 1L);
     }
-    /* Without zlib libcurl refuses this; plain bodies then still work. */
-    if (rc == CURLE_OK)
-        (void)curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
+    /* No CURLOPT_ACCEPT_ENCODING: neither transport asks for a content
+     * coding or undoes one, so a compressed body the server sends unasked is
+     * a decode error on both (docs/reliability.md). */
     return rc;
 }
 

@@ -100,6 +100,8 @@ local huge = math.huge
 -- count on their own), and any one line of them.
 local MAX_HEADER_BYTES = 300 * 1024
 local MAX_HEADER_LINE_BYTES = 100 * 1024
+-- What is kept of a chunk-size or trailer line (the size and its start).
+local MAX_CHUNK_LINE = 4096
 -- The most a single read asks for; nginx returns what it has buffered.
 local READ_MAX = 65536
 -- The longest socket timeout given to nginx (an exchange without a time
@@ -490,12 +492,15 @@ local function read_head(sock, req, buf)
             end
             from = stop -- interim: the final response follows
         else
-            if #buf - from + 1 > MAX_HEADER_BYTES then
-                -- The status is known, as libcurl knows it.
-                local status = tonumber(match(buf, "^HTTP/1%.%d (%d%d%d)", from))
+            -- A head cut short still has the status libcurl would report.
+            local function status_so_far()
+                local status = tonumber(match(buf, "^HTTP/1%.%d (%d%d%d)[^\n]*\n", from))
                 if status and status >= 200 then
                     req.status = status
                 end
+            end
+            if #buf - from + 1 > MAX_HEADER_BYTES then
+                status_so_far()
                 return nil, fail(req, "too_large", "response headers larger than "
                     .. MAX_HEADER_BYTES .. " bytes")
             end
@@ -504,6 +509,7 @@ local function read_head(sock, req, buf)
             end
             local data, err = read_some(sock, req, READ_MAX)
             if not data then
+                status_so_far()
                 return nil, io_failure(req, err, "receiving the response headers")
             end
             buf = (from == 1 and buf or sub(buf, from)) .. data
@@ -518,6 +524,10 @@ end
 -- false after fail().
 local function parse_headers(req, buf, from, stop)
     local length, chunked, close = nil, false, false
+    local nul = find(buf, "\0", from, true)
+    if nul and nul < stop then
+        return fail(req, "network", "a NUL byte in the response headers")
+    end
     local pos = find(buf, "\n", from, true) + 1
     while pos < stop do
         local eol = find(buf, "\n", pos, true)
@@ -526,6 +536,12 @@ local function parse_headers(req, buf, from, stop)
                 .. MAX_HEADER_LINE_BYTES .. " bytes")
         end
         local colon = find(buf, ":", pos, true)
+        local first = byte(buf, pos)
+        if not (colon and colon < eol) and first ~= 32 and first ~= 9 and eol - pos > 1 then
+            -- (A line that starts with a blank continues the one before:
+            -- obsolete folding, which libcurl accepts too.)
+            return fail(req, "network", "a response header line without a colon")
+        end
         if colon and colon < eol then
             local n = colon - pos
             -- Only names of the lengths of interest are looked at.
@@ -538,10 +554,11 @@ local function parse_headers(req, buf, from, stop)
                     end
                     length = value
                 elseif name == "transfer-encoding" then
-                    chunked = find(lower(value), "chunked%s*$") ~= nil
-                    if not chunked then
-                        close = true -- another coding: the body runs to the close
+                    -- No other coding was asked for (TE is never sent).
+                    if lower(value) ~= "chunked" then
+                        return fail(req, "network", "unsupported Transfer-Encoding in the response")
                     end
+                    chunked = true
                 elseif name == "connection" then
                     if find(lower(value), "close", 1, true) then
                         close = true
@@ -638,23 +655,27 @@ local function read_chunked(self, sock, req, buf)
     local pos = 1
     local max = self.max_response_bytes
     local total = 0
-    -- Returns the next line (without its end) or nil after fail().
+    -- Returns the next line (without its end) or nil after fail(). Only
+    -- its first MAX_CHUNK_LINE bytes are kept: the rest of a long line is a
+    -- chunk extension or trailer, which nobody reads (libcurl skips them
+    -- whatever their length too), so it is dropped as it arrives.
     local function line()
+        local head
         while true do
             local eol = find(buf, "\n", pos, true)
             if eol then
                 local l = sub(buf, pos, byte(buf, eol - 1) == 13 and eol - 2 or eol - 1)
                 pos = eol + 1
-                return l
+                return head or l
             end
-            if #buf - pos > 4096 then
-                return nil, fail(req, "network", "malformed chunked body")
+            if not head and #buf - pos >= MAX_CHUNK_LINE then
+                head = sub(buf, pos, pos + MAX_CHUNK_LINE - 1)
             end
             local data, err = read_some(sock, req, READ_MAX)
             if not data then
                 return nil, io_failure(req, err, "receiving the response body")
             end
-            buf = sub(buf, pos) .. data
+            buf = head and data or sub(buf, pos) .. data
             pos = 1
         end
     end
@@ -669,16 +690,12 @@ local function read_chunked(self, sock, req, buf)
             return nil, fail(req, "network", "malformed chunked body")
         end
         if size == 0 then
-            -- Trailers, up to the blank line.
-            local n = 0
+            -- Trailers, up to the blank line; read and dropped, as many as
+            -- come before the deadline.
             repeat
                 local l = line()
                 if not l then
                     return nil
-                end
-                n = n + 1
-                if n > 100 then
-                    return nil, fail(req, "network", "malformed chunked body")
                 end
             until l == ""
             req.body_size = total

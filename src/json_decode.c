@@ -782,7 +782,7 @@ static int parse_object(dec *d, uint32_t pos)
                 int t = value_type(*d->p);
                 if (t == LUA_TNIL)
                     present &= ~(1u << f); /* null: as absent (last one wins) */
-                else if (t == ck->type[f])
+                else if (ck->type[f] == PSG_JSON_TARRAY ? *d->p == '[' : t == ck->type[f])
                     present |= 1u << f;
                 else
                     d->check_failed = 1;

@@ -49,12 +49,16 @@ typedef struct psg_json_shapes psg_json_shapes;
  * keys, or a hash collision with another position, can make it fail objects
  * a check of the final tables would pass, never the other way round. */
 #define PSG_JSON_CHECK_MAX 32
+/* A checked field's type "array": a table the decoder made from a JSON
+ * array (metatable array_mt), where "table" takes an object too. */
+#define PSG_JSON_TARRAY 64
+
 typedef struct psg_json_check {
     uint32_t pos;
     int n;
     const char *name[PSG_JSON_CHECK_MAX]; /* anchored by the check's owner */
     size_t len[PSG_JSON_CHECK_MAX];
-    signed char type[PSG_JSON_CHECK_MAX]; /* LUA_TSTRING, LUA_TNUMBER, ... */
+    signed char type[PSG_JSON_CHECK_MAX]; /* LUA_TSTRING, LUA_TNUMBER, ..., PSG_JSON_TARRAY */
     unsigned char optional[PSG_JSON_CHECK_MAX];
 } psg_json_check;
 

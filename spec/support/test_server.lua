@@ -184,6 +184,15 @@ local HTTP = [[
             }
         }
 
+        # /objects/...: objects where the API has arrays: a page whose users,
+        # and a device list whose devices, are keyed by id.
+        location ^~ /objects/ {
+            content_by_lua_block {
+                ngx.print('{"users":{"a":{"id":"a"},"b":{"id":"b"}},"total_users":2,'
+                    .. '"page":1,"limit":20,"created_before":0,"devices":{"d":{"id":"d"}}}')
+            }
+        }
+
         # /hangup/...: GET answers a user (so the connection stays open for the
         # next request); any other method is counted, then the connection is
         # closed without an answer. /counter?name=hangup reads and resets the count.

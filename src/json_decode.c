@@ -23,8 +23,6 @@
 
 #define ARRAY_MT_KEY "passage.json.array_mt"
 #define DECODER_MT "passage.decoder"
-#define PSG_STR_(x) #x
-#define PSG_STR(x) PSG_STR_(x)
 
 /* ---- shape cache -------------------------------------------------------
  * A position is a hash of the path from the root, where every array element
@@ -1106,9 +1104,13 @@ static int decoder_tostring(lua_State *L)
     return 1;
 }
 
-static int option_error(lua_State *L, const char *name, const char *want)
+int psg_json_max_depth_option(lua_State *L, const char *owner)
 {
-    return luaL_error(L, "decoder option '%s' must be %s", name, want);
+    lua_Number n = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+    if (!(n >= 1 && n <= PSG_JSON_MAX_DEPTH_LIMIT) || n != floor(n))
+        return luaL_error(L, "%s option 'max_depth' must be a whole number from 1 to %d", owner,
+                          PSG_JSON_MAX_DEPTH_LIMIT);
+    return (int)n;
 }
 
 /* core.decoder{ keep_null = bool, max_depth = n } */
@@ -1128,18 +1130,10 @@ static int decoder_new(lua_State *L)
             name = lua_tostring(L, -2);
             if (strcmp(name, "keep_null") == 0) {
                 if (lua_type(L, -1) != LUA_TBOOLEAN)
-                    return option_error(L, name, "a boolean");
+                    return luaL_error(L, "decoder option 'keep_null' must be a boolean");
                 opts.keep_null = lua_toboolean(L, -1);
             } else if (strcmp(name, "max_depth") == 0) {
-                lua_Number n;
-                if (lua_type(L, -1) != LUA_TNUMBER)
-                    return option_error(
-                        L, name, "a whole number from 1 to " PSG_STR(PSG_JSON_MAX_DEPTH_LIMIT));
-                n = lua_tonumber(L, -1);
-                if (!(n >= 1 && n <= PSG_JSON_MAX_DEPTH_LIMIT) || n != floor(n))
-                    return option_error(
-                        L, name, "a whole number from 1 to " PSG_STR(PSG_JSON_MAX_DEPTH_LIMIT));
-                opts.max_depth = (int)n;
+                opts.max_depth = psg_json_max_depth_option(L, "decoder");
             } else {
                 return luaL_error(L, "unknown decoder option '%s'", name);
             }

@@ -106,6 +106,11 @@ void psg_json_push_array_mt(lua_State *L);
 /* The decode-time check of a core.checker(fields, path) closure at idx, or
  * NULL for anything else (json_check.c). */
 const psg_json_check *psg_json_check_at(lua_State *L, int idx);
+
+/* The max_depth option at the top of the stack, checked (a whole number
+ * from 1 to PSG_JSON_MAX_DEPTH_LIMIT; else raises, naming `owner`'s option):
+ * the one rule for core.decoder and core.transport. */
+int psg_json_max_depth_option(lua_State *L, const char *owner);
 /* Sets core.checker on the table at the top of the stack. */
 void psg_json_check_register(lua_State *L);
 

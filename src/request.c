@@ -441,10 +441,12 @@ static void push_message(lua_State *L, const psg_request *r)
         lua_pushliteral(L, "transport closed while the request was in flight");
     else if (r->malformed != NULL)
         lua_pushstring(L, r->malformed);
-    else if (r->too_large || r->code == CURLE_FILESIZE_EXCEEDED)
-        lua_pushfstring(L, "response body larger than max_response_bytes (%f)",
-                        (lua_Number)r->max_body);
-    else if (over_libcurl_limit(r))
+    else if (r->too_large || r->code == CURLE_FILESIZE_EXCEEDED) {
+        /* Whole, as the option is: Lua 5.4's "%f" would write 16777216.0. */
+        char max[32];
+        snprintf(max, sizeof max, "%lld", (long long)r->max_body);
+        lua_pushfstring(L, "response body larger than max_response_bytes (%s)", max);
+    } else if (over_libcurl_limit(r))
         lua_pushstring(L, was_sent(r) ? "response headers larger than libcurl accepts"
                                       : "request larger than libcurl accepts");
     else if (r->out_of_memory)

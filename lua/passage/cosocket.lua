@@ -17,9 +17,10 @@
 --     ssl_client_hello, where nginx has cosockets but cannot wait for or
 --     end a light thread. Outside nginx: false.
 --
---   cosocket.new(opts) -> transport; the names are those of core.transport,
---   and as there the defaults are passage.options' (which passes every
---   value); an absent option means none:
+--   cosocket.new(opts) -> transport; the names are those of core.transport
+--   (passage.options.TRANSPORT), and as there the defaults and limits are
+--   passage.options' (which passes every value; only names and types are
+--   checked here); an absent option means none:
 --     connect_timeout_ms    whole >= 0 (absent or 0: the exchange's own)
 --     timeout_ms            whole >= 0: the whole exchange when start()
 --                           gives no limit (absent or 0: none)
@@ -128,18 +129,10 @@ local METHODS = { GET = true, POST = true, PATCH = true, DELETE = true, PUT = tr
 
 -- ---- options --------------------------------------------------------------
 
-local OPTION_TYPES = {
-    connect_timeout_ms = "whole",
-    timeout_ms = "whole",
-    max_response_bytes = "whole",
-    max_host_connections = "whole",
-    max_depth = "whole",
-    ca_file = "string",
-    ca_path = "string",
-    user_agent = "string",
-    unsafe_skip_tls_verify = "boolean",
-    keep_null = "boolean",
-}
+-- Names and types only, from the one list both transports take; the
+-- limits of each are passage.options' (users.new checks them once). A
+-- string goes into the request's head, so a CR, LF or NUL in it raises.
+local OPTION_TYPES = require("passage.options").TRANSPORT
 
 local function check_options(opts)
     if opts == nil then
@@ -153,12 +146,7 @@ local function check_options(opts)
         if not want then
             error("passage.cosocket: unknown transport option '" .. tostring(k) .. "'", 3)
         end
-        if want == "whole" then
-            if type(v) ~= "number" or v < 0 or v ~= math.floor(v) or v == huge then
-                error("passage.cosocket: transport option '" .. k .. "' must be a whole number >= 0",
-                    3)
-            end
-        elseif type(v) ~= want then
+        if type(v) ~= want then
             error("passage.cosocket: transport option '" .. k .. "' must be a " .. want
                 .. " (got " .. type(v) .. ")", 3)
         elseif want == "string" and has_ctl(v) then
@@ -189,9 +177,8 @@ function cosocket.new(opts)
         error("passage.cosocket: nginx's Lua module is not loaded (no ngx.socket)", 2)
     end
     local decoder_opts = { keep_null = o.keep_null == true }
-    if o.max_depth and o.max_depth > 0 then
-        decoder_opts.max_depth = o.max_depth
-    end
+    -- The decoder's own rule for its depth, as core.transport applies it.
+    decoder_opts.max_depth = o.max_depth
     local max_host = o.max_host_connections or 0
     return setmetatable({
         ngx = n,

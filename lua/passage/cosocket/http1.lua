@@ -217,22 +217,22 @@ end
 
 -- ---- response: body ----------------------------------------------------------------
 
+local function too_large(self, req)
+    return fail(req, "too_large", string.format("response body larger than max_response_bytes (%d)",
+        self.max_response_bytes))
+end
+
 -- Appends bytes to the body pieces, minding the cap. Returns false after
 -- fail() when the body outgrows it.
 local function take(self, req, pieces, data)
     local size = req.body_size + #data
     local max = self.max_response_bytes
     if max > 0 and size > max then
-        return fail(req, "too_large", "response body larger than max_response_bytes (" .. max .. ")")
+        return too_large(self, req)
     end
     pieces[#pieces + 1] = data
     req.body_size = size
     return true
-end
-
-local function too_large(self, req)
-    return fail(req, "too_large", "response body larger than max_response_bytes ("
-        .. self.max_response_bytes .. ")")
 end
 
 -- A body of `length` bytes; `rest` is what arrived with the head.

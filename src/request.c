@@ -589,61 +589,65 @@ static CURLcode setup_easy(CURL *easy, psg_transport *tr, psg_request *r, const 
     return rc;
 }
 
-int psg_request_start(lua_State *L)
-{
-    static const char *const methods[] = {"GET", "POST", "PATCH", "DELETE", "PUT", NULL};
-    psg_transport *tr = (psg_transport *)luaL_checkudata(L, 1, PSG_TRANSPORT_MT);
-    int m = luaL_checkoption(L, 2, NULL, methods);
-    size_t url_len, body_len = 0;
-    const char *url = luaL_checklstring(L, 3, &url_len);
-    const char *body = NULL;
-    const char *fail = NULL;
-    int n_headers = 0, has_content_type = 0, top, plain = 0;
-    psg_headers *shared = NULL;
-    long timeout_ms = tr->timeout_ms;
-    psg_request *r;
-    CURL *easy = NULL;
-    CURLcode rc;
-    CURLMcode mc;
+static const char *const METHODS[] = {"GET", "POST", "PATCH", "DELETE", "PUT", NULL};
 
-    /* Validation first: nothing is allocated until every argument is good. */
-    if (psg_has_ctl(url, url_len))
-        return luaL_argerror(L, 3, "url contains CR, LF or NUL");
+/* The arguments of transport:start(), checked before anything is made. */
+typedef struct start_args {
+    int method; /* index in METHODS */
+    const char *url;
+    const char *body; /* NULL: none */
+    size_t body_len;
+    psg_headers *shared; /* a header set given; else the array's n_headers */
+    int n_headers, has_content_type;
+    long timeout_ms;
+} start_args;
+
+/* Checks the arguments (raising on a bad one); allocates nothing. */
+static void check_start_args(lua_State *L, const psg_transport *tr, start_args *a)
+{
+    size_t url_len;
+    memset(a, 0, sizeof *a);
+    a->method = luaL_checkoption(L, 2, NULL, METHODS);
+    a->url = luaL_checklstring(L, 3, &url_len);
+    a->timeout_ms = tr->timeout_ms;
+    if (psg_has_ctl(a->url, url_len))
+        luaL_argerror(L, 3, "url contains CR, LF or NUL");
     if (!lua_isnil(L, 4)) {
         psg_headers **box = (psg_headers **)psg_testudata(L, 4, PSG_HEADERS_MT);
         if (box != NULL && *box != NULL)
-            shared = *box;
+            a->shared = *box;
         else
-            n_headers = psg_headers_check(L, 4, &has_content_type);
+            a->n_headers = psg_headers_check(L, 4, &a->has_content_type);
     }
     if (!lua_isnoneornil(L, 5))
-        body = luaL_checklstring(L, 5, &body_len);
+        a->body = luaL_checklstring(L, 5, &a->body_len);
     if (!lua_isnoneornil(L, 6)) {
         lua_Number t = luaL_checknumber(L, 6);
         if (!(t > 0))
-            return luaL_argerror(L, 6, "timeout_ms must be > 0");
-        timeout_ms = t > 2147483647.0 ? 2147483647L : (long)ceil(t);
+            luaL_argerror(L, 6, "timeout_ms must be > 0");
+        a->timeout_ms = t > 2147483647.0 ? 2147483647L : (long)ceil(t);
     }
+}
 
-    /* The userdata owns everything from here on; its finalizer copes with
-     * any partial state. The Lua allocations come first: a finalizer they
-     * run may close the transport, which is checked once they are done,
-     * before any C resource is taken. */
-    r = (psg_request *)psg_newuserdata(L, sizeof *r);
+/* Pushes the request userdata, owning everything from here on (its
+ * finalizer copes with any partial state), and anchors it in the
+ * transport. The Lua allocations come first: a finalizer they run may close
+ * the transport, checked once they are done, before any C resource is
+ * taken. NULL when the transport was closed meanwhile (nothing started). */
+static psg_request *new_request(lua_State *L, psg_transport *tr, const start_args *a)
+{
+    psg_request *r = (psg_request *)psg_newuserdata(L, sizeof *r);
+    int top = lua_gettop(L);
     memset(r, 0, sizeof *r);
-    top = lua_gettop(L);
     luaL_getmetatable(L, PSG_REQUEST_MT);
     lua_setmetatable(L, top);
-    strcpy(r->method, methods[m]);
+    strcpy(r->method, METHODS[a->method]);
     lua_createtable(L, 1, 0); /* { transport } */
     lua_pushvalue(L, 1);
     lua_rawseti(L, -2, 1);
     psg_setuservalue(L, top);
-    if (tr->closed) {
-        /* Closed meanwhile (by a finalizer): nothing was started. */
-        lua_pushnil(L);
-        return 1;
-    }
+    if (tr->closed)
+        return NULL;
     psg_getuservalue(L, 1);
     lua_pushlightuserdata(L, r);
     lua_pushvalue(L, top);
@@ -653,48 +657,78 @@ int psg_request_start(lua_State *L)
     r->max_body = tr->max_response_bytes;
     r->json = tr->json;
     psg_transport_take_buffer(tr, &r->body); /* never raises */
+    return r;
+}
 
-    /* C resources; on failure the anchor is dropped again before raising. */
-    if (shared != NULL) {
-        shared->refs++;
-        r->headers = shared;
-    } else if ((r->headers = psg_headers_build(L, n_headers > 0 ? 4 : 0, n_headers,
-                                               has_content_type)) == NULL) {
-        fail = "out of memory";
+/* The headers, an easy handle set up for the transfer, room for its
+ * sockets, and its place in the multi handle. Returns NULL, or why it
+ * failed; *easy is the handle taken, if any. Never raises. */
+static const char *take_transfer(lua_State *L, psg_transport *tr, psg_request *r,
+                                 const start_args *a, CURL **easy)
+{
+    int plain = 0, get = a->body == NULL && a->method == 0;
+    CURLcode rc;
+    CURLMcode mc;
+    if (a->shared != NULL) {
+        a->shared->refs++;
+        r->headers = a->shared;
+    } else if ((r->headers = psg_headers_build(L, a->n_headers > 0 ? 4 : 0, a->n_headers,
+                                               a->has_content_type)) == NULL) {
+        return "out of memory";
     }
-    if (fail == NULL && (easy = psg_transport_take_easy(tr, &plain)) == NULL)
-        fail = "out of memory";
-    if (fail == NULL) {
-        int get = body == NULL && m == 0;
-        if (plain && get) {
-            rc = setup_plain_get(easy, r, url, timeout_ms);
-        } else {
-            if (plain)
-                curl_easy_reset(easy);
-            rc = setup_easy(easy, tr, r, url, body, body_len, timeout_ms);
-        }
-        plain = 0;
-        if (rc != CURLE_OK)
-            fail = curl_easy_strerror(rc);
-        else
-            r->plain = get;
+    if ((*easy = psg_transport_take_easy(tr, &plain)) == NULL)
+        return "out of memory";
+    if (plain && get) {
+        rc = setup_plain_get(*easy, r, a->url, a->timeout_ms);
+    } else {
+        if (plain)
+            curl_easy_reset(*easy);
+        rc = setup_easy(*easy, tr, r, a->url, a->body, a->body_len, a->timeout_ms);
     }
+    if (rc != CURLE_OK)
+        return curl_easy_strerror(rc);
+    r->plain = get;
     /* A transfer has one socket, two while connecting (happy eyeballs). */
-    if (fail == NULL && !psg_transport_reserve_sockets(tr, 2 * (tr->n_inflight + 1)))
-        fail = "out of memory";
-    if (fail == NULL && (mc = curl_multi_add_handle(tr->multi, easy)) != CURLM_OK)
-        fail = curl_multi_strerror(mc);
-    if (fail != NULL) {
-        if (easy != NULL)
-            psg_transport_put_easy(tr, easy, 0);
-        psg_headers_release(r->headers);
-        r->headers = NULL;
-        r->tr = NULL;
-        r->done = 1;
-        r->closed = 1;
-        psg_transport_unanchor(L, 1, r);
-        return luaL_error(L, "cannot start request: %s", fail);
+    if (!psg_transport_reserve_sockets(tr, 2 * (tr->n_inflight + 1)))
+        return "out of memory";
+    if ((mc = curl_multi_add_handle(tr->multi, *easy)) != CURLM_OK)
+        return curl_multi_strerror(mc);
+    return NULL;
+}
+
+/* Gives back what take_transfer took, drops the anchor and raises. */
+static int fail_start(lua_State *L, psg_transport *tr, psg_request *r, CURL *easy, const char *why)
+{
+    if (easy != NULL)
+        psg_transport_put_easy(tr, easy, 0);
+    psg_headers_release(r->headers);
+    r->headers = NULL;
+    r->plain = 0;
+    r->tr = NULL;
+    r->done = 1;
+    r->closed = 1;
+    psg_transport_unanchor(L, 1, r);
+    return luaL_error(L, "cannot start request: %s", why);
+}
+
+int psg_request_start(lua_State *L)
+{
+    psg_transport *tr = (psg_transport *)luaL_checkudata(L, 1, PSG_TRANSPORT_MT);
+    start_args a;
+    psg_request *r;
+    CURL *easy = NULL;
+    const char *fail;
+    int top;
+
+    check_start_args(L, tr, &a);
+    r = new_request(L, tr, &a);
+    top = lua_gettop(L);
+    if (r == NULL) {
+        lua_pushnil(L);
+        return 1;
     }
+    if ((fail = take_transfer(L, tr, r, &a, &easy)) != NULL)
+        return fail_start(L, tr, r, easy, fail);
     r->easy = easy;
     psg_transport_link_inflight(tr, r);
     /* On the wire now, not at the next perform(): a caller that starts a

@@ -106,7 +106,9 @@ demo: deps build
 # ---- benchmarks -------------------------------------------------------------
 # bench/run.lua starts an emulator on BENCH_PORT unless one answers there,
 # seeds its own app, runs bench/decode.lua on the emulator's real pages and
-# bench/calls.lua against the raw libcurl loop, and stops what it started.
+# bench/calls.lua against the raw libcurl loop (and, with luajit and Debian's
+# lua-curl, the lua-curl + lua-cjson peer), client and the emulator it started
+# pinned to CPU BENCH_CPU (default 0), and stops what it started.
 BENCH_PORT   ?= 8790
 RAW_CURL     := $(BUILD)/bench/raw_curl
 

@@ -52,6 +52,7 @@ describe("emulator: every list request ends in bounded time at 100,000 users", f
     { "eight %_ pairs before a byte no email has",
       "identifier=like:" .. pairs_of("%25_", 8) .. "%23" },
     { "a thousand %_ pairs", "identifier=like:" .. pairs_of("%25_", 1000) .. "%23" },
+    { "five thousand % in a row", "identifier=like:" .. pairs_of("%25", 5000) .. "m" },
     { "not_like with %_ pairs", "identifier=not_like:" .. pairs_of("%25_", 8) .. "%23" },
     { "pieces that each fit, then fail at the end",
       "identifier=like:" .. pairs_of("%25e", 12) .. "%25%23" },
@@ -80,6 +81,7 @@ describe("emulator: LIKE keeps its meaning", function()
     { "%a%a%", "aa", true }, { "%a%a%", "a", false }, { "ab%ab", "ab", false },
     { "ab%ab", "abab", true }, { "%x_z", "xxyz", true }, { "a.c", "abc", false },
     { "[a]%", "[a]b", true }, { "100%", "100%", true }, { "a\0_", "a\0b", true },
+    { "%%%", "", true }, { "a%%%%b", "ab", true }, { "a%%%%b", "axxb", true }, { "%%a", "ba", true },
   }
   for _, c in ipairs(cases) do
     it(string.format("%q against %q is %s", c[1], c[2], tostring(c[3])), function()

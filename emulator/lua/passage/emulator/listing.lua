@@ -89,8 +89,13 @@ local function find_piece(s, p, init, anchored)
 end
 
 local function like_matcher(sql)
-  local pieces = {}
-  for text in (sql .. "%"):gmatch("([^%%]*)%%") do pieces[#pieces + 1] = compile_piece(text) end
+  -- Empty pieces between two "%" are dropped: "%%%%" is "%", so a run of
+  -- any length costs nothing per value.
+  local pieces, texts = {}, {}
+  for text in (sql .. "%"):gmatch("([^%%]*)%%") do texts[#texts + 1] = text end
+  for i, text in ipairs(texts) do
+    if text ~= "" or i == 1 or i == #texts then pieces[#pieces + 1] = compile_piece(text) end
+  end
   local fixed = #sql - select(2, sql:gsub("%%", ""))
   local head, tail, n = pieces[1], pieces[#pieces], #pieces
   return function(s)

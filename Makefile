@@ -106,7 +106,9 @@ demo: deps build
 # ---- benchmarks -------------------------------------------------------------
 # bench/run.lua starts an emulator on BENCH_PORT unless one answers there,
 # seeds its own app, runs bench/decode.lua on the emulator's real pages and
-# bench/calls.lua against the raw libcurl loop, and stops what it started.
+# bench/calls.lua against the raw libcurl loop (and, with luajit and Debian's
+# lua-curl, the lua-curl + lua-cjson peer), client and the emulator it started
+# pinned to CPU BENCH_CPU (default 0), and stops what it started.
 BENCH_PORT   ?= 8790
 RAW_CURL     := $(BUILD)/bench/raw_curl
 
@@ -213,7 +215,7 @@ valgrind: deps build
 #   build/fuzz/fuzz_response build/fuzz/crash-<id>
 FUZZ_OUT     := $(BUILD)/fuzz
 FUZZ_BIN     := $(FUZZ_OUT)/fuzz_response
-FUZZ_SRCS    := src/fuzz/fuzz_response.c src/core.c src/json_decode.c src/json_check.c src/transport.c src/sockets.c src/headers.c src/segment.c
+FUZZ_SRCS    := src/fuzz/fuzz_response.c src/core.c src/json_decode.c src/json_number.c src/json_check.c src/transport.c src/sockets.c src/headers.c src/segment.c
 FUZZ_SECONDS ?= 3600
 FUZZ_JOBS    ?= 1
 # A smaller quarantine and shorter allocation stacks keep a long run's

@@ -173,6 +173,11 @@ struct psg_request {
     char content_type[PSG_CONTENT_TYPE_MAX];
     int has_content_type;
     char errbuf[CURL_ERROR_SIZE];
+    /* Why header_cb refused the reply's framing (a static message), so that
+     * it ends as a "network" error whatever libcurl would make of it;
+     * bad_status_line when it was the status line: no status then. */
+    const char *malformed;
+    int bad_status_line;
 
     /* Gathered from the easy handle when the transfer ended. */
     CURLcode code;

@@ -653,6 +653,9 @@ typedef struct parsed_opts {
     int skip_tls_verify, keep_null, max_depth;
 } parsed_opts;
 
+/* A number option, as the C type it goes into takes it. Its limits are
+ * passage.options' (users.new checks them once); this only keeps the C
+ * conversion defined. */
 static lua_Number opt_whole(lua_State *L, const char *name, lua_Number max)
 {
     lua_Number n;
@@ -660,8 +663,11 @@ static lua_Number opt_whole(lua_State *L, const char *name, lua_Number max)
         luaL_error(L, "transport option '%s' must be a number (got %s)", name,
                    luaL_typename(L, -1));
     n = lua_tonumber(L, -1);
-    if (!(n >= 0 && n <= max) || n != floor(n))
-        luaL_error(L, "transport option '%s' must be a whole number from 0 to %f", name, max);
+    if (!(n >= 0 && n <= max) || n != floor(n)) {
+        char top[32];
+        snprintf(top, sizeof top, "%.0f", (double)max);
+        luaL_error(L, "transport option '%s' must be a whole number from 0 to %s", name, top);
+    }
     return n;
 }
 
@@ -688,8 +694,56 @@ static int opt_bool(lua_State *L, const char *name)
     return lua_toboolean(L, -1);
 }
 
-/* Validates the options table at idx. Strings point into the table, which
- * the caller keeps on the stack until they are copied. */
+/* The names core.transport takes, in the order of the enum below: the one
+ * list parse_opts reads and names in its error for an unknown option
+ * (spec/transport_spec.lua compares it with passage.options.TRANSPORT). */
+static const char *const OPTION_NAMES[] = {"connect_timeout_ms",
+                                           "timeout_ms",
+                                           "max_response_bytes",
+                                           "max_host_connections",
+                                           "max_depth",
+                                           "ca_file",
+                                           "ca_path",
+                                           "user_agent",
+                                           "unsafe_skip_tls_verify",
+                                           "keep_null",
+                                           NULL};
+enum {
+    OPT_CONNECT_TIMEOUT_MS,
+    OPT_TIMEOUT_MS,
+    OPT_MAX_RESPONSE_BYTES,
+    OPT_MAX_HOST_CONNECTIONS,
+    OPT_MAX_DEPTH,
+    OPT_CA_FILE,
+    OPT_CA_PATH,
+    OPT_USER_AGENT,
+    OPT_UNSAFE_SKIP_TLS_VERIFY,
+    OPT_KEEP_NULL
+};
+
+/* The index of option name k in OPTION_NAMES; raises for an unknown one,
+ * listing the known ones. */
+static int option_index(lua_State *L, const char *k)
+{
+    luaL_Buffer b;
+    int i;
+    for (i = 0; OPTION_NAMES[i] != NULL; i++)
+        if (strcmp(k, OPTION_NAMES[i]) == 0)
+            return i;
+    luaL_buffinit(L, &b);
+    lua_pushfstring(L, "unknown transport option '%s' (known: ", k);
+    luaL_addvalue(&b);
+    for (i = 0; OPTION_NAMES[i] != NULL; i++) {
+        luaL_addstring(&b, OPTION_NAMES[i]);
+        luaL_addstring(&b, OPTION_NAMES[i + 1] != NULL ? ", " : ")");
+    }
+    luaL_pushresult(&b);
+    return lua_error(L);
+}
+
+/* Reads the options table at idx (names and C types: the limits of each
+ * are passage.options', checked once by users.new). Strings point into the
+ * table, which the caller keeps on the stack until they are copied. */
 static void parse_opts(lua_State *L, int idx, parsed_opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -702,28 +756,38 @@ static void parse_opts(lua_State *L, int idx, parsed_opts *o)
         if (lua_type(L, -2) != LUA_TSTRING)
             luaL_error(L, "transport option names must be strings (got %s)", luaL_typename(L, -2));
         k = lua_tostring(L, -2);
-        if (strcmp(k, "connect_timeout_ms") == 0)
+        switch (option_index(L, k)) {
+        case OPT_CONNECT_TIMEOUT_MS:
             o->connect_timeout_ms = (long)opt_whole(L, k, 2147483647.0);
-        else if (strcmp(k, "timeout_ms") == 0)
+            break;
+        case OPT_TIMEOUT_MS:
             o->timeout_ms = (long)opt_whole(L, k, 2147483647.0);
-        else if (strcmp(k, "max_response_bytes") == 0)
+            break;
+        case OPT_MAX_RESPONSE_BYTES:
             o->max_response_bytes = (curl_off_t)opt_whole(L, k, 9007199254740992.0);
-        else if (strcmp(k, "max_host_connections") == 0)
+            break;
+        case OPT_MAX_HOST_CONNECTIONS:
             o->max_host_connections = (long)opt_whole(L, k, 2147483647.0);
-        else if (strcmp(k, "max_depth") == 0)
-            o->max_depth = (int)opt_whole(L, k, 2147483647.0);
-        else if (strcmp(k, "ca_file") == 0)
+            break;
+        case OPT_MAX_DEPTH:
+            o->max_depth = psg_json_max_depth_option(L, "transport");
+            break;
+        case OPT_CA_FILE:
             o->ca_file = opt_string(L, k);
-        else if (strcmp(k, "ca_path") == 0)
+            break;
+        case OPT_CA_PATH:
             o->ca_path = opt_string(L, k);
-        else if (strcmp(k, "user_agent") == 0)
+            break;
+        case OPT_USER_AGENT:
             o->user_agent = opt_string(L, k);
-        else if (strcmp(k, "unsafe_skip_tls_verify") == 0)
+            break;
+        case OPT_UNSAFE_SKIP_TLS_VERIFY:
             o->skip_tls_verify = opt_bool(L, k);
-        else if (strcmp(k, "keep_null") == 0)
+            break;
+        default: /* OPT_KEEP_NULL */
             o->keep_null = opt_bool(L, k);
-        else
-            luaL_error(L, "unknown transport option '%s'", k);
+            break;
+        }
         lua_pop(L, 1);
     }
 }

@@ -137,7 +137,8 @@ function errors.is_error(v)
 end
 
 -- The error for a finished transfer whose HTTP status is not a success.
--- `response` is the table of passage.core's request:response().
+-- `response` is a request's response() table, the same fields from either
+-- transport (passage.core's libcurl one, passage.cosocket's).
 function errors.from_http(response)
     local body = response.body
     local fields = { status = response.status }

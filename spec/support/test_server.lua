@@ -176,11 +176,22 @@ local HTTP = [[
             content_by_lua_block {
                 local cjson = require "cjson"
                 ngx.req.read_body()
-                ngx.print(cjson.encode({
+                -- (cjson writes an empty table as {}: the arrays are spliced in.)
+                local doc = cjson.encode({
                     user = { id = ngx.req.raw_header() },
-                    users = {}, total_users = 0, page = 1, limit = 1, created_before = 0,
-                    devices = {}, body = ngx.req.get_body_data() or "",
-                }))
+                    total_users = 0, page = 1, limit = 1, created_before = 0,
+                    body = ngx.req.get_body_data() or "",
+                })
+                ngx.print(doc:sub(1, -2) .. ',"users":[],"devices":[]}')
+            }
+        }
+
+        # /objects/...: objects where the API has arrays: a page whose users,
+        # and a device list whose devices, are keyed by id.
+        location ^~ /objects/ {
+            content_by_lua_block {
+                ngx.print('{"users":{"a":{"id":"a"},"b":{"id":"b"}},"total_users":2,'
+                    .. '"page":1,"limit":20,"created_before":0,"devices":{"d":{"id":"d"}}}')
             }
         }
 

@@ -752,12 +752,9 @@ int psg_request_start(lua_State *L)
 
 void psg_request_register(lua_State *L)
 {
-    static const luaL_Reg methods[] = {{"done", l_done},
-                                       {"size", l_size},
-                                       {"cancel", l_cancel},
-                                       {"close", l_close},
-                                       {"response", l_response},
-                                       {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"done", l_done},         {"size", l_size},
+                                       {"cancel", l_cancel},     {"close", l_close},
+                                       {"response", l_response}, {NULL, NULL}};
     static const luaL_Reg meta[] = {
         {"__gc", l_gc},
 #if LUA_VERSION_NUM >= 504

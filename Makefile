@@ -170,7 +170,8 @@ format-check:
 #   make asan       MEMCHECK_SPECS, then GC_SPECS under torture, with ASan+UBSan
 #   make valgrind   MEMCHECK_SPECS under memcheck
 MEMCHECK_SPECS ?= spec/json_decode_spec.lua spec/transport_spec.lua spec/users_spec.lua \
-                  spec/reliability_spec.lua spec/async_spec.lua spec/lifecycle_spec.lua
+                  spec/reliability_spec.lua spec/async_spec.lua spec/lifecycle_spec.lua \
+                  spec/nonblocking_spec.lua spec/reactor_spec.lua
 GC_SPECS     ?= spec/lifecycle_spec.lua spec/users_spec.lua spec/async_spec.lua \
                 spec/transport_spec.lua spec/reliability_spec.lua
 WITH_EMULATOR = $(EMULATOR) run --port $(PORT) --

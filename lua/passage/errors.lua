@@ -188,9 +188,9 @@ end
 
 -- Bad arguments --------------------------------------------------------
 -- One style everywhere: a check, however deep, throws with
--- errors.argument; each public function runs its checks under pcall and
--- hands a failure to errors.rethrow, which raises the plain message at the
--- line of the script that called it. So no check counts stack levels.
+-- errors.argument; each public function is an errors.guard, which raises
+-- the plain message at the line of the script that called it. So no check
+-- counts stack levels.
 
 local ArgumentError = {}
 ArgumentError.__tostring = function(e)
@@ -213,26 +213,21 @@ function errors.argument_in(module)
     end
 end
 
-local unpack = table.unpack or unpack -- luacheck: ignore 143
-
-local function pack(...)
-    return { n = select("#", ...), ... }
-end
-
 -- A public entry made of `fn`: an argument error thrown inside `fn` (at any
 -- depth) is raised again at the line that called the entry; any other
--- error goes on as it was. One guard for the public functions.
+-- error goes on as it was. One guard for every public function; it passes
+-- on up to four results (a generic for's iterator, state, control and
+-- closing value), with no table per call.
 function errors.guard(fn)
     return function(...)
-        local results = pack(pcall(fn, ...))
-        if not results[1] then
-            local problem = results[2]
-            if getmetatable(problem) == ArgumentError then
-                error(problem.message, 2)
-            end
-            error(problem, 0)
+        local ok, a, b, c, d = pcall(fn, ...)
+        if ok then
+            return a, b, c, d
         end
-        return unpack(results, 2, results.n)
+        if getmetatable(a) == ArgumentError then
+            error(a.message, 2)
+        end
+        error(a, 0)
     end
 end
 
@@ -240,17 +235,6 @@ end
 -- error.
 function errors.argument_message(v)
     return getmetatable(v) == ArgumentError and v.message or nil
-end
-
--- Raises `v`, caught by pcall in a public function, again: a bad-argument
--- error at the line that called that public function, anything else as it
--- is. Call it from the public function itself (not a tail call): level 3
--- is 1 here, 2 the public function, 3 its caller.
-function errors.rethrow(v)
-    if getmetatable(v) == ArgumentError then
-        error(v.message, 3)
-    end
-    error(v, 0)
 end
 
 return errors

@@ -63,7 +63,7 @@ if core._VERSION ~= users._VERSION then
         users._VERSION, tostring(core._VERSION)))
 end
 
-local argerror, rethrow = errors.argument, errors.rethrow
+local argerror, guard = errors.argument, errors.guard
 local unpack_args = table.unpack or unpack -- luacheck: globals unpack
 
 -- Arguments ---------------------------------------------------------------
@@ -204,7 +204,8 @@ for name, op in pairs(operations) do
         path = path_function(name, op),
         query = type(op.query) == "string" and position(op, op.query) or op.query,
         body = op.body and position(op, op.body),
-        result = schema.results[op.result],
+        result = assert(schema.results[op.result],
+            "operation " .. name .. ": no result " .. tostring(op.result) .. " in passage.schema"),
         idempotent = op.idempotent,
         next = op.next,
     }
@@ -369,13 +370,8 @@ end
 --     api_key = os.getenv "PASSAGE_API_KEY",
 --     timeout_ms = 10000,
 -- }
-function users.new(opts)
-    local ok, client = pcall(new_client, opts)
-    if not ok then
-        rethrow(client)
-    end
-    return client
-end
+-- @function new
+users.new = guard(new_client)
 
 -- A user and password in base_url are secrets: shown as ***.
 local function printable_url(u)
@@ -431,13 +427,9 @@ local function call_of(self, what, name, a, b, c)
 end
 
 for name in pairs(OPS) do
-    Client[name] = function(self, a, b, c)
-        local ok, call = pcall(call_of, self, name, name, a, b, c)
-        if not ok then
-            rethrow(call)
-        end
-        return self.engine:run(call)
-    end
+    Client[name] = guard(function(self, a, b, c)
+        return self.engine:run(call_of(self, name, name, a, b, c))
+    end)
 end
 
 --- Starts an operation without waiting and returns its `Handle`.
@@ -457,13 +449,9 @@ end
 -- local h = client:start("get_user", app_id, user_id)
 -- repeat client:poll(100) until h:done()
 -- local user, err = h:result()
-function Client:start(operation, a, b, c)
-    local ok, call = pcall(call_of, self, "start", operation, a, b, c)
-    if not ok then
-        rethrow(call)
-    end
-    return self.engine:start(call)
-end
+Client.start = guard(function(self, operation, a, b, c)
+    return self.engine:start(call_of(self, "start", operation, a, b, c))
+end)
 
 --- Checks an operation's arguments as its method does, and tells what
 -- request the call would make, without sending anything: for a dry run
@@ -481,14 +469,11 @@ end
 -- @within Calls without waiting
 -- @usage
 -- local ok, problem = pcall(client.check, client, "create_user", app_id, record)
-function Client:check(operation, a, b, c)
-    local ok, call = pcall(call_of, self, "check", operation, a, b, c)
-    if not ok then
-        rethrow(call)
-    end
+Client.check = guard(function(self, operation, a, b, c)
+    local call = call_of(self, "check", operation, a, b, c)
     return { operation = call.operation, method = call.method, url = printable_url(call.url),
         body = call.body }
-end
+end)
 
 -- Whether v is a client made by new (not in the reference).
 function users.is_client(v)
@@ -504,11 +489,7 @@ function users.start_owned(client, sink, operation, a, b, c)
     if client.engine.closed then
         return nil, errors.new("cancelled", { operation = operation, message = "client closed" })
     end
-    local ok, call = pcall(call_of, client, "start", operation, a, b, c)
-    if not ok then
-        rethrow(call)
-    end
-    return client.engine:start(call, sink)
+    return client.engine:start(call_of(client, "start", operation, a, b, c), sink)
 end
 
 local function check_bulk(self, what, calls, opts)
@@ -581,13 +562,11 @@ end
 -- -- each frame:
 -- client:poll(0, { max_ms = 4 })
 -- if job:done() then handle(job:results()) end
-function Client:start_bulk(calls, opts)
-    local ok, prepared, max_in_flight = pcall(check_bulk, self, "start_bulk", calls, opts)
-    if not ok then
-        rethrow(prepared)
-    end
+-- @function Client:start_bulk
+Client.start_bulk = guard(function(self, calls, opts)
+    local prepared, max_in_flight = check_bulk(self, "start_bulk", calls, opts)
     return bulk.start(self.engine, prepared, max_in_flight, opts and opts.progress)
-end
+end)
 
 --- Runs many calls, a few at a time, and returns every result in input
 -- order: `Client:start_bulk` and a wait for its job.
@@ -608,13 +587,11 @@ end
 --     { "deactivate_user", app_id, id2 },
 -- }, { max_in_flight = 32 })
 -- for i, r in ipairs(results) do print(i, r.value or r.err) end
-function Client:bulk(calls, opts)
-    local ok, prepared, max_in_flight = pcall(check_bulk, self, "bulk", calls, opts)
-    if not ok then
-        rethrow(prepared)
-    end
+-- @function Client:bulk
+Client.bulk = guard(function(self, calls, opts)
+    local prepared, max_in_flight = check_bulk(self, "bulk", calls, opts)
     return bulk.start(self.engine, prepared, max_in_flight, opts and opts.progress):wait()
-end
+end)
 
 -- The settling budget of poll's and socket_action's options table.
 local function check_budget(what, opts)
@@ -675,13 +652,11 @@ users.check_budget = check_budget
 -- @usage
 -- -- in a 50 ms server step: at most about 5 ms of the library's work
 -- for _, h in ipairs(client:poll(0, { max_ms = 5 })) do on_done(h) end
-function Client:poll(timeout_ms, opts)
-    local ok, max_ms = pcall(check_poll, self, timeout_ms, opts)
-    if not ok then
-        rethrow(max_ms)
-    end
+-- @function Client:poll
+Client.poll = guard(function(self, timeout_ms, opts)
+    local max_ms = check_poll(self, timeout_ms, opts)
     return self.engine:poll(timeout_ms or 0, max_ms)
-end
+end)
 
 --- How many calls of the client are in flight or waiting to be retried,
 -- started ones and those of walks and bulk runs alike.
@@ -760,12 +735,10 @@ end
 -- @treturn {Handle,...} the handles that finished (maybe none)
 -- @raise a bad fd, events or option
 -- @within Your own reactor
-function Client:socket_action(fd, events, opts)
-    local ok, max_ms = pcall(check_socket_action, fd, events, opts)
-    if not ok then
-        rethrow(max_ms)
-    end
+-- @function Client:socket_action
+Client.socket_action = guard(function(self, fd, events, opts)
+    local max_ms = check_socket_action(fd, events, opts)
     return self.engine:socket_action(fd, events, max_ms)
-end
+end)
 
 return users

@@ -4,6 +4,12 @@ local emulator = require("support.emulator")
 local busted = require("busted")
 
 emulator.ensure()
+
+-- luv keeps one default loop per process, made when the module first loads.
+-- busted unloads what each spec file required; luv loaded again after its
+-- first copy was collected finds that loop gone, and crashes. Loaded here,
+-- before busted's snapshot, it stays for the whole run.
+pcall(require, "luv")
 busted.subscribe({ "exit" }, function()
   emulator.stop_if_started()
   return nil, true

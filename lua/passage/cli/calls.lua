@@ -62,6 +62,19 @@ function calls.check(client, call)
     return nil, (tostring(request):gsub("^.-passage%.users: ", ""))
 end
 
+--- The library's verdict on a number of calls in flight (`--in-flight`):
+-- nil when it takes it, else its message.
+-- @param client a `passage.users` client
+-- @param n the value given
+-- @treturn ?string
+function calls.in_flight_problem(client, n)
+    local ok, err = pcall(client.bulk, client, {}, { max_in_flight = n })
+    if ok then
+        return nil
+    end
+    return "--in-flight: " .. tostring(err):gsub("^.-passage%.users: bulk: ", "")
+end
+
 --- Runs `list` with at most `in_flight` calls at once.
 -- @param client a `passage.users` client
 -- @tparam {table,...} list calls, each `{ operation, args... }`

@@ -39,6 +39,9 @@ function csv.records(next_line)
         end
         line_no = line_no + 1
         local start = line_no
+        if type(line) == "table" then
+            return start, nil, line.message -- a line over the reader's cap
+        end
         line = line:gsub("\r$", "")
         local fields, pos = {}, 1
         while true do
@@ -62,6 +65,8 @@ function csv.records(next_line)
                         line = next_line()
                         if line == nil then
                             return start, nil, "a quoted field is not closed"
+                        elseif type(line) == "table" then
+                            return start, nil, line.message
                         end
                         line_no = line_no + 1
                         line = line:gsub("\r$", "")

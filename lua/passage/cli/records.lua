@@ -35,6 +35,20 @@ local READ_ONLY = {
     webauthn_devices = true, webauthn_types = true,
 }
 
+--- What makes a line of input unreadable: too long (the reader's marker)
+-- or not UTF-8. Nil for a good line.
+-- @param line a string, or the `too_long` marker of `passage.cli.input`
+-- @treturn ?string
+function records.line_problem(line)
+    if type(line) == "table" then
+        return line.message
+    end
+    local _, bad = utf8.len(line)
+    if bad then
+        return string.format("not UTF-8 (byte %d)", bad)
+    end
+end
+
 --- The input format a file name suggests.
 -- @tparam string path
 -- @treturn string "csv" or "jsonl"
@@ -51,6 +65,10 @@ local function json_records(next_line)
                 return nil
             end
             line_no = line_no + 1
+            local problem = records.line_problem(line)
+            if problem then
+                return line_no, nil, problem
+            end
             if line:find("%S") then
                 local v, err = json.decode(line)
                 if type(v) ~= "table" then
@@ -79,6 +97,12 @@ local function csv_records(next_line)
             local line_no, fields, err = read()
             if line_no == nil or err then
                 return line_no, nil, err
+            end
+            for _, field in ipairs(fields) do
+                local problem = records.line_problem(field)
+                if problem then
+                    return line_no, nil, problem
+                end
             end
             if #fields > 1 or fields[1] ~= "" then
                 if #fields ~= #header then

@@ -4,20 +4,21 @@
 -- A result line is JSON: the record's `line` number, `ok`, the `operation`
 -- and the user `id`, or the error's `kind` (`input` for a record that could
 -- not be read or is not a valid request), `status`, `code` and `message`.
--- `--dry-run` checks every record and writes what would be sent instead;
--- `--rerun <results>` runs only the records that failed in an earlier run's
--- results, keeping their line numbers.
+-- Each line is written (and flushed) as soon as its record and every
+-- record before it are done. `--dry-run` checks every record and writes
+-- what would be sent instead; `--rerun <results>` runs only the records
+-- that failed in an earlier run's results, keeping their line numbers.
 -- @module passage.cli.commands.import
 local calls = require "passage.cli.calls"
+local input = require "passage.cli.input"
 local json = require "passage.cli.json"
 local output = require "passage.cli.output"
 local progress = require "passage.cli.progress"
 local records = require "passage.cli.records"
+local runner = require "passage.cli.runner"
+local signals = require "passage.cli.signals"
 
 local import = {}
-
--- Records read and run together: bounds memory, whatever the file's size.
-local CHUNK = 1000
 
 -- The line numbers that failed in a results file.
 local function failed_lines(path)
@@ -45,27 +46,84 @@ local function failed_lines(path)
     return failed, n
 end
 
-local function open_input(path)
-    if path == "-" then
-        return io.stdin
-    end
-    return io.open(path, "rb")
-end
-
--- How many records the input holds (for the progress bar's total).
+-- How many records a regular file holds (for the progress bar's total);
+-- nil for anything that can be read only once.
 local function count_records(path, format, only)
-    local file = open_input(path)
-    if not file then
+    local reader = input.open(path)
+    if not (reader and reader.regular) then
+        if reader then
+            reader:close()
+        end
         return nil
     end
     local n = 0
-    for line_no in records.read(file:lines(), format) do
+    for line_no in records.read(reader:lines(), format) do
         if only == nil or only[line_no] then
             n = n + 1
         end
     end
-    file:close()
+    reader:close()
     return n
+end
+
+-- The entry of one record: a call to run, or its result already (an input
+-- error, or what a dry run would send).
+local function entry_of(ctx, line_no, rec, problem)
+    local entry = { line = line_no }
+    local call, req, request
+    if rec then
+        call, req = records.call(ctx.app_id, rec)
+        problem = not call and req or nil
+    end
+    if not problem and ctx.args.dry_run then
+        request, problem = calls.check(ctx.client, call)
+    end
+    if problem then
+        entry.result = calls.input_error(problem)
+    elseif ctx.args.dry_run then
+        entry.result = { ok = true, dry_run = true, operation = call[1],
+            id = type(call[3]) == "string" and call[3] or nil,
+            method = request.method, url = request.url, request = req }
+    else
+        entry.call = call
+    end
+    return entry
+end
+
+-- Where result lines go: stdout, or the --results file.
+local function results_writer(args)
+    if not args.results then
+        return output.out, function()
+            io.stdout:flush()
+        end
+    end
+    local file, err = io.open(args.results, "wb")
+    if not file then
+        return nil, "--results: " .. tostring(err)
+    end
+    return output.to_file(file), function()
+        file:flush()
+    end, file
+end
+
+local function summary(ctx, run, counts, reader)
+    local args = ctx.args
+    if reader.failure then
+        output.say("input stopped at line %d: %s", counts.last_line + 1, reader.failure)
+    end
+    if run.stopped then
+        output.say("%s stopped by %s: %d records done (%d ok, %d failed); nothing after "
+            .. "line %d was sent%s", args.command, signals.name() or "a signal", run.done,
+            counts.ok, counts.failed, counts.last_line,
+            run.cancelled and "; calls in flight were cancelled" or "")
+        return signals.exit_status() or 1
+    elseif args.dry_run then
+        output.say("dry run: %d records valid, %d not; nothing sent", counts.ok, counts.failed)
+    else
+        output.say("%s: %d records, %d ok, %d failed", args.command, run.done, counts.ok,
+            counts.failed)
+    end
+    return (counts.failed > 0 or reader.failure) and 1 or 0
 end
 
 --- Runs the command; returns the exit status.
@@ -74,9 +132,9 @@ end
 -- @return nil and a usage message
 function import.run(ctx)
     local args = ctx.args
-    local in_flight = args.in_flight
-    if type(in_flight) ~= "number" or in_flight < 1 or in_flight % 1 ~= 0 then
-        return nil, "--in-flight: expected a whole number >= 1"
+    local bad = calls.in_flight_problem(ctx.client, args.in_flight)
+    if bad then
+        return nil, bad
     end
     local format = args.input_format or records.format_of(args.file)
     local only, selected
@@ -90,106 +148,66 @@ function import.run(ctx)
             return 0
         end
     end
-    local input, ierr = open_input(args.file)
-    if not input then
+    local reader, ierr = input.open(args.file)
+    if not reader then
         return nil, tostring(ierr)
     end
-    local write, results_file = output.out, nil
-    if args.results then
-        local err
-        results_file, err = io.open(args.results, "wb")
-        if not results_file then
-            input:close()
-            return nil, "--results: " .. tostring(err)
-        end
-        write = output.to_file(results_file)
+    local write, flush, results_file = results_writer(args)
+    if not write then
+        reader:close()
+        return nil, flush
     end
 
     local bar = progress.new { label = args.dry_run and "check" or "import", unit = "records",
         enabled = ctx.progress and not args.dry_run }
-    local total = nil
-    if bar.enabled and args.file ~= "-" then
-        total = count_records(args.file, format, only)
-    end
+    local total = bar.enabled and count_records(args.file, format, only) or nil
     bar:update(0, total)
 
-    local done, ok_count, failed = 0, 0, 0
-    local pending = {} -- { line = n, call = c, result = r } of the current chunk
-    local function flush()
-        local batch, at = {}, {}
-        for i, p in ipairs(pending) do
-            if p.call then
-                batch[#batch + 1] = p.call
-                at[#batch] = i
+    local counts = { ok = 0, failed = 0, last_line = 0 }
+    local next_record = records.read(reader:lines(), format)
+    local run = runner.new {
+        client = ctx.client,
+        in_flight = args.in_flight,
+        next = function()
+            while true do
+                local line_no, rec, problem = next_record()
+                if line_no == nil then
+                    return nil
+                end
+                counts.last_line = line_no
+                if only == nil or only[line_no] then
+                    return entry_of(ctx, line_no, rec, problem)
+                end
             end
-        end
-        if batch[1] and not args.dry_run then
-            local before = done
-            local results = calls.run(ctx.client, batch, in_flight, function(n)
-                bar:update(before + n, total)
-            end)
-            for j, r in ipairs(results) do
-                local p = pending[at[j]]
-                p.result = r.input and calls.input_error(r.input) or calls.result_line(p.call, r)
-            end
-        end
-        local out = {}
-        for i, p in ipairs(pending) do
-            local r = p.result
-            r.line = p.line
+        end,
+        write = function(entry)
+            local r = entry.result
+            r.line = entry.line
             if r.ok then
-                ok_count = ok_count + 1
+                counts.ok = counts.ok + 1
             else
-                failed = failed + 1
+                counts.failed = counts.failed + 1
             end
-            out[i] = json.encode(r) .. "\n"
-        end
-        write(table.concat(out))
-        done = done + #pending
-        bar:update(done, total)
-        pending = {}
+            if not results_file then
+                bar:clear()
+            end
+            write(json.encode(r) .. "\n")
+        end,
+        flush = flush,
+        progress = function(done)
+            bar:update(done, total)
+        end,
+    }
+    reader.idle = function()
+        return run:idle()
     end
-
-    for line_no, rec, problem in records.read(input:lines(), format) do
-        if only == nil or only[line_no] then
-            local entry = { line = line_no }
-            local call, req, request
-            if rec then
-                call, req = records.call(ctx.app_id, rec)
-                problem = not call and req or nil
-            end
-            if not problem and args.dry_run then
-                request, problem = calls.check(ctx.client, call)
-            end
-            if problem then
-                entry.result = calls.input_error(problem)
-            elseif args.dry_run then
-                entry.result = { ok = true, dry_run = true, operation = call[1],
-                    id = type(call[3]) == "string" and call[3] or nil,
-                    method = request.method, url = request.url, request = req }
-            else
-                entry.call = call
-            end
-            pending[#pending + 1] = entry
-            if #pending >= CHUNK then
-                flush()
-            end
-        end
-    end
-    flush()
+    run:run()
     bar:finish()
-    if input ~= io.stdin then
-        input:close()
-    end
+    reader:close()
     if results_file then
         results_file:close()
     end
-    if args.dry_run then
-        output.say("dry run: %d records valid, %d not; nothing sent", ok_count, failed)
-    else
-        output.say("%s: %d records, %d ok, %d failed", args.command, done, ok_count, failed)
-    end
-    return failed > 0 and 1 or 0
+    return summary(ctx, run, counts, reader)
 end
 
 return import

@@ -35,8 +35,6 @@ function signals.install()
             handle:start(name, function(caught)
                 received[#received + 1] = caught
             end)
-            -- A signal watcher alone must not keep a wait for input going.
-            handle:unref()
         end
     end
     return true

@@ -138,6 +138,7 @@ function Runner:run()
     while true do
         self:watch()
         exhausted = exhausted or self:fill()
+        self:watch() -- a signal may have ended a wait for input
         self:drain()
         if self.nrunning == 0 and (exhausted or self.stopped) then
             break

@@ -8,6 +8,7 @@
 -- @module passage.cli.json
 local users = require "passage.users"
 local cjson = require("cjson").new()
+local utf8 = rawget(_G, "utf8") -- Lua 5.3+; older Lua writes strings as they are
 
 local json = {}
 
@@ -28,9 +29,31 @@ local function key_before(a, b)
     return a < b
 end
 
+-- A string with every byte that is not part of valid UTF-8 replaced by
+-- U+FFFD, so that every line written is valid UTF-8 JSON whatever a server
+-- or an input file held.
+local function valid_utf8(v)
+    if not utf8 or utf8.len(v) then
+        return v
+    end
+    local out, at = {}, 1
+    while at <= #v do
+        local _, bad = utf8.len(v, at)
+        if not bad then
+            out[#out + 1] = v:sub(at)
+            break
+        end
+        out[#out + 1] = v:sub(at, bad - 1)
+        out[#out + 1] = "\239\191\189"
+        at = bad + 1
+    end
+    return table.concat(out)
+end
+
 -- Most strings need no escape and are quoted as they are (UTF-8 passes
 -- through, as lua-cjson passes it).
 local function string_text(v)
+    v = valid_utf8(v)
     if v:find('[%c"\\]') then
         return cjson.encode(v)
     end

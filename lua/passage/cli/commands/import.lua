@@ -16,6 +16,7 @@ local output = require "passage.cli.output"
 local progress = require "passage.cli.progress"
 local records = require "passage.cli.records"
 local runner = require "passage.cli.runner"
+local server_checks = require "passage.cli.server_checks"
 local signals = require "passage.cli.signals"
 
 local import = {}
@@ -77,6 +78,7 @@ local function entry_of(ctx, line_no, rec, problem)
     end
     if not problem and ctx.args.dry_run then
         request, problem = calls.check(ctx.client, call)
+        problem = problem or ctx.server_check(call, request, line_no)
     end
     if problem then
         entry.result = calls.input_error(problem)
@@ -163,6 +165,7 @@ function import.run(ctx)
     local total = bar.enabled and count_records(args.file, format, only) or nil
     bar:update(0, total)
 
+    ctx.server_check = server_checks.new()
     local counts = { ok = 0, failed = 0, last_line = 0 }
     local next_record = records.read(reader:lines(), format)
     local run = runner.new {

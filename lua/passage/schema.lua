@@ -71,6 +71,18 @@ schema.USER = {
     login_count = "number?", email_verified = "boolean?", phone_verified = "boolean?",
 }
 
+-- The fields a create or update request sets, and their types (what
+-- passage.users checks in a request table). For tools that read users
+-- back from a file: every other field of a user is read-only.
+schema.USER_REQUEST = { email = "string", phone = "string", user_metadata = "table" }
+
+-- The fields of a listed user in a stable order: `USER`'s, then
+-- `user_metadata` (the columns of a table or CSV of users).
+schema.USER_COLUMNS = {
+    "id", "email", "phone", "status", "email_verified", "phone_verified", "login_count",
+    "created_at", "updated_at", "last_login_at", "user_metadata",
+}
+
 --- A page of users, as
 -- @{passage.users.Client:list_paginated_users|list_paginated_users} returns
 -- it (the API's `ListPaginatedUsersResponse`, whole).

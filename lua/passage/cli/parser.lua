@@ -1,6 +1,7 @@
 --- The command line of `passage-users`: every command, option and its help.
 -- @module passage.cli.parser
 local argparse = require "argparse"
+local restore = require "passage.cli.restore"
 local where = require "passage.cli.where"
 
 local parser_module = {}
@@ -124,6 +125,11 @@ function parser_module.new()
     import:option("--rerun"):argname("<results>")
         :description("run only the records that failed in these results of an earlier run")
     import:option("--results"):argname("<file>"):description("write results here (default: stdout)")
+    import:flag("--restore"):description("read an export back: find each user by email (else "
+        .. "phone), ignore ids, create the missing ones with their metadata and status")
+    import:option("--on-exists"):choices(restore.ON_EXISTS)
+        :description("for a user that already exists: skip, update or fail (default with "
+            .. "--restore: fail); without --restore, for records that create users")
     return p
 end
 

@@ -5,8 +5,10 @@
 -- updates that user and one without creates a user. In CSV the first line
 -- names the columns, an empty cell is an absent field and `user_metadata`
 -- is a JSON object. The read-only fields of an exported user (`status`,
--- `created_at`, ...) are ignored, so an export can be read back.
+-- `created_at`, ...) and fields no user has are ignored, so an export can
+-- be read back (`unknown_fields` names the latter, to report them).
 -- @module passage.cli.records
+local schema = require "passage.schema"
 local csv = require "passage.cli.csv"
 local json = require "passage.cli.json"
 
@@ -23,17 +25,18 @@ for _, name in pairs(OPERATIONS) do
     OPERATIONS[name] = name
 end
 
--- The fields a request sets, and those that pick the call.
-local WRITABLE = { email = true, phone = true, user_metadata = true }
+-- The fields a request sets (passage.schema), and those that pick the call.
+local WRITABLE = schema.USER_REQUEST
 local KEYS = { op = true, id = true, device_id = true }
 
--- Fields of a user as the API returns it that no request can set.
-local READ_ONLY = {
-    status = true, email_verified = true, phone_verified = true, login_count = true,
-    created_at = true, updated_at = true, last_login_at = true, external_id = true,
-    recent_events = true, social_connections = true, webauthn = true,
-    webauthn_devices = true, webauthn_types = true,
-}
+--- Whether a field is one of a user's, as the API returns users
+-- (`passage.schema`): read-only fields of an export are not reported as
+-- unknown when they are ignored.
+-- @tparam string name
+-- @treturn bool
+function records.is_user_field(name)
+    return schema.USER[name] ~= nil or WRITABLE[name] ~= nil or KEYS[name] ~= nil
+end
 
 --- What makes a line of input unreadable: too long (the reader's marker)
 -- or not UTF-8. Nil for a good line.
@@ -141,6 +144,35 @@ function records.read(next_line, format)
     return json_records(next_line)
 end
 
+--- The request fields of a record: its writable fields (a null is
+-- absent); every other field is ignored.
+-- @tparam table rec
+-- @treturn table the request
+-- @treturn int how many fields it has
+function records.request(rec)
+    local req, n = {}, 0
+    for k, v in pairs(rec) do
+        if WRITABLE[k] and v ~= json.null then
+            req[k], n = v, n + 1
+        end
+    end
+    return req, n
+end
+
+--- The fields of a record that are not a user's (each ignored).
+-- @tparam table rec
+-- @treturn {string,...} their names, sorted
+function records.unknown_fields(rec)
+    local names = {}
+    for k in pairs(rec) do
+        if type(k) ~= "string" or not records.is_user_field(k) then
+            names[#names + 1] = tostring(k)
+        end
+    end
+    table.sort(names)
+    return names
+end
+
 --- The call a record stands for. Only the record's own rules are checked
 -- here (known fields, which operation); what the library checks of the
 -- call's arguments it checks itself (`client:check`), with its messages.
@@ -149,18 +181,7 @@ end
 -- @return a call for `client:bulk` (`{ operation, app_id, ... }`) and the
 --   request part of it for a dry run; or nil and a message
 function records.call(app_id, rec)
-    local req, n = {}, 0
-    for k, v in pairs(rec) do
-        if v == json.null then
-            v = nil
-        end
-        if type(k) ~= "string" or not (WRITABLE[k] or KEYS[k] or READ_ONLY[k]) then
-            return nil, "unknown field " .. tostring(k)
-        end
-        if WRITABLE[k] and v ~= nil then
-            req[k], n = v, n + 1
-        end
-    end
+    local req, n = records.request(rec)
     local id = rec.id ~= json.null and rec.id or nil
     local op = rec.op and OPERATIONS[rec.op]
     if rec.op and not op then

@@ -30,7 +30,9 @@ Runner.__index = Runner
 --   in flight first; `write(entry)` is called in input order once an entry
 --   has its `result`; `flush()` after a series of writes; optional
 --   `progress(done)`. An entry is `{ call = {...} }` to run, or has its
---   `result` (a result line's fields) already.
+--   `result` (a result line's fields) already. An entry with a `step`
+--   function is a chain: `step(value, err)` of each call returns the next
+--   call, or nil once it has set the entry's `result`.
 -- @return the run, with `run()`, `idle()` and, after the run, `done`,
 --   `stopped` (a signal stopped it) and `cancelled` (a second one came)
 function runner.new(opts)
@@ -78,7 +80,15 @@ function Runner:collect(ms)
             self.running[handle] = nil
             self.nrunning = self.nrunning - 1
             local value, err = handle:result()
-            entry.result = calls.result_line(entry.call, { value = value, err = err })
+            -- A record of several calls (passage.cli.restore) goes on in
+            -- its slot, unless a second signal cancelled the run.
+            local next_call = entry.step and not self.cancelled and entry.step(value, err)
+            if next_call then
+                entry.call = next_call
+                self:start(entry)
+            elseif not entry.result then
+                entry.result = calls.result_line(entry.call, { value = value, err = err })
+            end
         end
     end
     self:drain()

@@ -15,6 +15,7 @@ local json = require "passage.cli.json"
 local output = require "passage.cli.output"
 local progress = require "passage.cli.progress"
 local records = require "passage.cli.records"
+local restore = require "passage.cli.restore"
 local runner = require "passage.cli.runner"
 local server_checks = require "passage.cli.server_checks"
 local signals = require "passage.cli.signals"
@@ -67,28 +68,64 @@ local function count_records(path, format, only)
     return n
 end
 
--- The entry of one record: a call to run, or its result already (an input
--- error, or what a dry run would send).
+-- Says once per field name that a record's field is not a user's.
+local function report_unknown(ctx, line_no, rec)
+    for _, name in ipairs(records.unknown_fields(rec)) do
+        if not ctx.reported[name] then
+            ctx.reported[name] = true
+            output.say("line %d: field %q is not one import sets: ignored (said once)", line_no,
+                name)
+        end
+    end
+end
+
+-- Whether a record is matched by identifier (passage.cli.restore): with
+-- --restore every record, with --on-exists those that create a user.
+local function matched(args, rec)
+    return args.restore or (args.on_exists and rec.id == nil and rec.op == nil)
+end
+
+-- The call of a record and its request, or nil and an input error.
+local function call_of(ctx, rec)
+    if matched(ctx.args, rec) then
+        local entry, problem = restore.entry(ctx.app_id, rec, {
+            on_exists = ctx.args.on_exists or "fail", status = ctx.args.restore })
+        if not entry then
+            return nil, problem
+        end
+        -- What a dry run checks: the create the chain may send.
+        local req = records.request(rec)
+        return entry, req, { "create_user", ctx.app_id, req }
+    end
+    local call, req = records.call(ctx.app_id, rec)
+    if not call then
+        return nil, req
+    end
+    return { call = call }, req, call
+end
+
+-- The entry of one record: a call (or a chain) to run, or its result
+-- already (an input error, or what a dry run would send).
 local function entry_of(ctx, line_no, rec, problem)
-    local entry = { line = line_no }
-    local call, req, request
+    local entry, req, checked, request
     if rec then
-        call, req = records.call(ctx.app_id, rec)
-        problem = not call and req or nil
+        report_unknown(ctx, line_no, rec)
+        entry, req, checked = call_of(ctx, rec)
+        problem = not entry and req or nil
     end
     if not problem and ctx.args.dry_run then
-        request, problem = calls.check(ctx.client, call)
-        problem = problem or ctx.server_check(call, request, line_no)
+        request, problem = calls.check(ctx.client, checked)
+        problem = problem or ctx.server_check(checked, request, line_no)
     end
     if problem then
-        entry.result = calls.input_error(problem)
+        entry = { result = calls.input_error(problem) }
     elseif ctx.args.dry_run then
-        entry.result = { ok = true, dry_run = true, operation = call[1],
-            id = type(call[3]) == "string" and call[3] or nil,
-            method = request.method, url = request.url, request = req }
-    else
-        entry.call = call
+        entry = { result = { ok = true, dry_run = true,
+            operation = entry.step and "restore" or checked[1],
+            id = not entry.step and type(checked[3]) == "string" and checked[3] or nil,
+            method = request.method, url = request.url, request = req } }
     end
+    entry.line = line_no
     return entry
 end
 
@@ -166,6 +203,7 @@ function import.run(ctx)
     bar:update(0, total)
 
     ctx.server_check = server_checks.new()
+    ctx.reported = {}
     local counts = { ok = 0, failed = 0, last_line = 0 }
     local next_record = records.read(reader:lines(), format)
     local run = runner.new {

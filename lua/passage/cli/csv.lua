@@ -11,7 +11,40 @@ local function field_text(v)
     return v
 end
 
---- One record as a line (with its line break).
+-- A cell a spreadsheet would run as a formula starts with one of these,
+-- maybe after quotes added before (so that adding one can be undone).
+local FORMULA_START = "^'*[=+%-@\t\r]"
+
+-- Values that start so but are data to a spreadsheet too: plain numbers
+-- and E.164 phone numbers.
+local function plain_data(v)
+    return v:find("^[-+]?%d+%.?%d*$") ~= nil or v:find("^[-+]?%d*%.%d+$") ~= nil
+        or v:find("^%+[1-9]%d%d%d%d%d%d+$") ~= nil
+end
+
+--- A cell made safe for a spreadsheet: a value that would start a formula
+-- (`=`, `+`, `-`, `@`, TAB, CR) gets a leading `'`, except plain numbers
+-- and E.164 phones. `restored` undoes it exactly.
+-- @tparam string v
+-- @treturn string
+function csv.neutralised(v)
+    if v:find(FORMULA_START) and not plain_data(v) then
+        return "'" .. v
+    end
+    return v
+end
+
+--- A cell as it was before `neutralised`.
+-- @tparam string v
+-- @treturn string
+function csv.restored(v)
+    if v:find("^'+[=+%-@\t\r]") and not plain_data(v:sub(2)) then
+        return v:sub(2)
+    end
+    return v
+end
+
+--- One record as a line (with its line break, CRLF as RFC 4180 has it).
 -- @tparam table fields values (strings, numbers, booleans; nil is empty),
 --   `n` of them
 -- @tparam number n how many fields
@@ -21,7 +54,7 @@ function csv.line(fields, n)
     for i = 1, n do
         out[i] = field_text(fields[i])
     end
-    return table.concat(out, ",") .. "\n"
+    return table.concat(out, ",") .. "\r\n"
 end
 
 --- Reads records from a source of lines.

@@ -52,12 +52,28 @@ end
 
 -- Most strings need no escape and are quoted as they are (UTF-8 passes
 -- through, as lua-cjson passes it).
+-- C1 controls and bidi overrides are written as \u escapes too (the same
+-- string to a JSON reader), so JSON shown on a terminal cannot act on it.
+local TERMINAL_ACTIVE = { "\194[\128-\159]", "\226\128[\170-\174]", "\226\129[\166-\169]" }
+
+local function unicode_escape(c)
+    return string.format("\\u%04x", utf8.codepoint(c))
+end
+
 local function string_text(v)
     v = valid_utf8(v)
+    local text
     if v:find('[%c"\\]') then
-        return cjson.encode(v)
+        text = cjson.encode(v)
+    else
+        text = '"' .. v .. '"'
     end
-    return '"' .. v .. '"'
+    if utf8 and (text:find("\194", 1, true) or text:find("\226", 1, true)) then
+        for _, pattern in ipairs(TERMINAL_ACTIVE) do
+            text = text:gsub(pattern, unicode_escape)
+        end
+    end
+    return text
 end
 
 local function is_integer(v)

@@ -32,6 +32,10 @@ local function where_option(cmd)
         :description("a filter; repeat for more (fields: " .. table.concat(where.FIELDS, ", ") .. ")")
 end
 
+local function csv_raw_option(cmd, what)
+    cmd:flag("--csv-raw"):description(what)
+end
+
 local function in_flight_option(cmd, default, what)
     cmd:option("--in-flight"):argname("<n>"):default(tostring(default))
         :convert(tonumber):description(what)
@@ -98,6 +102,7 @@ function parser_module.new()
     list:option("--limit"):argname("<n>"):convert(tonumber):description("users per page (1..500)")
     list:option("--page"):argname("<n>"):convert(tonumber)
     list:option("--created-before"):argname("<unix seconds>"):convert(tonumber)
+    csv_raw_option(list, "CSV cells as they are: no ' before a formula-like value")
     list:option("--format"):choices { "table", "json", "jsonl", "csv" }
         :description("table, json, jsonl or csv (default: table on a terminal, else jsonl)")
 
@@ -109,6 +114,8 @@ function parser_module.new()
     in_flight_option(export, 4, "pages in flight at once")
     export:option("-o --out"):argname("<file>"):description("write here (default: stdout)")
     export:option("--format"):choices { "jsonl", "csv" }:default("jsonl")
+    csv_raw_option(export, "CSV cells as they are: no ' before a value a spreadsheet would run "
+        .. "as a formula (=, +, -, @)")
 
     local import = p:command("import bulk"):summary("Create or update users from a file.")
         :description("Read JSON Lines or CSV records and run each: a record with an id "
@@ -125,6 +132,8 @@ function parser_module.new()
     import:option("--rerun"):argname("<results>")
         :description("run only the records that failed in these results of an earlier run")
     import:option("--results"):argname("<file>"):description("write results here (default: stdout)")
+    csv_raw_option(import, "CSV cells as they are: do not remove the ' an export puts before "
+        .. "a formula-like value")
     import:flag("--restore"):description("read an export back: find each user by email (else "
         .. "phone), ignore ids, create the missing ones with their metadata and status")
     import:option("--on-exists"):choices(restore.ON_EXISTS)

@@ -6,6 +6,7 @@
 -- at most ten times a second, and `finish` leaves it complete, followed by
 -- a line break.
 -- @module passage.cli.progress
+local filters = require "passage.filters"
 local output = require "passage.cli.output"
 local signals = require "passage.cli.signals"
 
@@ -29,8 +30,17 @@ local REDRAW_SECONDS = 0.1
 local Bar = {}
 Bar.__index = Bar
 
+-- A count as a server could send it: a whole number that fits, or not
+-- one at all (1e300, 2.5, NaN), which is never drawn.
+local function sane_count(n)
+    return filters.is_whole(n) and n >= 0
+end
+
 local function thousands(n)
-    local digits = string.format("%d", n)
+    if not sane_count(n) then
+        return "?"
+    end
+    local digits = string.format("%d", math.floor(n))
     local head = (#digits - 1) % 3 + 1
     return digits:sub(1, head) .. digits:sub(head + 1):gsub("%d%d%d", ",%0")
 end
@@ -122,7 +132,9 @@ end
 -- @tparam[opt] number total
 function Bar:update(done, total)
     self.done = done
-    self.total = total or self.total
+    if total ~= nil and sane_count(total) then
+        self.total = total
+    end
     if not self.enabled then
         return
     end

@@ -83,9 +83,26 @@ local function json_records(next_line)
     end
 end
 
-local function csv_records(next_line)
+-- Header names as a spreadsheet may write them: a UTF-8 byte order mark
+-- before the first, any case, spaces around.
+local BOM = "\239\187\191"
+
+local function header_names(fields)
+    if fields[1] and fields[1]:sub(1, 3) == BOM then
+        fields[1] = fields[1]:sub(4)
+    end
+    for i, name in ipairs(fields) do
+        fields[i] = name:match("^%s*(.-)%s*$"):lower()
+    end
+    return fields
+end
+
+local function csv_records(next_line, raw)
     local read = csv.records(next_line)
     local header_line, header = read()
+    if header then
+        header = header_names(header)
+    end
     if header_line and not header then
         return function()
             local n = header_line
@@ -115,7 +132,7 @@ local function csv_records(next_line)
                 local rec = {}
                 for i, column in ipairs(header) do
                     if fields[i] ~= "" then
-                        rec[column] = fields[i]
+                        rec[column] = raw and fields[i] or csv.restored(fields[i])
                     end
                 end
                 if rec.user_metadata then
@@ -135,11 +152,13 @@ end
 --- Reads records.
 -- @tparam function next_line a source of lines (as `file:lines()`)
 -- @tparam string format "jsonl" or "csv"
+-- @tparam[opt] bool raw CSV cells as they are (no undoing of the `'` an
+--   export puts before a formula-like value)
 -- @treturn function an iterator for a generic `for`: the line number of a
 --   record and the record (a table), or the line number, nil and a message
-function records.read(next_line, format)
+function records.read(next_line, format, raw)
     if format == "csv" then
-        return csv_records(next_line)
+        return csv_records(next_line, raw)
     end
     return json_records(next_line)
 end

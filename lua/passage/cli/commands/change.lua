@@ -9,6 +9,7 @@
 -- (deactivated, deleted) do not make it skip others. The counts it reports
 -- are of the result lines, so they are exactly what was changed.
 -- @module passage.cli.commands.change
+local filters = require "passage.filters"
 local paginator = require "passage.paginator"
 local calls = require "passage.cli.calls"
 local json = require "passage.cli.json"
@@ -123,7 +124,11 @@ local function by_filter(ctx, op)
         return 1
     end
     local count = first.total_users
-    if count == 0 then
+    if not (filters.is_whole(count) and count >= 0) then
+        output.say("the server sent a count of matching users that is not a whole number: %s",
+            tostring(count))
+        return 1
+    elseif count == 0 then
         output.say("no user matches")
         return 0
     end

@@ -19,7 +19,13 @@ local export = {}
 -- Walks the users, writing each page; returns how many were written and
 -- whether a signal stopped the walk.
 local function walk(ctx, params, write, bar)
-    local line = ctx.args.format == "csv" and users_format.csv_line or users_format.json_line
+    local line = users_format.json_line
+    if ctx.args.format == "csv" then
+        local raw = ctx.args.csv_raw
+        line = function(user)
+            return users_format.csv_line(user, raw)
+        end
+    end
     local opts = { in_flight = ctx.args.in_flight, progress = function(p)
         bar:update(p.users, p.total_users)
     end }

@@ -59,7 +59,7 @@ local function count_records(path, format, only)
         return nil
     end
     local n = 0
-    for line_no in records.read(reader:lines(), format) do
+    for line_no in records.read(reader:lines(), format, true) do
         if only == nil or only[line_no] then
             n = n + 1
         end
@@ -205,7 +205,7 @@ function import.run(ctx)
     ctx.server_check = server_checks.new()
     ctx.reported = {}
     local counts = { ok = 0, failed = 0, last_line = 0 }
-    local next_record = records.read(reader:lines(), format)
+    local next_record = records.read(reader:lines(), format, args.csv_raw)
     local run = runner.new {
         client = ctx.client,
         in_flight = args.in_flight,

@@ -1,5 +1,6 @@
 --- `list`: one page of users, as a table, JSON, JSON Lines or CSV.
 -- @module passage.cli.commands.list
+local filters = require "passage.filters"
 local output = require "passage.cli.output"
 local progress = require "passage.cli.progress"
 local users_format = require "passage.cli.users_format"
@@ -30,9 +31,17 @@ function list.run(ctx)
     local users = page.users
     if format == "table" then
         output.out(users_format.table(users))
-        local pages = math.max(1, math.ceil(page.total_users / math.max(1, page.limit)))
+        local total, number, limit = page.total_users, page.page, page.limit
+        if not (filters.is_whole(total) and filters.is_whole(number) and filters.is_whole(limit))
+        then
+            -- The library checks that they are numbers; not that they make sense.
+            output.say("the server sent counts that are not whole numbers (total_users %s, "
+                .. "page %s, limit %s)", tostring(total), tostring(number), tostring(limit))
+            return 1
+        end
+        local pages = math.max(1, math.ceil(total / math.max(1, limit)))
         output.out(string.format("page %d of %d, %d users shown of %d\n",
-            page.page, pages, #users, page.total_users))
+            number, pages, #users, total))
     elseif format == "json" then
         output.out(json.pretty(users) .. "\n")
     else
@@ -40,9 +49,9 @@ function list.run(ctx)
         if format == "csv" then
             out[1] = users_format.csv_header()
         end
-        local line = format == "csv" and users_format.csv_line or users_format.json_line
         for _, u in ipairs(users) do
-            out[#out + 1] = line(u)
+            out[#out + 1] = format == "csv" and users_format.csv_line(u, args.csv_raw)
+                or users_format.json_line(u)
         end
         output.out(table.concat(out))
     end

@@ -117,8 +117,9 @@ describe("passage-users output", function()
         f:write(out)
         f:close()
         emulator.add_app("cli_safe_back", KEY)
-        out, err, code = cli.run({ "import", "--restore", path }, { env = env("cli_safe_back") })
-        assert.equal(0, code, err)
+        local _, back_err, back_code = cli.run({ "import", "--restore", path },
+            { env = env("cli_safe_back") })
+        assert.equal(0, back_code, back_err)
         for _, email in ipairs { "=1+1@x.test", "-2+3@x.test", "+cmd@x.test", "'=quoted@x.test" } do
             assert(client:get_user_by_identifier("cli_safe_back", email), email)
         end

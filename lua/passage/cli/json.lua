@@ -8,7 +8,7 @@
 -- @module passage.cli.json
 local users = require "passage.users"
 local cjson = require("cjson").new()
-local utf8 = rawget(_G, "utf8") -- Lua 5.3+; older Lua writes strings as they are
+local text = require "passage.cli.text"
 
 local json = {}
 
@@ -33,21 +33,9 @@ end
 -- U+FFFD, so that every line written is valid UTF-8 JSON whatever a server
 -- or an input file held.
 local function valid_utf8(v)
-    if not utf8 or utf8.len(v) then
-        return v
-    end
-    local out, at = {}, 1
-    while at <= #v do
-        local _, bad = utf8.len(v, at)
-        if not bad then
-            out[#out + 1] = v:sub(at)
-            break
-        end
-        out[#out + 1] = v:sub(at, bad - 1)
-        out[#out + 1] = "\239\191\189"
-        at = bad + 1
-    end
-    return table.concat(out)
+    return text.fix_utf8(v, function()
+        return "\239\191\189"
+    end)
 end
 
 -- Most strings need no escape and are quoted as they are (UTF-8 passes
@@ -57,23 +45,23 @@ end
 local TERMINAL_ACTIVE = { "\194[\128-\159]", "\226\128[\170-\174]", "\226\129[\166-\169]" }
 
 local function unicode_escape(c)
-    return string.format("\\u%04x", utf8.codepoint(c))
+    return string.format("\\u%04x", text.code_point(c))
 end
 
 local function string_text(v)
     v = valid_utf8(v)
-    local text
+    local quoted
     if v:find('[%c"\\]') then
-        text = cjson.encode(v)
+        quoted = cjson.encode(v)
     else
-        text = '"' .. v .. '"'
+        quoted = '"' .. v .. '"'
     end
-    if utf8 and (text:find("\194", 1, true) or text:find("\226", 1, true)) then
+    if quoted:find("\194", 1, true) or quoted:find("\226", 1, true) then
         for _, pattern in ipairs(TERMINAL_ACTIVE) do
-            text = text:gsub(pattern, unicode_escape)
+            quoted = quoted:gsub(pattern, unicode_escape)
         end
     end
-    return text
+    return quoted
 end
 
 local function is_integer(v)

@@ -7,6 +7,7 @@
 -- key into an error message cannot make it reach a terminal or a log.
 -- @module passage.cli.output
 local cjson = require("cjson").new()
+local text = require "passage.cli.text"
 
 local output = {}
 
@@ -72,7 +73,7 @@ end
 -- or as single bytes, and the bidi embeddings, overrides and isolates
 -- (U+202A..U+202E, U+2066..U+2069) that reorder what follows them.
 local function escaped_code_point(c)
-    return string.format("\\u%04x", utf8.codepoint(c))
+    return string.format("\\u%04x", text.code_point(c))
 end
 
 --- A text as it may reach a terminal: every control and bidi character
@@ -89,21 +90,9 @@ function output.printable(s)
     s = s:gsub("[%z\1-\31\127]", function(c)
         return string.format("\\x%02x", c:byte())
     end)
-    if utf8.len(s) then
-        return s
-    end
-    local out, at = {}, 1
-    while at <= #s do
-        local _, bad = utf8.len(s, at)
-        if not bad then
-            out[#out + 1] = s:sub(at)
-            break
-        end
-        out[#out + 1] = s:sub(at, bad - 1)
-        out[#out + 1] = string.format("\\x%02x", s:byte(bad))
-        at = bad + 1
-    end
-    return table.concat(out)
+    return (text.fix_utf8(s, function(byte)
+        return string.format("\\x%02x", byte:byte())
+    end))
 end
 
 --- Writes to stdout.

@@ -11,6 +11,7 @@
 local schema = require "passage.schema"
 local csv = require "passage.cli.csv"
 local json = require "passage.cli.json"
+local text = require "passage.cli.text"
 
 local records = {}
 
@@ -46,7 +47,7 @@ function records.line_problem(line)
     if type(line) == "table" then
         return line.message
     end
-    local _, bad = utf8.len(line)
+    local bad = text.bad_byte(line)
     if bad then
         return string.format("not UTF-8 (byte %d)", bad)
     end

@@ -49,6 +49,7 @@ local function run_command(list)
     if not client then
         return usage(app_id)
     end
+    output.quiet = args.quiet
     if args.verbose then
         output.say("%s", described)
     end
@@ -57,7 +58,7 @@ local function run_command(list)
         app_id = app_id,
         args = args,
         verbose = args.verbose,
-        progress = not args.no_progress,
+        progress = not (args.no_progress or args.quiet),
         exit = main,
     }
     local command = require("passage.cli.commands." .. COMMANDS[args.command])

@@ -115,6 +115,18 @@ function output.say(fmt, ...)
     output.err("passage-users: " .. output.printable(string.format(fmt, ...)) .. "\n")
 end
 
+--- Whether `--quiet` was given: `note` then writes nothing.
+output.quiet = false
+
+--- Writes an informational line (a summary) as `say` does, unless quiet.
+-- @tparam string fmt a `string.format` pattern
+-- @param ... its values
+function output.note(fmt, ...)
+    if not output.quiet then
+        output.say(fmt, ...)
+    end
+end
+
 --- A writer for a file, scrubbing like stdout.
 -- @param file an open Lua file
 -- @treturn function writes a string to the file

@@ -1,6 +1,7 @@
 --- The command line of `passage-users`: every command, option and its help.
 -- @module passage.cli.parser
 local argparse = require "argparse"
+local users = require "passage.users"
 local restore = require "passage.cli.restore"
 local where = require "passage.cli.where"
 
@@ -75,7 +76,12 @@ function parser_module.new()
     p:option("--timeout-ms"):argname("<ms>"):convert(tonumber)
         :description("longest time for one call, retries included")
     p:flag("-v --verbose"):description("say more on stderr (never the key)")
+    p:flag("-q --quiet"):description("no summary and no progress bar: only errors on stderr")
     p:flag("--no-progress"):description("no progress bar, even on a terminal")
+    p:flag("--version"):description("print the version and exit"):action(function()
+        io.stdout:write(string.format("passage-users %s (%s)\n", users._VERSION, _VERSION))
+        os.exit(0)
+    end)
 
     p:command("get"):summary("Show a user."):argument("user_id")
     p:command("find"):summary("Show the user with an email or phone.")
@@ -139,6 +145,7 @@ function parser_module.new()
     import:option("--on-exists"):choices(restore.ON_EXISTS)
         :description("for a user that already exists: skip, update or fail (default with "
             .. "--restore: fail); without --restore, for records that create users")
+    p:add_complete_command { summary = "Print a shell completion script (bash, zsh or fish)." }
     return p
 end
 

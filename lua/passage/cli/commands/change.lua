@@ -66,7 +66,7 @@ local function outcome(ctx, run, counts)
             run.cancelled and " (calls in flight cancelled)" or "")
         return signals.exit_status() or 1
     end
-    output.say("%s: %d users %s, %d failed", ctx.args.command, counts.ok, changed, counts.failed)
+    output.note("%s: %d users %s, %d failed", ctx.args.command, counts.ok, changed, counts.failed)
     return counts.failed > 0 and 1 or 0
 end
 
@@ -129,14 +129,14 @@ local function by_filter(ctx, op)
             tostring(count))
         return 1
     elseif count == 0 then
-        output.say("no user matches")
+        output.note("no user matches")
         return 0
     end
     local yes, why = confirm(ctx, count, (args.command:gsub("^%l", string.upper)))
     if yes == nil then
         return nil, why
     elseif not yes then
-        output.say("nothing changed")
+        output.note("nothing changed")
         return ctx.exit.USAGE -- as the manual says: not confirmed
     end
     local bar = progress.new { label = args.command, unit = "users", enabled = ctx.progress }

@@ -97,7 +97,7 @@ function export.run(ctx)
         return 1
     end
     if ctx.verbose then
-        output.say("exported %d users", count)
+        output.note("exported %d users", count)
     end
     return 0
 end

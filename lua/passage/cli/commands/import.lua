@@ -157,9 +157,9 @@ local function summary(ctx, run, counts, reader)
             run.cancelled and "; calls in flight were cancelled" or "")
         return signals.exit_status() or 1
     elseif args.dry_run then
-        output.say("dry run: %d records valid, %d not; nothing sent", counts.ok, counts.failed)
+        output.note("dry run: %d records valid, %d not; nothing sent", counts.ok, counts.failed)
     else
-        output.say("%s: %d records, %d ok, %d failed", args.command, run.done, counts.ok,
+        output.note("%s: %d records, %d ok, %d failed", args.command, run.done, counts.ok,
             counts.failed)
     end
     return (counts.failed > 0 or reader.failure) and 1 or 0
@@ -183,7 +183,7 @@ function import.run(ctx)
             return nil, selected
         end
         if selected == 0 then
-            output.say("no failed record in %s: nothing to run", args.rerun)
+            output.note("no failed record in %s: nothing to run", args.rerun)
             return 0
         end
     end

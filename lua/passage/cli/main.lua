@@ -8,19 +8,13 @@
 -- Whatever goes wrong, the command prints `passage-users: ...`, never a
 -- Lua traceback or a path of its own files.
 -- @module passage.cli.main
+local command_list = require "passage.cli.command_list"
 local config = require "passage.cli.config"
 local output = require "passage.cli.output"
 local parser = require "passage.cli.parser"
 local signals = require "passage.cli.signals"
 
 local main = {}
-
-local COMMANDS = {
-    get = "user", find = "user", create = "user", update = "user", devices = "user",
-    delete = "change", activate = "change", deactivate = "change",
-    ["revoke-tokens"] = "change", ["delete-device"] = "change",
-    list = "list", export = "export", import = "import", bulk = "import",
-}
 
 main.OK, main.FAILED, main.USAGE = 0, 1, 2
 
@@ -60,8 +54,9 @@ local function run_command(list)
         verbose = args.verbose,
         progress = not (args.no_progress or args.quiet),
         exit = main,
+        entry = command_list.find(args.command),
     }
-    local command = require("passage.cli.commands." .. COMMANDS[args.command])
+    local command = require("passage.cli.commands." .. ctx.entry.module)
     local done, status, problem = pcall(command.run, ctx)
     client:close()
     if not done then

@@ -9,21 +9,22 @@
 -- be read back (`unknown_fields` names the latter, to report them).
 -- @module passage.cli.records
 local schema = require "passage.schema"
+local command_list = require "passage.cli.command_list"
 local csv = require "passage.cli.csv"
 local json = require "passage.cli.json"
 local text = require "passage.cli.text"
 
 local records = {}
 
--- Operation names of a record, and the library operation each runs.
-local OPERATIONS = {
-    create = "create_user", update = "update_user", delete = "delete_user",
-    activate = "activate_user", deactivate = "deactivate_user",
-    ["revoke-tokens"] = "revoke_user_refresh_tokens",
-    ["delete-device"] = "delete_user_device",
-}
-for _, name in pairs(OPERATIONS) do
-    OPERATIONS[name] = name
+-- Operation names of a record, and the library operation each runs: the
+-- names of the commands that change users (passage.cli.command_list), and
+-- the library's own names.
+local OPERATIONS = {}
+for _, entry in ipairs(command_list) do
+    if entry.module == "change" or entry.name == "create" or entry.name == "update" then
+        OPERATIONS[entry.name] = entry.operation
+        OPERATIONS[entry.operation] = entry.operation
+    end
 end
 
 -- The fields a request sets (passage.schema), and those that pick the call.

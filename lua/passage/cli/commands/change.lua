@@ -12,6 +12,7 @@
 local filters = require "passage.filters"
 local paginator = require "passage.paginator"
 local calls = require "passage.cli.calls"
+local flags = require "passage.cli.flags"
 local json = require "passage.cli.json"
 local output = require "passage.cli.output"
 local progress = require "passage.cli.progress"
@@ -21,12 +22,32 @@ local where = require "passage.cli.where"
 
 local change = {}
 
-local OPERATION = {
-    delete = "delete_user",
-    activate = "activate_user",
-    deactivate = "deactivate_user",
-    ["revoke-tokens"] = "revoke_user_refresh_tokens",
+local SUMMARY = {
+    delete = "Delete users",
+    activate = "Activate users",
+    deactivate = "Deactivate users",
+    ["revoke-tokens"] = "Revoke users' refresh tokens",
 }
+
+--- Sets up the command's arguments and options.
+-- @param cmd an argparse command
+-- @tparam table entry its `passage.cli.command_list` entry
+function change.setup(cmd, entry)
+    if entry.name == "delete-device" then
+        cmd:summary("Delete one of a user's devices.")
+        cmd:argument("user_id")
+        cmd:argument("device_id")
+        return
+    end
+    local summary = SUMMARY[entry.name] or entry.operation
+    cmd:summary(summary .. ".")
+        :description(summary .. ": the users given by id, or every user a --where filter matches "
+            .. "(after a count and a confirmation, unless --yes). One result line per user.")
+    cmd:argument("user_id"):args("*"):description("user ids")
+    flags.where(cmd)
+    cmd:flag("-y --yes"):description("do not ask for confirmation")
+    flags.in_flight(cmd, 16, "calls in flight at once")
+end
 
 -- Runs the calls `next` gives and writes their result lines; returns the
 -- run and the counts.
@@ -172,7 +193,7 @@ function change.run(ctx)
         end, bar)
         return outcome(ctx, run, counts)
     end
-    local op = OPERATION[args.command]
+    local op = ctx.entry.operation
     local bad = calls.in_flight_problem(ctx.client, args.in_flight)
     if bad then
         return nil, bad

@@ -7,6 +7,7 @@
 -- what was written stays (the `.part` of a regular file).
 -- @module passage.cli.commands.export
 local paginator = require "passage.paginator"
+local flags = require "passage.cli.flags"
 local output = require "passage.cli.output"
 local output_file = require "passage.cli.output_file"
 local progress = require "passage.cli.progress"
@@ -15,6 +16,21 @@ local users_format = require "passage.cli.users_format"
 local where = require "passage.cli.where"
 
 local export = {}
+
+--- Sets up the command's options.
+-- @param cmd an argparse command
+function export.setup(cmd)
+    cmd:summary("Write every matching user, one per line.")
+        :description("Walk every matching user (each exactly once) and write one per line.")
+    flags.filters(cmd)
+    flags.where(cmd)
+    cmd:option("--order-by"):argname("<field:ASC|DESC,...>")
+    flags.in_flight(cmd, 4, "pages in flight at once")
+    cmd:option("-o --out"):argname("<file>"):description("write here (default: stdout)")
+    cmd:option("--format"):choices { "jsonl", "csv" }:default("jsonl")
+    flags.csv_raw(cmd, "CSV cells as they are: no ' before a value a spreadsheet would run "
+        .. "as a formula (=, +, -, @)")
+end
 
 -- Walks the users, writing each page; returns how many were written and
 -- whether a signal stopped the walk.

@@ -10,6 +10,7 @@
 -- that failed in an earlier run's results, keeping their line numbers.
 -- @module passage.cli.commands.import
 local calls = require "passage.cli.calls"
+local flags = require "passage.cli.flags"
 local input = require "passage.cli.input"
 local json = require "passage.cli.json"
 local output = require "passage.cli.output"
@@ -21,6 +22,29 @@ local server_checks = require "passage.cli.server_checks"
 local signals = require "passage.cli.signals"
 
 local import = {}
+
+--- Sets up the command's arguments and options.
+-- @param cmd an argparse command
+function import.setup(cmd)
+    cmd:summary("Create or update users from a file.")
+        :description("Read JSON Lines or CSV records and run each: a record with an id "
+            .. "updates that user, one without creates one; an `op` field (create, update, "
+            .. "delete, activate, deactivate, revoke-tokens, delete-device) says otherwise. "
+            .. "Writes one result line per record (its line number, and the user id or the "
+            .. "error).")
+    cmd:argument("file"):description("input file, - for stdin")
+    cmd:option("--input-format"):choices { "jsonl", "csv" }
+        :description("jsonl or csv (default: by the file name, else jsonl)")
+    flags.in_flight(cmd, 16, "calls in flight at once")
+    cmd:flag("-n --dry-run"):description("check every record and show what would be sent; "
+        .. "send nothing")
+    cmd:option("--rerun"):argname("<results>")
+        :description("run only the records that failed in these results of an earlier run")
+    cmd:option("--results"):argname("<file>"):description("write results here (default: stdout)")
+    flags.csv_raw(cmd, "CSV cells as they are: do not remove the ' an export puts before "
+        .. "a formula-like value")
+    flags.restore(cmd)
+end
 
 -- The line numbers that failed in a results file.
 local function failed_lines(path)

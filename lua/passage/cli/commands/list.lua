@@ -1,6 +1,7 @@
 --- `list`: one page of users, as a table, JSON, JSON Lines or CSV.
 -- @module passage.cli.commands.list
 local filters = require "passage.filters"
+local flags = require "passage.cli.flags"
 local output = require "passage.cli.output"
 local progress = require "passage.cli.progress"
 local users_format = require "passage.cli.users_format"
@@ -8,6 +9,18 @@ local json = require "passage.cli.json"
 local where = require "passage.cli.where"
 
 local list = {}
+
+--- Sets up the command's options.
+-- @param cmd an argparse command
+function list.setup(cmd)
+    cmd:summary("List one page of users.")
+        :description("List one page of users, filtered and ordered. A table on a terminal, "
+            .. "JSON Lines otherwise.")
+    flags.list_params(cmd)
+    flags.csv_raw(cmd, "CSV cells as they are: no ' before a formula-like value")
+    cmd:option("--format"):choices { "table", "json", "jsonl", "csv" }
+        :description("table, json, jsonl or csv (default: table on a terminal, else jsonl)")
+end
 
 --- Runs the command; returns the exit status.
 -- @tparam table ctx `client`, `app_id`, `args`

@@ -1,10 +1,35 @@
 --- `get`, `find`, `create`, `update`, `devices`: one call, its answer as
 -- indented JSON on stdout, or the error on stderr.
 -- @module passage.cli.commands.user
+local flags = require "passage.cli.flags"
 local json = require "passage.cli.json"
 local output = require "passage.cli.output"
 
 local user = {}
+
+local SUMMARY = {
+    get = "Show a user.",
+    find = "Show the user with an email or phone.",
+    create = "Create a user.",
+    update = "Update a user's email, phone or metadata.",
+    devices = "List a user's devices.",
+}
+
+--- Sets up the command's arguments and options.
+-- @param cmd an argparse command
+-- @tparam table entry its `passage.cli.command_list` entry
+function user.setup(cmd, entry)
+    local name = entry.name
+    cmd:summary(SUMMARY[name])
+    if name == "find" then
+        cmd:argument("identifier"):description("email address or phone number")
+    elseif name ~= "create" then
+        cmd:argument("user_id")
+    end
+    if name == "create" or name == "update" then
+        flags.user_fields(cmd)
+    end
+end
 
 local function show(value, err)
     if value == nil then
@@ -15,9 +40,11 @@ local function show(value, err)
     return 0
 end
 
--- The request table of create and update from --email, --phone,
+--- The request table of create and update from --email, --phone,
 -- --metadata key=value and --metadata-json.
-local function request(args)
+-- @tparam table args the parsed command line
+-- @return the request, or nil and a usage message
+function user.request(args)
     local req = { email = args.email, phone = args.phone }
     local md
     if args.metadata_json then
@@ -53,7 +80,7 @@ function user.run(ctx)
     elseif command == "devices" then
         return show(client:list_user_devices(app, args.user_id))
     end
-    local req, problem = request(args)
+    local req, problem = user.request(args)
     if not req then
         return nil, problem
     end

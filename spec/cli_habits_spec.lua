@@ -81,6 +81,31 @@ describe("passage-users habits", function()
         assert.matches("^passage%-users: ", tcsh_err)
     end)
 
+    it("-v says one line per call as it ends, never the key", function()
+        local input = '{"email":"verbose1@example.com"}\n{"email":"verbose2@example.com"}\n'
+        emulator.faults { next = { { status = 503, count = 2 } } }
+        local out, err, code = cli.run({ "-v", "import", "-", "--in-flight", "1" },
+            { env = env(), stdin = input })
+        emulator.faults { clear = true }
+        assert.equal(1, code, err) -- a create is not retried after a 503
+        assert.equal(2, #cli.lines(out))
+        local calls = {}
+        for line in err:gmatch("[^\n]+") do
+            if line:find("POST /v1/apps/" .. APP .. "/users: ", 1, true) then
+                calls[#calls + 1] = line
+            end
+        end
+        assert.equal(2, #calls, err)
+        assert.matches(": HTTP 503 [%w_]+, %d+ ms$", calls[1])
+        assert.matches(": HTTP 503 [%w_]+, %d+ ms$", calls[2])
+        assert.is_nil(err:find(KEY, 1, true))
+        out, err, code = cli.run({ "-v", "import", "-" }, { env = env(),
+            stdin = '{"email":"verbose3@example.com"}\n' })
+        assert.equal(0, code, err)
+        assert.matches("passage%-users: POST /v1/apps/" .. APP .. "/users: ok, %d+ ms\n", err)
+        assert.equal(1, #cli.lines(out))
+    end)
+
     it("--quiet keeps results and errors, drops summaries", function()
         local input = '{"email":"quiet1@example.com"}\n{"email":"bad"}\n'
         local out, err, code = cli.run({ "--quiet", "import", "-" }, { env = env(), stdin = input })

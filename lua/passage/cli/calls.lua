@@ -5,6 +5,8 @@
 -- (`client:check`), a bad one gets its own failed result (kind "input", the
 -- library's message) and the others run.
 -- @module passage.cli.calls
+local operations = require "passage.operations"
+
 local calls = {}
 
 local unpack = table.unpack or unpack -- luacheck: globals unpack
@@ -19,7 +21,10 @@ local unpack = table.unpack or unpack -- luacheck: globals unpack
 function calls.result_line(call, result)
     local line = { operation = call[1] }
     local value, err = result.value, result.err
-    if type(call[3]) == "string" then
+    -- The user's id, when the call names one (passage.operations says
+    -- which argument is what: an identifier is not an id).
+    local op = operations[call[1]]
+    if op and op.args[2] == "user_id" and type(call[3]) == "string" then
         line.id = call[3]
     end
     if call[1] == "delete_user_device" then

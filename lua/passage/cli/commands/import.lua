@@ -232,6 +232,7 @@ function import.run(ctx)
     local next_record = records.read(reader:lines(), format, args.csv_raw)
     local run = runner.new {
         client = ctx.client,
+        trace = ctx.verbose and runner.tracer(ctx.client) or nil,
         in_flight = args.in_flight,
         next = function()
             while true do

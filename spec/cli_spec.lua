@@ -296,6 +296,18 @@ describe("passage-users", function()
         end
         assert.equal(7, stats_count(CREATE))
         assert.equal(100, assert(client:list_paginated_users("cli_rerun", { limit = 1 })).total_users)
+        -- Results of another input: said, not run quietly.
+        local other = tmp .. ".other.jsonl"
+        write_file(other, { lines[1], lines[2] })
+        _, err, code = cli.run({ "import", other, "--rerun", results_file },
+            { env = env("cli_rerun") })
+        assert.equal(1, code)
+        assert.matches("are not records of", err)
+        -- A results file that is the input is refused before anything is written.
+        _, err, code = cli.run({ "import", other, "--results", other }, { env = env("cli_rerun") })
+        assert.equal(2, code)
+        assert.matches("is also an input", err)
+        assert.equal(table.concat({ lines[1], lines[2] }, "\n") .. "\n", read_file(other))
         client:close()
     end)
 

@@ -153,12 +153,43 @@ local function entry_of(ctx, line_no, rec, problem)
     return entry
 end
 
+-- Whether two paths name one file (a results file that is the input would
+-- be emptied before it is read).
+local function same_file(a, b)
+    local uv = signals.uv
+    if not (uv and a and b and b ~= "-") then
+        return a == b
+    end
+    local sa, sb = uv.fs_stat(a), uv.fs_stat(b)
+    return sa ~= nil and sb ~= nil and sa.ino == sb.ino and sa.dev == sb.dev
+end
+
+-- The failed lines of --rerun results that were not records of this
+-- input: results of another input. Nil when every one was found.
+local function lines_not_found(only, seen)
+    local missing = {}
+    for line_no in pairs(only) do
+        if not seen[line_no] then
+            missing[#missing + 1] = line_no
+        end
+    end
+    if not missing[1] then
+        return nil
+    end
+    table.sort(missing)
+    return missing
+end
+
 -- Where result lines go: stdout, or the --results file.
 local function results_writer(args)
     if not args.results then
         return output.out, function()
             io.stdout:flush()
         end
+    end
+    if same_file(args.results, args.file) or (args.rerun and same_file(args.results, args.rerun))
+    then
+        return nil, "--results: " .. args.results .. " is also an input: writing it would lose it"
     end
     local file, err = io.open(args.results, "wb")
     if not file then
@@ -189,51 +220,15 @@ local function summary(ctx, run, counts, reader)
     return (counts.failed > 0 or reader.failure) and 1 or 0
 end
 
---- Runs the command; returns the exit status.
--- @tparam table ctx `client`, `app_id`, `args`, `progress`
--- @treturn number
--- @return nil and a usage message
-function import.run(ctx)
-    local args = ctx.args
-    local bad = calls.in_flight_problem(ctx.client, args.in_flight)
-    if bad then
-        return nil, bad
-    end
-    local format = args.input_format or records.format_of(args.file)
-    local only, selected
-    if args.rerun then
-        only, selected = failed_lines(args.rerun)
-        if not only then
-            return nil, selected
-        end
-        if selected == 0 then
-            output.note("no failed record in %s: nothing to run", args.rerun)
-            return 0
-        end
-    end
-    local reader, ierr = input.open(args.file)
-    if not reader then
-        return nil, tostring(ierr)
-    end
-    local write, flush, results_file = results_writer(args)
-    if not write then
-        reader:close()
-        return nil, flush
-    end
-
-    local bar = progress.new { label = args.dry_run and "check" or "import", unit = "records",
-        enabled = ctx.progress and not args.dry_run }
-    local total = bar.enabled and count_records(args.file, format, only) or nil
-    bar:update(0, total)
-
-    ctx.server_check = server_checks.new()
-    ctx.reported = {}
-    local counts = { ok = 0, failed = 0, last_line = 0 }
-    local next_record = records.read(reader:lines(), format, args.csv_raw)
-    local run = runner.new {
+-- The run of every record: `state` holds the reader, the records
+-- selected (`only`), the output and the counts.
+local function new_run(ctx, state)
+    local next_record = records.read(state.reader:lines(), state.format, ctx.args.csv_raw)
+    local counts, bar = state.counts, state.bar
+    return runner.new {
         client = ctx.client,
         trace = ctx.verbose and runner.tracer(ctx.client) or nil,
-        in_flight = args.in_flight,
+        in_flight = ctx.args.in_flight,
         next = function()
             while true do
                 local line_no, rec, problem = next_record()
@@ -241,7 +236,8 @@ function import.run(ctx)
                     return nil
                 end
                 counts.last_line = line_no
-                if only == nil or only[line_no] then
+                if state.only == nil or state.only[line_no] then
+                    state.seen[line_no] = true
                     return entry_of(ctx, line_no, rec, problem)
                 end
             end
@@ -254,26 +250,90 @@ function import.run(ctx)
             else
                 counts.failed = counts.failed + 1
             end
-            if not results_file then
+            if not state.results_file then
                 bar:clear()
             end
-            write(json.encode(r) .. "\n")
+            state.write(json.encode(r) .. "\n")
         end,
-        flush = flush,
+        flush = state.flush,
         progress = function(done)
-            bar:update(done, total)
+            bar:update(done, state.total)
         end,
     }
-    reader.idle = function()
+end
+
+-- The records --rerun selects: a set of line numbers, or nil for all; or
+-- false and a message (a usage error), or false and nil (nothing to run).
+local function selected_lines(args)
+    if not args.rerun then
+        return nil
+    end
+    local only, selected = failed_lines(args.rerun)
+    if not only then
+        return false, selected
+    end
+    if selected == 0 then
+        output.note("no failed record in %s: nothing to run", args.rerun)
+        return false
+    end
+    return only
+end
+
+--- Runs the command; returns the exit status.
+-- @tparam table ctx `client`, `app_id`, `args`, `progress`
+-- @treturn number
+-- @return nil and a usage message
+function import.run(ctx)
+    local args = ctx.args
+    local bad = calls.in_flight_problem(ctx.client, args.in_flight)
+    if bad then
+        return nil, bad
+    end
+    local only, why = selected_lines(args)
+    if only == false then
+        if why then
+            return nil, why
+        end
+        return 0
+    end
+    local state = { only = only, seen = {}, counts = { ok = 0, failed = 0, last_line = 0 },
+        format = args.input_format or records.format_of(args.file) }
+    local ierr
+    state.reader, ierr = input.open(args.file)
+    if not state.reader then
+        return nil, tostring(ierr)
+    end
+    state.write, state.flush, state.results_file = results_writer(args)
+    if not state.write then
+        state.reader:close()
+        return nil, state.flush
+    end
+    state.bar = progress.new { label = args.dry_run and "check" or "import", unit = "records",
+        enabled = ctx.progress and not args.dry_run }
+    state.total = state.bar.enabled and count_records(args.file, state.format, only) or nil
+    state.bar:update(0, state.total)
+    ctx.server_check, ctx.reported = server_checks.new(), {}
+
+    local run = new_run(ctx, state)
+    state.reader.idle = function()
         return run:idle()
     end
     run:run()
-    bar:finish()
-    reader:close()
-    if results_file then
-        results_file:close()
+    state.bar:finish()
+    state.reader:close()
+    if state.results_file then
+        state.results_file:close()
     end
-    return summary(ctx, run, counts, reader)
+    local status = summary(ctx, run, state.counts, state.reader)
+    local missing = only and not run.stopped and not state.reader.failure
+        and lines_not_found(only, state.seen)
+    if missing then
+        output.say("--rerun: %d failed lines of %s are not records of %s (first: line %d): "
+            .. "are these the results of another input?", #missing, args.rerun, args.file,
+            missing[1])
+        return 1
+    end
+    return status
 end
 
 return import

@@ -92,6 +92,33 @@ describe("passage-users interrupted", function()
         end)
     end
 
+    it("stops a single call at once, and an export's wait at a second signal", function()
+        local app = "cli_int_slow"
+        emulator.add_app(app, KEY)
+        emulator.seed(app, 5, 1)
+        emulator.faults { latency_ms = 5000 }
+        finally(function()
+            emulator.faults { latency_ms = 0 }
+        end)
+        for _, case in ipairs {
+            { { "get", "some_user_id" }, { "INT" }, "^passage%-users: stopped by SIGINT\n$" },
+            { { "export", "-o", dir .. "/slow.jsonl" }, { "INT", "INT" }, "^$" },
+        } do
+            local job_dir = dir .. "/" .. case[1][1] .. "_job"
+            os.execute("mkdir " .. job_dir)
+            local started = os.time()
+            local job = cli.start(cli.command(case[1], env(app)), job_dir)
+            for _, name in ipairs(case[2]) do
+                os.execute("sleep 0.4")
+                cli.signal(job, name)
+            end
+            local _, err, code = cli.wait(job, 10)
+            assert.equal(130, code, err)
+            assert.matches(case[3], err)
+            assert.is_true(os.time() - started <= 3, "the signal did not end the wait")
+        end
+    end)
+
     it("on a second signal, cancels the calls in flight and still writes their lines", function()
         local app = "cli_int_twice"
         emulator.faults { latency_ms = 3000 }

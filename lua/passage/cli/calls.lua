@@ -6,6 +6,7 @@
 -- library's message) and the others run.
 -- @module passage.cli.calls
 local operations = require "passage.operations"
+local signals = require "passage.cli.signals"
 
 local calls = {}
 
@@ -78,6 +79,26 @@ function calls.in_flight_problem(client, n)
         return nil
     end
     return "--in-flight: " .. tostring(err):gsub("^.-passage%.users: bulk: ", "")
+end
+
+--- One call, as the client's method makes it, but started and polled so
+-- that a SIGINT or SIGTERM ends the wait at once (the call is cancelled).
+-- @param client a `passage.users` client
+-- @tparam string operation
+-- @param ... its arguments
+-- @return the value, or nil and the error (`kind` "cancelled" when a
+--   signal stopped it)
+function calls.one(client, operation, ...)
+    signals.install()
+    local handle = client:start(operation, ...)
+    while not handle:done() do
+        client:poll(100)
+        if not handle:done() and signals.count() > 0 then
+            handle:cancel()
+            client:poll(0)
+        end
+    end
+    return handle:result()
 end
 
 --- Runs `list` with at most `in_flight` calls at once.

@@ -81,7 +81,6 @@ function main.run(argv)
         list[i] = argv[i]
     end
     config.hide_secrets(list)
-    signals.install()
     local ok, status = pcall(run_command, list)
     if ok then
         return status

@@ -5,7 +5,8 @@
 -- the library in the middle of a call. With lua-luv (libuv) installed, the
 -- signals are caught instead: each one is only counted, and the command
 -- decides at a safe point what to do (the first stops starting work, the
--- second cancels what is in flight). Without lua-luv, the interpreter's
+-- second cancels what is in flight). Commands of one call do not catch
+-- them: Ctrl-C stops them at once. Without lua-luv, the interpreter's
 -- default stays and `passage.cli.main` turns its "interrupted!" into a
 -- clean exit.
 -- @module passage.cli.signals
@@ -23,8 +24,15 @@ local installed = false
 local EXIT_STATUS = { sigint = 130, sigterm = 143 }
 
 --- Starts catching SIGINT and SIGTERM (once; later calls do nothing).
+--
+-- A command that keeps the hand between calls (import, changes) catches
+-- every signal: the second cancels what is in flight. A command that
+-- waits inside the library (export's walk) catches only the first
+-- (`once`): it stops after the page it waits for, and a second signal
+-- ends the process at once, as the signal's default does.
+-- @tparam[opt] bool once catch only the first signal of each kind
 -- @treturn bool whether signals are caught (false without lua-luv)
-function signals.install()
+function signals.install(once)
     if not ok_uv then
         return false
     end
@@ -32,9 +40,14 @@ function signals.install()
         installed = true
         for name in pairs(EXIT_STATUS) do
             local handle = uv.new_signal()
-            handle:start(name, function(caught)
+            local function on_signal(caught)
                 received[#received + 1] = caught
-            end)
+            end
+            if once then
+                uv.signal_start_oneshot(handle, name, on_signal)
+            else
+                handle:start(name, on_signal)
+            end
         end
     end
     return true

@@ -52,6 +52,7 @@ end
 -- Runs the calls `next` gives and writes their result lines; returns the
 -- run and the counts.
 local function run_calls(ctx, next, bar)
+    signals.install() -- after any confirmation: a Ctrl-C at the prompt ends it at once
     local counts = { ok = 0, failed = 0 }
     local run = runner.new {
         client = ctx.client,

@@ -81,6 +81,7 @@ function export.run(ctx)
     if not params then
         return nil, problem
     end
+    signals.install(true)
     local out, oerr = open_output(args)
     if not out then
         output.say("-o: %s", oerr)

@@ -289,6 +289,7 @@ function import.run(ctx)
     if bad then
         return nil, bad
     end
+    signals.install()
     local only, why = selected_lines(args)
     if only == false then
         if why then

@@ -1,6 +1,8 @@
 --- `list`: one page of users, as a table, JSON, JSON Lines or CSV.
 -- @module passage.cli.commands.list
 local filters = require "passage.filters"
+local calls = require "passage.cli.calls"
+local user = require "passage.cli.commands.user"
 local flags = require "passage.cli.flags"
 local output = require "passage.cli.output"
 local progress = require "passage.cli.progress"
@@ -35,10 +37,9 @@ function list.run(ctx)
     params.limit = args.limit
     params.page = args.page
     params.created_before = args.created_before
-    local page, err = ctx.client:list_paginated_users(ctx.app_id, params)
+    local page, err = calls.one(ctx.client, "list_paginated_users", ctx.app_id, params)
     if not page then
-        output.say("%s", tostring(err))
-        return 1
+        return user.show(page, err)
     end
     local format = args.format or (progress.isatty(io.stdout) and "table" or "jsonl")
     local users = page.users

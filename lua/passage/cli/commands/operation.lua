@@ -8,9 +8,9 @@
 -- JSON when it is a JSON object or array.
 -- @module passage.cli.commands.operation
 local operations = require "passage.operations"
+local calls = require "passage.cli.calls"
 local flags = require "passage.cli.flags"
 local json = require "passage.cli.json"
-local output = require "passage.cli.output"
 local user = require "passage.cli.commands.user"
 local where = require "passage.cli.where"
 
@@ -81,13 +81,7 @@ function operation.run(ctx)
         end
         values[i - 1] = v
     end
-    local value, err = ctx.client[name](ctx.client, ctx.app_id, unpack(values, 1, #op.args - 1))
-    if value == nil then
-        output.say("%s", tostring(err))
-        return 1
-    end
-    output.out(json.pretty(value) .. "\n")
-    return 0
+    return user.show(calls.one(ctx.client, name, ctx.app_id, unpack(values, 1, #op.args - 1)))
 end
 
 return operation

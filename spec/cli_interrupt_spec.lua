@@ -92,6 +92,39 @@ describe("passage-users interrupted", function()
         end)
     end
 
+    it("a change by filter counts exactly what it changed", function()
+        local app = "cli_int_change"
+        emulator.add_app(app, KEY)
+        emulator.seed(app, 1500, 6)
+        local client = emulator.client({ api_key = KEY })
+        local function active()
+            return assert(client:list_paginated_users(app, { limit = 1, status = "active" }))
+                .total_users
+        end
+        local before = active()
+        emulator.faults { latency_ms = 50 }
+        local job_dir = dir .. "/change_job"
+        os.execute("mkdir " .. job_dir)
+        local job = cli.start(cli.command({ "deactivate", "--where", "status=active", "--yes",
+            "--in-flight", "4", "--no-progress" }, env(app)), job_dir)
+        os.execute("sleep 1.5")
+        cli.signal(job, "INT")
+        local out, err, code = cli.wait(job, 30)
+        emulator.faults { latency_ms = 0 }
+        assert.equal(130, code, err)
+        assert_clean(err)
+        local changed = 0
+        for _, line in ipairs(cli.lines(out)) do
+            local r = cjson.decode(line)
+            assert.is_true(r.ok, line)
+            changed = changed + 1
+        end
+        assert.is_true(changed > 0 and changed < before, "changed " .. changed)
+        assert.equal(before - changed, active())
+        assert.matches("deactivate stopped by SIGINT: " .. changed .. " users changed, 0 failed", err)
+        client:close()
+    end)
+
     it("stops a single call at once, and an export's wait at a second signal", function()
         local app = "cli_int_slow"
         emulator.add_app(app, KEY)

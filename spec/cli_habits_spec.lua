@@ -52,6 +52,32 @@ describe("passage-users habits", function()
         assert.equal(3, #cli.lines(out))
     end)
 
+    it("degrades cleanly without lua-luv: pipes read, SIGINT a clean exit 130", function()
+        local no_luv = { LUA_INIT_5_4 = 'package.preload.luv = function() error("absent") end' }
+        local out, err, code = cli.run({ "import", "-" }, { env = env(no_luv),
+            stdin = '{"email":"noluv1@example.com"}\n{"email":"noluv2@example.com"}\n' })
+        assert.equal(0, code, err)
+        assert.equal(2, #cli.lines(out))
+        local input = dir .. "/noluv.jsonl"
+        local f = assert(io.open(input, "wb"))
+        for n = 1, 50000 do
+            f:write('{"email":"noluv-big', n, '@example.com"}\n')
+        end
+        f:close()
+        local job_dir = dir .. "/noluv_job"
+        os.execute("mkdir " .. job_dir)
+        local job = cli.start(cli.command({ "import", input, "--no-progress" }, env(no_luv)),
+            job_dir)
+        os.execute("sleep 1")
+        cli.signal(job, "INT")
+        out, err, code = cli.wait(job, 30)
+        assert.equal(130, code, err)
+        assert.equal("passage-users: stopped by SIGINT\n", err)
+        for _, line in ipairs(cli.lines(out)) do
+            assert.is_true(require("cjson").decode(line).ok)
+        end
+    end)
+
     it("prints its version", function()
         local out, err, code = cli.run({ "--version" })
         assert.equal(0, code, err)

@@ -18,7 +18,12 @@ local output_file = {}
 local function target_of(path)
     local uv = signals.uv
     if not uv then
-        return nil, path -- without libuv: a plain file is all that can be told
+        -- Without libuv, test(1) tells: a symlink or anything but a regular
+        -- file is written directly (through the link).
+        local quoted = "'" .. path:gsub("'", "'\\''") .. "'"
+        local special = os.execute("test -L " .. quoted .. " || { test -e " .. quoted
+            .. " && ! test -f " .. quoted .. "; }")
+        return (special == true or special == 0) and "special" or nil, path
     end
     local stat = uv.fs_stat(path)
     if stat then

@@ -92,6 +92,25 @@ describe("passage-users import reads", function()
         end
     end
 
+    it("pipes that end at once, whatever their last line, end the run", function()
+        emulator.add_app("in_ends", KEY)
+        for _, case in ipairs {
+            { "a,b\n\"x\n", "csv", 1, "a quoted field is not closed" },
+            { '{"email":"no-newline@example.com"}', "jsonl", 0, '"ok":true' },
+            { "", "jsonl", 0, "0 records" },
+            { "\n \n", "jsonl", 0, "0 records" },
+            { "email\r\nends-crlf@example.com\r\n", "csv", 0, '"ok":true' },
+        } do
+            local line = "printf %s " .. cli.quote(case[1]) .. " | timeout 10 "
+                .. cli.command({ "import", "-", "--input-format", case[2] }, env("in_ends"))
+            local p = assert(io.popen("bash -c " .. cli.quote(line) .. " 2>&1"))
+            local text = p:read("*a")
+            local _, _, code = p:close()
+            assert.equal(case[3], code, case[1] .. ": " .. text)
+            assert.matches(case[4], text, 1, true)
+        end
+    end)
+
     it("a FIFO whose writer comes late, and stops on SIGINT while waiting for one", function()
         local app = "in_fifo"
         local path = app_with_input(app, 25)

@@ -68,17 +68,19 @@ local function stream_chunks(reader, stream)
     stream:read_start(on_read)
     return {
         next = function()
+            -- Every look at the signals or the calls in flight runs the
+            -- loop too, and may bring the data (or the end) in: so the
+            -- state is checked again right before a wait that blocks.
             while not chunks[1] and not ended do
                 if signals.count() > 0 then
                     reader.stopped = true
                     return nil
                 end
-                if reader.idle then
-                    reader.idle()
-                    uv.run("nowait")
-                else
-                    uv.run("once")
+                local busy = reader.idle and reader.idle()
+                if chunks[1] or ended then
+                    break
                 end
+                uv.run(busy and "nowait" or "once")
             end
             if failure then
                 reader.failure = "read: " .. tostring(failure)

@@ -164,6 +164,26 @@ describe("passage-users import reads", function()
         assert.is_true(kb < 64 * 1024, "max RSS " .. kb .. " KB for a 50 MiB line")
     end)
 
+    it("a CSV quote never closed holds at most 1 MiB, and reading goes on", function()
+        emulator.add_app("in_quote", KEY)
+        local path = dir .. "/unclosed.csv"
+        local f = assert(io.open(path, "wb"))
+        f:write('email,user_metadata\n"never closed\n')
+        for _ = 1, 12000 do
+            f:write(("q"):rep(100), "\n")
+        end
+        f:write("after@example.com,\n")
+        f:close()
+        local out, _, code = cli.run({ "import", path, "--dry-run" }, { env = env("in_quote") })
+        assert.equal(1, code)
+        local lines = cli.lines(out)
+        local first, last = cjson.decode(lines[1]), cjson.decode(lines[#lines])
+        assert.equal(2, first.line)
+        assert.matches("a quoted field longer than 1048576 bytes", first.message)
+        assert.is_true(last.ok)
+        assert.equal("after@example.com", last.request.email)
+    end)
+
     it("/dev/zero: ends at once with a clear error", function()
         emulator.add_app("in_zero", KEY)
         local out, err, code = cli.run({ "import", "/dev/zero" }, { env = env("in_zero") })

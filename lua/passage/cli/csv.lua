@@ -60,10 +60,12 @@ end
 --- Reads records from a source of lines.
 -- @tparam function next_line returns the next line without its line break,
 --   or nil at the end (as `file:lines()`)
+-- @tparam[opt] int max_record_bytes the longest record that spans lines
 -- @treturn function an iterator for a generic `for`: the number of the
 --   line a record starts on and its fields (an array of strings), or that
 --   number, nil and a message for a malformed record; nil at the end
-function csv.records(next_line)
+function csv.records(next_line, max_record_bytes)
+    max_record_bytes = max_record_bytes or math.huge
     local line_no = 0
     return function()
         local line = next_line()
@@ -76,7 +78,7 @@ function csv.records(next_line)
             return start, nil, line.message -- a line over the reader's cap
         end
         line = line:gsub("\r$", "")
-        local fields, pos = {}, 1
+        local fields, pos, held = {}, 1, 0
         while true do
             if line:sub(pos, pos) == '"' then
                 local parts = {}
@@ -95,6 +97,14 @@ function csv.records(next_line)
                     else
                         -- The quoted field goes on on the next line.
                         parts[#parts + 1] = line:sub(pos) .. "\n"
+                        held = held + #parts[#parts]
+                        if held > max_record_bytes then
+                            -- An unclosed quote must not hold the rest of
+                            -- the file: the record is refused, reading goes on.
+                            return start, nil, string.format(
+                                "a quoted field longer than %d bytes (a quote not closed?)",
+                                max_record_bytes)
+                        end
                         line = next_line()
                         if line == nil then
                             return start, nil, "a quoted field is not closed"

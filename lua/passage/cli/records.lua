@@ -11,6 +11,7 @@
 local schema = require "passage.schema"
 local command_list = require "passage.cli.command_list"
 local csv = require "passage.cli.csv"
+local input = require "passage.cli.input"
 local json = require "passage.cli.json"
 local text = require "passage.cli.text"
 
@@ -100,7 +101,7 @@ local function header_names(fields)
 end
 
 local function csv_records(next_line, raw)
-    local read = csv.records(next_line)
+    local read = csv.records(next_line, input.MAX_LINE_BYTES)
     local header_line, header = read()
     if header then
         header = header_names(header)

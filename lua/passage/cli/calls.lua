@@ -1,9 +1,7 @@
---- Many calls through `client:bulk`, with a result line for each.
---
--- The library checks every call of a bulk run before the first request and
--- refuses the whole run for one bad call; here each call is checked first
--- (`client:check`), a bad one gets its own failed result (kind "input", the
--- library's message) and the others run.
+--- Calls and their result lines: what a call's result says as a line of
+-- JSON fields, what the library makes of a call without sending it
+-- (`client:check`: a bad one gets its own failed line, kind "input", with
+-- the library's message), and one call that a signal can stop.
 -- @module passage.cli.calls
 local operations = require "passage.operations"
 local signals = require "passage.cli.signals"
@@ -99,37 +97,6 @@ function calls.one(client, operation, ...)
         end
     end
     return handle:result()
-end
-
---- Runs `list` with at most `in_flight` calls at once.
--- @param client a `passage.users` client
--- @tparam {table,...} list calls, each `{ operation, args... }`
--- @tparam number in_flight
--- @tparam[opt] function progress called as `progress(done, failed)` as calls finish
--- @treturn {table,...} results in input order, `{ value = v }` or `{ err = e }`
---   or `{ input = message }` for a call the library refused
-function calls.run(client, list, in_flight, progress)
-    local results, good, index = {}, {}, {}
-    for i = 1, #list do
-        local request, problem = calls.check(client, list[i])
-        if not request then
-            results[i] = { input = problem }
-        else
-            good[#good + 1] = list[i]
-            index[#good] = i
-        end
-    end
-    local refused = #list - #good
-    local opts = { max_in_flight = in_flight }
-    if progress then
-        opts.progress = function(p)
-            progress(refused + p.done, refused + p.failed)
-        end
-    end
-    for j, r in ipairs(client:bulk(good, opts)) do
-        results[index[j]] = r
-    end
-    return results
 end
 
 return calls

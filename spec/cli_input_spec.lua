@@ -92,6 +92,18 @@ describe("passage-users import reads", function()
         end
     end
 
+    it("a FIFO on a terminal (with the bar) is read whole", function()
+        local app = "in_fifo_tty"
+        local path = app_with_input(app, 30)
+        local fifo = dir .. "/fifo_tty"
+        assert(os.execute("mkfifo " .. fifo))
+        local text, code = in_terminal(dir, "(sleep 0.3; cat " .. path .. " > " .. fifo .. ") & "
+            .. command(app, fifo))
+        assert.equal(0, code, text)
+        assert.equal(30, ok_lines(text))
+        assert.matches("30 records, 30 ok, 0 failed", text)
+    end)
+
     it("pipes that end at once, whatever their last line, end the run", function()
         emulator.add_app("in_ends", KEY)
         for _, case in ipairs {

@@ -311,7 +311,10 @@ function import.run(ctx)
     end
     state.bar = progress.new { label = args.dry_run and "check" or "import", unit = "records",
         enabled = ctx.progress and not args.dry_run }
-    state.total = state.bar.enabled and count_records(args.file, state.format, only) or nil
+    -- Only a regular file can be read twice: anything else is not counted
+    -- (opening a FIFO again would take data from the run).
+    state.total = state.bar.enabled and state.reader.regular
+        and count_records(args.file, state.format, only) or nil
     state.bar:update(0, state.total)
     ctx.server_check, ctx.reported = server_checks.new(), {}
 

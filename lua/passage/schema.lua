@@ -76,6 +76,14 @@ schema.USER = {
 -- back from a file: every other field of a user is read-only.
 schema.USER_REQUEST = { email = "string", phone = "string", user_metadata = "table" }
 
+-- The other fields a user may have (documented above, not checked): with
+-- `USER`'s and `USER_REQUEST`'s, every field of a user, so a tool reading
+-- users back can tell a read-only field from one no user has.
+schema.USER_OTHER = {
+    "external_id", "webauthn", "webauthn_devices", "webauthn_types", "social_connections",
+    "recent_events",
+}
+
 -- The fields of a listed user in a stable order: `USER`'s, then
 -- `user_metadata` (the columns of a table or CSV of users).
 schema.USER_COLUMNS = {

@@ -31,6 +31,10 @@ end
 -- The fields a request sets (passage.schema), and those that pick the call.
 local WRITABLE = schema.USER_REQUEST
 local KEYS = { op = true, id = true, device_id = true }
+local OTHER = {}
+for _, name in ipairs(schema.USER_OTHER) do
+    OTHER[name] = true
+end
 
 --- Whether a field is one of a user's, as the API returns users
 -- (`passage.schema`): read-only fields of an export are not reported as
@@ -39,6 +43,7 @@ local KEYS = { op = true, id = true, device_id = true }
 -- @treturn bool
 function records.is_user_field(name)
     return schema.USER[name] ~= nil or WRITABLE[name] ~= nil or KEYS[name] ~= nil
+        or OTHER[name] ~= nil
 end
 
 --- What makes a line of input unreadable: too long (the reader's marker)

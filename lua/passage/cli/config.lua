@@ -3,7 +3,8 @@
 --
 -- The key is registered as a secret of `passage.cli.output` before anything
 -- else happens, and only ever described as "from PASSAGE_API_KEY" or "from
--- --api-key". A base URL is described without its user and password.
+-- --api-key". A base URL is described as the library shows it, without
+-- its user and password.
 -- @module passage.cli.config
 local users = require "passage.users"
 local output = require "passage.cli.output"
@@ -19,13 +20,6 @@ local function from(flag_value, variable, flag)
         return v, variable
     end
     return nil
-end
-
---- A base URL as it may be shown: no credentials.
--- @tparam string url
--- @treturn string
-function config.shown_url(url)
-    return (url:gsub("^(%a[%w+.-]*://)[^/@]*@", "%1"))
 end
 
 --- Registers every secret the command line or the environment holds, before
@@ -72,9 +66,10 @@ function config.client(args)
     if not ok then
         return nil, (tostring(client):gsub("^.-passage%.users: new: ", ""))
     end
-    local described = string.format("%s, app %s (from %s), API key from %s",
-        base_url and config.shown_url(base_url) or "the default base URL", app_id, app_source,
-        key_source)
+    -- The library shows a client's base URL without its user and password.
+    local shown = tostring(client):match("^passage%.users client %((.*)%)$") or "the API"
+    local described = string.format("%s, app %s (from %s), API key from %s", shown, app_id,
+        app_source, key_source)
     return client, app_id, described
 end
 

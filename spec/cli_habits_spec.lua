@@ -107,7 +107,7 @@ describe("passage-users habits", function()
         assert.matches("^passage%-users: ", tcsh_err)
     end)
 
-    it("-v says one line per call as it ends, never the key", function()
+    it("-v says one line per HTTP attempt, retries included, never the key", function()
         local input = '{"email":"verbose1@example.com"}\n{"email":"verbose2@example.com"}\n'
         emulator.faults { next = { { status = 503, count = 2 } } }
         local out, err, code = cli.run({ "-v", "import", "-", "--in-flight", "1" },
@@ -115,21 +115,35 @@ describe("passage-users habits", function()
         emulator.faults { clear = true }
         assert.equal(1, code, err) -- a create is not retried after a 503
         assert.equal(2, #cli.lines(out))
-        local calls = {}
+        local posts = {}
         for line in err:gmatch("[^\n]+") do
             if line:find("POST /v1/apps/" .. APP .. "/users: ", 1, true) then
-                calls[#calls + 1] = line
+                posts[#posts + 1] = line
             end
         end
-        assert.equal(2, #calls, err)
-        assert.matches(": HTTP 503 [%w_]+, %d+ ms$", calls[1])
-        assert.matches(": HTTP 503 [%w_]+, %d+ ms$", calls[2])
+        assert.equal(2, #posts, err)
+        assert.matches(": HTTP 503 http, %d+ ms$", posts[1])
+        assert.matches(": HTTP 503 http, %d+ ms$", posts[2])
         assert.is_nil(err:find(KEY, 1, true))
-        out, err, code = cli.run({ "-v", "import", "-" }, { env = env(),
-            stdin = '{"email":"verbose3@example.com"}\n' })
-        assert.equal(0, code, err)
-        assert.matches("passage%-users: POST /v1/apps/" .. APP .. "/users: ok, %d+ ms\n", err)
-        assert.equal(1, #cli.lines(out))
+        -- A get is retried: each attempt has its line, the first ones say so.
+        local created = cli.lines(cli.run({ "import", "-" }, { env = env(),
+            stdin = '{"email":"verbose3@example.com"}\n' }))
+        local id = assert(require("cjson").decode(created[1]).id)
+        emulator.faults { next = { { status = 503, count = 2 } } }
+        local _, get_err, get_code = cli.run({ "-v", "get", id }, { env = env() })
+        emulator.faults { clear = true }
+        assert.equal(0, get_code, get_err)
+        local gets = {}
+        for line in get_err:gmatch("[^\n]+") do
+            if line:find("GET /v1/apps/" .. APP .. "/users/", 1, true) then
+                gets[#gets + 1] = line
+            end
+        end
+        assert.equal(3, #gets, get_err)
+        assert.matches(": HTTP 503 http, %d+ ms, retrying$", gets[1])
+        assert.matches(": HTTP 503 http, %d+ ms, retrying$", gets[2])
+        assert.matches(": HTTP 200, %d+ ms$", gets[3])
+        assert.is_nil(get_err:find(KEY, 1, true))
     end)
 
     it("--quiet keeps results and errors, drops summaries", function()

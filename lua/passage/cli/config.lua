@@ -42,6 +42,17 @@ function config.hide_secrets(argv)
     end
 end
 
+-- `-v`: one line on stderr per HTTP attempt, from the library's own hook:
+-- method, path, outcome, time, and whether another attempt follows.
+local function trace_attempt(a)
+    local outcome = a.status and ("HTTP " .. a.status) or a.kind or "no answer"
+    if a.kind and a.status then
+        outcome = outcome .. " " .. a.kind
+    end
+    output.say("%s %s: %s, %d ms%s", a.method, a.path, outcome, math.floor(a.ms + 0.5),
+        a.retry and ", retrying" or "")
+end
+
 --- The client and app id for parsed arguments.
 -- @tparam table args the parsed command line
 -- @return a `passage.users` client, the app id and a description for
@@ -62,6 +73,7 @@ function config.client(args)
         base_url = base_url,
         timeout_ms = args.timeout_ms,
         user_agent = "passage-users/" .. users._VERSION,
+        on_attempt = args.verbose and trace_attempt or nil,
     })
     if not ok then
         return nil, (tostring(client):gsub("^.-passage%.users: new: ", ""))

@@ -9,44 +9,11 @@
 -- oldest unfinished one and the newest.
 -- @module passage.cli.runner
 local calls = require "passage.cli.calls"
-local output = require "passage.cli.output"
 local signals = require "passage.cli.signals"
 
 local runner = {}
 
 local unpack = table.unpack or unpack -- luacheck: globals unpack
-
-local ok_socket, socket = pcall(require, "socket")
-
--- Milliseconds of a wall clock, for `-v`.
-local function now_ms()
-    if ok_socket then
-        return socket.gettime() * 1000
-    end
-    return os.time() * 1000
-end
-
---- A `trace` for `runner.new`: one line on stderr per call as it ends
--- (`-v`): method, path, outcome, time and a failed call's attempts.
--- @param client the client (its `check` tells the request)
--- @treturn function `trace(call, err, ms)`
-function runner.tracer(client)
-    return function(call, err, ms)
-        local ok, request = pcall(client.check, client, unpack(call, 1, 4))
-        local what = ok and (request.method .. " " .. (request.url:match("^%a+://[^/]*(/.*)$")
-            or request.url)) or call[1]
-        local outcome = "ok"
-        if err then
-            outcome = err.status and ("HTTP " .. err.status .. (err.code and " " .. err.code or ""))
-                or err.kind
-            if err.attempts and err.attempts > 1 then
-                outcome = outcome .. ", " .. err.attempts .. " attempts"
-            end
-        end
-        output.say("%s: %s, %d ms", what, outcome, math.floor(ms + 0.5))
-    end
-end
-
 
 local WINDOW = 4096
 -- How long one poll waits at most: how soon a signal is seen.
@@ -62,7 +29,7 @@ Runner.__index = Runner
 --   returns the next entry, nil at the end, or false to wait for the calls
 --   in flight first; `write(entry)` is called in input order once an entry
 --   has its `result`; `flush()` after a series of writes; optional
---   `progress(done)`; optional `trace(call, err, ms)` as each call ends.
+--   `progress(done)`.
 --   An entry is `{ call = {...} }` to run, or has its `result` (a result
 --   line's fields) already. An entry with a `step`
 --   function is a chain: `step(value, err)` of each call returns the next
@@ -79,7 +46,6 @@ function runner.new(opts)
 end
 
 function Runner:start(entry)
-    entry.started = self.opts.trace and now_ms()
     local ok, handle = pcall(self.client.start, self.client, unpack(entry.call, 1, 4))
     if not ok then
         entry.result = calls.input_error((tostring(handle):gsub("^.-passage%.users: ", "")))
@@ -115,9 +81,6 @@ function Runner:collect(ms)
             self.running[handle] = nil
             self.nrunning = self.nrunning - 1
             local value, err = handle:result()
-            if self.opts.trace then
-                self.opts.trace(entry.call, err, now_ms() - entry.started)
-            end
             -- A record of several calls (passage.cli.restore) goes on in
             -- its slot, unless a second signal cancelled the run.
             local next_call = entry.step and not self.cancelled and entry.step(value, err)

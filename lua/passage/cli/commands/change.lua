@@ -56,7 +56,6 @@ local function run_calls(ctx, next, bar)
     local counts = { ok = 0, failed = 0 }
     local run = runner.new {
         client = ctx.client,
-        trace = ctx.verbose and runner.tracer(ctx.client) or nil,
         in_flight = ctx.args.in_flight,
         next = next,
         write = function(entry)

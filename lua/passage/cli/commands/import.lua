@@ -227,7 +227,6 @@ local function new_run(ctx, state)
     local counts, bar = state.counts, state.bar
     return runner.new {
         client = ctx.client,
-        trace = ctx.verbose and runner.tracer(ctx.client) or nil,
         in_flight = ctx.args.in_flight,
         next = function()
             while true do

@@ -100,7 +100,6 @@ int psg_headers_new(lua_State *L)
 {
     int has_content_type, n;
     psg_headers **box;
-    (void)psg_transport_check_open(L, 1);
     n = psg_headers_check(L, 2, &has_content_type);
     box = (psg_headers **)lua_newuserdata(L, sizeof *box);
     *box = NULL;

@@ -33,6 +33,17 @@ typedef struct checker_spec {
     psg_json_check inline_check;
 } checker_spec;
 
+uint32_t psg_json_path_pos(const char *const *path, const size_t *len, int n)
+{
+    uint32_t pos = PSG_JSON_POS_ROOT;
+    int i;
+    for (i = 0; i < n; i++)
+        pos = len[i] == 2 && memcmp(path[i], "[]", 2) == 0
+                  ? psg_json_pos_element(pos)
+                  : psg_json_pos_member(pos, path[i], len[i]);
+    return pos;
+}
+
 const psg_json_check *psg_json_check_at(lua_State *L, int idx)
 {
     const checker_spec *spec = NULL;

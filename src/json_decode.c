@@ -19,7 +19,6 @@
 #include "json_decode.h"
 #include "json_number.h"
 
-#define ARRAY_MT_KEY "passage.json.array_mt"
 #define DECODER_MT "passage.decoder"
 
 /* ---- shape cache -------------------------------------------------------
@@ -45,43 +44,6 @@ psg_json_shapes *psg_json_shapes_new(void)
 void psg_json_shapes_free(psg_json_shapes *shapes)
 {
     free(shapes);
-}
-
-static uint32_t pos_mix(uint32_t h)
-{
-    /* murmur3 finaliser: spreads nearby inputs over every slot */
-    h ^= h >> 16;
-    h *= 0x85ebca6bu;
-    h ^= h >> 13;
-    h *= 0xc2b2ae35u;
-    h ^= h >> 16;
-    return h | 1u; /* 0 marks an empty slot */
-}
-
-#define POS_ROOT 0x2545F491u
-
-static uint32_t pos_element(uint32_t parent)
-{
-    return pos_mix(parent * 31u + 0x9E3779B9u);
-}
-
-static uint32_t pos_member(uint32_t parent, const char *key, size_t len)
-{
-    uint32_t h = 2166136261u; /* FNV-1a over the key */
-    size_t i;
-    for (i = 0; i < len; i++)
-        h = (h ^ (unsigned char)key[i]) * 16777619u;
-    return pos_mix(h ^ (parent * 0x01000193u));
-}
-
-uint32_t psg_json_path_pos(const char *const *path, const size_t *len, int n)
-{
-    uint32_t pos = POS_ROOT;
-    int i;
-    for (i = 0; i < n; i++)
-        pos = len[i] == 2 && memcmp(path[i], "[]", 2) == 0 ? pos_element(pos)
-                                                           : pos_member(pos, path[i], len[i]);
-    return pos;
 }
 
 static int shape_hint(const psg_json_shapes *shapes, uint32_t pos)
@@ -665,7 +627,7 @@ static int parse_object(dec *d, uint32_t pos)
             if (d->p < d->end && (*d->p == '{' || *d->p == '[')) {
                 size_t klen;
                 const char *key = lua_tolstring(L, -1, &klen);
-                child = pos_member(pos, key, klen);
+                child = psg_json_pos_member(pos, key, klen);
             }
             if (!parse_value(d, child))
                 return 0;
@@ -706,7 +668,7 @@ static int parse_array(dec *d, uint32_t pos)
         d->p++;
         goto done;
     }
-    child = pos_element(pos);
+    child = psg_json_pos_element(pos);
     for (;;) {
         if (!parse_value(d, child))
             return 0;
@@ -779,17 +741,6 @@ static int parse_value(dec *d, uint32_t pos)
     }
 }
 
-void psg_json_push_array_mt(lua_State *L)
-{
-    lua_getfield(L, LUA_REGISTRYINDEX, ARRAY_MT_KEY);
-    if (lua_istable(L, -1))
-        return;
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, LUA_REGISTRYINDEX, ARRAY_MT_KEY);
-}
-
 int psg_json_decode(lua_State *L, const char *s, size_t len, const psg_json_opts *opts,
                     psg_json_shapes *shapes, psg_buf *scratch, psg_json_error *err)
 {
@@ -849,7 +800,7 @@ int psg_json_decode(lua_State *L, const char *s, size_t len, const psg_json_opts
         lua_settop(L, d.mt_index + KEY_SLOTS);
         memset(d.keys, 0, sizeof d.keys);
     }
-    if (!parse_value(&d, POS_ROOT))
+    if (!parse_value(&d, PSG_JSON_POS_ROOT))
         goto error;
     d.p = skip_ws(d.p, d.end);
     if (d.p != d.end) {

@@ -62,8 +62,38 @@ typedef struct psg_json_check {
     unsigned char optional[PSG_JSON_CHECK_MAX];
 } psg_json_check;
 
+/* Positions in a document, shared by the decoder (as it parses) and the
+ * checks (for the paths they are given): a hash of the path from the root,
+ * never 0 (0 marks an empty slot of the shape cache). */
+#define PSG_JSON_POS_ROOT 0x2545F491u
+
+static inline uint32_t psg_json_pos_mix(uint32_t h)
+{
+    /* murmur3 finaliser: spreads nearby inputs over every slot */
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    h ^= h >> 16;
+    return h | 1u;
+}
+
+static inline uint32_t psg_json_pos_element(uint32_t parent)
+{
+    return psg_json_pos_mix(parent * 31u + 0x9E3779B9u);
+}
+
+static inline uint32_t psg_json_pos_member(uint32_t parent, const char *key, size_t len)
+{
+    uint32_t h = 2166136261u; /* FNV-1a over the key */
+    size_t i;
+    for (i = 0; i < len; i++)
+        h = (h ^ (unsigned char)key[i]) * 16777619u;
+    return psg_json_pos_mix(h ^ (parent * 0x01000193u));
+}
+
 /* The position of the values at `path` from the root: member names, and
- * "[]" for the elements of an array. */
+ * "[]" for the elements of an array (json_check.c). */
 uint32_t psg_json_path_pos(const char *const *path, const size_t *len, int n);
 
 typedef struct psg_json_opts {
@@ -101,7 +131,16 @@ int psg_json_decode(lua_State *L, const char *s, size_t len, const psg_json_opts
 
 /* Pushes the shared array metatable (created on first use, kept in the
  * registry). */
-void psg_json_push_array_mt(lua_State *L);
+static inline void psg_json_push_array_mt(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, "passage.json.array_mt");
+    if (lua_istable(L, -1))
+        return;
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "passage.json.array_mt");
+}
 
 /* The decode-time check of a core.checker(fields, path) closure at idx, or
  * NULL for anything else (json_check.c). */

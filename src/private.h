@@ -8,6 +8,10 @@
  *   request.c    a libcurl easy handle: transport:start(...) -> request
  *   headers.c    a libcurl header list: transport:headers(array)
  *   json_decode.c, json_check.c   the decoder and its checks (json_decode.h)
+ * Calls go one way: core -> transport -> request, headers, sockets; request
+ * -> transport (easy and multi need each other), headers; json_decode ->
+ * json_check. What two files both need (the clock, a document position,
+ * the array metatable) is an inline function of a header.
  * Nothing here is seen by Lua directly; the Lua-visible contract is
  * documented at the top of each .c file.
  *
@@ -266,7 +270,9 @@ int psg_segment(lua_State *L);
 
 /* headers.c */
 void psg_headers_register(lua_State *L);
-int psg_headers_new(lua_State *L); /* transport:headers(list) */
+/* The header set of the array at index 2 (transport:headers(list), whose
+ * transport.c checks the transport at index 1 first). */
+int psg_headers_new(lua_State *L);
 /* Whether s[0..len) holds a CR, LF or NUL. */
 int psg_has_ctl(const char *s, size_t len);
 /* Validates the array of "Name: value" strings at idx (raising on a bad

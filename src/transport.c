@@ -577,6 +577,12 @@ static int l_wait(lua_State *L)
     return 2;
 }
 
+static int l_headers(lua_State *L)
+{
+    (void)psg_transport_check_open(L, 1);
+    return psg_headers_new(L);
+}
+
 static int l_socket_changes(lua_State *L)
 {
     return psg_sockets_push_changes(L, &check_transport(L, 1)->sockets);
@@ -857,7 +863,7 @@ void psg_transport_register(lua_State *L)
                                        {"wait", l_wait},
                                        {"pending", l_pending},
                                        {"socket_changes", l_socket_changes},
-                                       {"headers", psg_headers_new},
+                                       {"headers", l_headers},
                                        {"timer_ms", l_timer_ms},
                                        {"socket_action", l_socket_action},
                                        {"close", l_close},

@@ -172,10 +172,10 @@ describe("lifetimes", function()
                 local value, err = during(function()
                     -- Garbage at once: the collector runs it at the next
                     -- allocation, somewhere inside the call.
-                    setmetatable({}, { __gc = function()
+                    torture.finalizer(function()
                         closes = closes + 1
                         c:close()
-                    end })
+                    end)
                     return c[op](c, args[1], args[2])
                 end)
                 assert.equal(1, closes)

@@ -44,13 +44,16 @@ LUA_ENV      := LUA_PATH='lua/?.lua;lua/?/init.lua;emulator/lua/?.lua;spec/?.lua
 
 # openssl makes the specs' test certificates; dpkg-dev's dpkg-architecture
 # finds the multiarch folder where nginx's LuaJIT loads lua-cjson; procps's
-# pgrep finds an nginx worker for the benchmarks.
+# pgrep finds an nginx worker for the benchmarks; minetest-server and love
+# are the real hosts of examples/luanti and examples/love (their specs), and
+# lua-luv and lua-cqueues the loops of passage.loop's adapters.
 DEB_PACKAGES := gcc make dpkg-dev lua5.4 liblua5.4-dev libcurl4-openssl-dev lua-cjson \
                 lua-busted luarocks lua-check nginx-light libnginx-mod-http-lua lua-resty-core \
                 curl wrk openssl procps \
                 lua5.1 liblua5.1-0-dev lua5.3 liblua5.3-dev luajit2 libluajit2-5.1-dev \
                 valgrind clang libclang-rt-14-dev clang-format \
-                lua-argparse lua-term lua-socket tmux lua-ldoc lua-markdown
+                lua-argparse lua-term lua-socket tmux lua-ldoc lua-markdown \
+                minetest-server love lua-luv lua-cqueues
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all build deps demo test spec spec-luajit lint format format-check emulator emulator-stop clean \
@@ -143,7 +146,9 @@ spec: build
 # LÖVE and OpenResty run): busted re-runs itself with luajit, which loads
 # Debian's busted, luassert and luasocket from their Lua 5.1 folders, and the
 # LuaJIT build of the core. Helper processes (the emulator's command, raw
-# servers) stay on lua5.4; passage-users runs its LuaJIT build.
+# servers) stay on lua5.4; passage-users runs its LuaJIT build. busted
+# passes its arguments to luajit through a shell unquoted: in BUSTED_ARGS,
+# write a pattern's spaces as "." (--filter=walks.every.user).
 LUA_ENV_JIT  := LUA_PATH='lua/?.lua;lua/?/init.lua;emulator/lua/?.lua;spec/?.lua;;' LUA_CPATH='$(BUILD)/jit/?.so;;'
 
 spec-luajit:

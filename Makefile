@@ -110,7 +110,9 @@ demo: deps build
 # ---- benchmarks -------------------------------------------------------------
 # bench/run.lua starts an emulator on BENCH_PORT unless one answers there,
 # seeds its own app, runs bench/decode.lua on the emulator's real pages and
-# bench/calls.lua against the raw libcurl loop, and stops what it started.
+# bench/calls.lua against the raw libcurl loop (and, with luajit and Debian's
+# lua-curl, the lua-curl + lua-cjson peer), client and the emulator it started
+# pinned to CPU BENCH_CPU (default 0), and stops what it started.
 BENCH_PORT   ?= 8790
 RAW_CURL     := $(BUILD)/bench/raw_curl
 
@@ -194,7 +196,8 @@ format-check:
 #   make asan       MEMCHECK_SPECS, then GC_SPECS under torture, with ASan+UBSan
 #   make valgrind   MEMCHECK_SPECS under memcheck
 MEMCHECK_SPECS ?= spec/json_decode_spec.lua spec/transport_spec.lua spec/users_spec.lua \
-                  spec/reliability_spec.lua spec/async_spec.lua spec/lifecycle_spec.lua
+                  spec/reliability_spec.lua spec/async_spec.lua spec/lifecycle_spec.lua \
+                  spec/nonblocking_spec.lua spec/reactor_spec.lua
 GC_SPECS     ?= spec/lifecycle_spec.lua spec/users_spec.lua spec/async_spec.lua \
                 spec/transport_spec.lua spec/reliability_spec.lua
 WITH_EMULATOR = $(EMULATOR) run --port $(PORT) --
@@ -239,7 +242,7 @@ valgrind: deps build
 #   build/fuzz/fuzz_response build/fuzz/crash-<id>
 FUZZ_OUT     := $(BUILD)/fuzz
 FUZZ_BIN     := $(FUZZ_OUT)/fuzz_response
-FUZZ_SRCS    := src/fuzz/fuzz_response.c src/core.c src/json_decode.c src/json_check.c src/transport.c src/headers.c src/segment.c
+FUZZ_SRCS    := src/fuzz/fuzz_response.c src/core.c src/json_decode.c src/json_number.c src/json_check.c src/transport.c src/sockets.c src/headers.c src/segment.c
 FUZZ_SECONDS ?= 3600
 FUZZ_JOBS    ?= 1
 # A smaller quarantine and shorter allocation stacks keep a long run's
@@ -271,16 +274,25 @@ clean:
 # ---- concurrency: benchmarks, examples, OpenResty spec ----------------------
 # bench-parallel   parallel walk (K = 4, 8, 16) and bulk get_user at 5 ms
 #                  latency, as rates and ratios; BENCH_ARGS='users latency_ms'
+# bench-embed      see below
 # game-loop        examples/game_loop.lua (16 ms ticks, 50 ms API latency)
 # reactor          examples/reactor.lua (socket.select host loop)
 # spec-openresty   spec/openresty_spec.lua (builds the LuaJIT core first)
 # bench-openresty  the client in one nginx worker against lua-resty-http +
 #                  cjson (../shared/peers), wrk, the emulator on BENCH_PORT
 #                  as the upstream (its data replaced); about two minutes
-.PHONY: bench-parallel game-loop reactor spec-openresty bench-openresty
+.PHONY: bench-parallel bench-embed game-loop reactor spec-openresty bench-openresty
 
 bench-parallel: deps build
 	$(LUA_ENV) $(LUA) bench/parallel_walk.lua $(BENCH_ARGS)
+
+# bench-embed      the library inside hosts that never block: lost wakeups in
+#                  100,000 calls by the socket protocol, 1,000 runs of
+#                  examples/reactor.lua, 100 luv and 100 cqueues runs, a walk
+#                  in 50 ms steps with a budget, a walk's live heap
+#                  (EMBED_SCALE=0.1 for a quick look); about 15 minutes
+bench-embed: deps build
+	@$(LUA_ENV) PASSAGE_EMULATOR_PORT=$(BENCH_PORT) $(LUA) bench/embed.lua
 
 game-loop reactor: deps build
 	@$(WITH_EMULATOR) env $(LUA_ENV) $(LUA) examples/$(subst -,_,$@).lua

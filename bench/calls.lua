@@ -4,7 +4,11 @@
 -- bodies kept but never parsed), on the same server and URLs.
 --
 --   make bench            (starts and seeds an emulator; see bench/run.lua)
---   lua5.4 bench/calls.lua BASE_URL APP_ID API_KEY USER_ID RAW_CURL [PAGE_FILE]
+--   lua5.4 bench/calls.lua BASE_URL APP_ID API_KEY USER_ID RAW_CURL [PAGE_FILE [PEER]]
+--
+-- PEER, when given, is the command of a get_user peer (bench/lua_curl_peer.lua
+-- under LuaJIT: Debian's lua-curl and lua-cjson), run in each round too and
+-- reported as passage/peer.
 --
 -- CPU time is os.clock here and getrusage(RUSAGE_SELF) in raw_curl, both
 -- user + system time of the measuring process only (the server's CPU is not
@@ -19,7 +23,10 @@ local users = require("passage.users")
 local core = require("passage.core")
 
 local unpack_args = table.unpack or unpack -- luacheck: globals unpack
-local base_url, app_id, api_key, user_id, raw_curl, page_file = unpack_args(arg or {}, 1, 6)
+local base_url, app_id, api_key, user_id, raw_curl, page_file, peer_cmd = unpack_args(arg or {}, 1, 7)
+if page_file == "" then
+  page_file = nil
+end
 if not raw_curl then
   io.stderr:write("usage: calls.lua BASE_URL APP_ID API_KEY USER_ID RAW_CURL [PAGE_FILE]\n")
   os.exit(2)
@@ -49,6 +56,19 @@ local function raw(url, n)
   end
   libcurl = version
   return tonumber(us), tonumber(bytes)
+end
+
+-- The peer's CPU microseconds per get_user (its own process, as raw()).
+local function peer(url, n)
+  local cmd = table.concat({ peer_cmd, shell_quote(url), tostring(n), shell_quote(api_key) }, " ")
+  local p = assert(io.popen(cmd))
+  local out = p:read("*a")
+  p:close()
+  local us = out:match("cpu_us_per_request ([%d%.]+)")
+  if not us then
+    error("the peer failed: " .. cmd)
+  end
+  return tonumber(us)
 end
 
 -- CPU microseconds per call of fn, n calls.
@@ -97,7 +117,7 @@ local _, user_bytes = raw(get_url, 10)
 local _, page_bytes = raw(list_url, 2)
 
 local best = { raw_get = math.huge, get = math.huge, raw_list = math.huge, list = math.huge,
-  decode = math.huge }
+  decode = math.huge, peer_get = math.huge }
 local function keep(name, v)
   if v < best[name] then
     best[name] = v
@@ -107,6 +127,9 @@ end
 for _ = 1, ROUNDS do
   keep("raw_get", raw(get_url, GETS))
   keep("get", ours(get_user, GETS))
+  if peer_cmd then
+    keep("peer_get", peer(get_url, GETS))
+  end
   keep("raw_list", raw(list_url, LISTS))
   keep("list", ours(list, LISTS))
   if page then
@@ -122,6 +145,10 @@ print(string.format("%s, libcurl %s; %d rounds of %d get_user and %d list calls 
   ROUNDS, GETS, LISTS))
 print(string.format("get_user (%d B body)          passage %8.1f us   raw libcurl %8.1f us"
   .. "   passage/raw %.2fx", user_bytes, best.get, best.raw_get, best.get / best.raw_get))
+if peer_cmd then
+  print(string.format("get_user                      passage %8.1f us   lua-curl+cjson %5.1f us"
+    .. "   passage/peer %.2fx", best.get, best.peer_get, best.get / best.peer_get))
+end
 print(string.format("list_paginated_users (%d KB)  passage %8.1f us   raw libcurl %8.1f us"
   .. "   passage/raw %.2fx", math.floor(page_bytes / 1024), best.list, best.raw_list,
   best.list / best.raw_list))

@@ -13,6 +13,10 @@ local cjson = require("cjson")
 
 local LUA = arg[1] or "lua5.4"
 local FLAVOUR = arg[2] or "5.4"
+-- The CPU the client (with its raw and peer loops) and the emulator the
+-- bench started are pinned to (taskset), so that the figures of one run
+-- compare on one core; "" leaves them unpinned.
+local CPU = os.getenv("BENCH_CPU") or "0"
 local APP, KEY, USERS = "bench_app", "bench_key", 600
 local RAW_CURL = "build/bench/raw_curl"
 local PAGE, USER = "build/bench/page.json", "build/bench/user.json"
@@ -57,6 +61,28 @@ if not control.answering(port) then
   started = true
 end
 
+-- Pins the emulator this run started (its master and worker processes) to
+-- CPU; one that was already answering is someone else's and left alone.
+local function pin_emulator()
+  if CPU == "" or not started then
+    return "not pinned"
+  end
+  local f = assert(io.open(control.paths(port).pid))
+  local master = assert(tonumber(f:read("*l")), "no pid in the emulator's pid file")
+  f:close()
+  local ok = run("taskset -a -cp " .. CPU .. " " .. master .. " >/dev/null && for w in $(pgrep -P "
+    .. master .. "); do taskset -a -cp " .. CPU .. " $w >/dev/null || exit 1; done")
+  return ok and "pinned to CPU " .. CPU or "could not be pinned"
+end
+
+-- The get_user peer: Debian's lua-curl with lua-cjson under LuaJIT, when
+-- both are there.
+local function peer_command()
+  if run("luajit -e 'require \"curl\"; require \"cjson\"' >/dev/null 2>&1") then
+    return "luajit bench/lua_curl_peer.lua"
+  end
+end
+
 local ok, err = pcall(function()
   admin("apps", { app_id = APP, api_key = KEY })
   local listing = save(base .. "/apps/" .. APP .. "/users?limit=1", PAGE)
@@ -72,11 +98,18 @@ local ok, err = pcall(function()
     .. FLAVOUR .. "/?.so;;' "
   print("== decoder: passage.core vs lua-cjson, on the emulator's responses")
   assert(run(env .. LUA .. " bench/decode.lua " .. PAGE .. " " .. USER), "decode.lua failed")
-  print("\n== calls: passage.users vs the raw libcurl loop, same server and URLs")
-  assert(run(env .. LUA .. " bench/calls.lua " .. table.concat({ shell_quote(base), APP, KEY,
-    shell_quote(user_id), RAW_CURL, PAGE }, " ")), "calls.lua failed")
+  local peer = peer_command()
+  local pin = CPU ~= "" and "taskset -c " .. CPU .. " " or ""
+  print("\n== calls: passage.users vs the raw libcurl loop" .. (peer and " and lua-curl + lua-cjson"
+    or " (no lua-curl peer: it needs luajit with Debian's lua-curl and lua-cjson)")
+    .. ", same server and URLs; client " .. (pin ~= "" and "pinned to CPU " .. CPU or "not pinned")
+    .. ", emulator " .. pin_emulator())
+  assert(run(env .. pin .. LUA .. " bench/calls.lua " .. table.concat({ shell_quote(base), APP, KEY,
+    shell_quote(user_id), RAW_CURL, PAGE, peer and shell_quote(peer) or "" }, " ")),
+    "calls.lua failed")
   print("\nreproduce: make bench" .. (FLAVOUR ~= "5.4" and " LUA_VERSION=" .. FLAVOUR or "")
-    .. "   (BENCH_PORT=" .. port .. "; BENCH_ROUNDS, BENCH_GETS, BENCH_LISTS tune it)")
+    .. "   (BENCH_PORT=" .. port .. ", BENCH_CPU=" .. CPU
+    .. "; BENCH_ROUNDS, BENCH_GETS, BENCH_LISTS tune it)")
 end)
 
 if started then control.stop() end

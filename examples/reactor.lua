@@ -1,20 +1,22 @@
 -- A host with its own reactor: instead of letting the client poll, the host
 -- waits on the client's sockets and timer together with its own events.
--- Here the reactor is luasocket's socket.select; luv, cqueues or an engine's
--- epoll loop are driven the same way:
+-- Here the reactor is luasocket's socket.select; an engine's epoll loop is
+-- driven the same way (luv and cqueues have adapters: passage.loop.luv,
+-- passage.loop.cqueues). The protocol, as the reference's
+-- Client:socket_changes states it:
 --
---   1. after starting calls and after every socket_action, read
---      client:socket_changes() and watch / unwatch those fds
---      (events "in", "out", "inout"; "remove" means stop watching);
+--   1. after every call into the client, read client:socket_changes() and
+--      watch / unwatch those fds (events "in", "out", "inout"; "remove"
+--      means stop watching);
 --   2. wait until a watched fd is ready or client:timer_ms() has passed
---      (-1: no timer wanted);
+--      (-1: no timer wanted; 0: come back at once);
 --   3. call client:socket_action(fd, "in" | "out" | "inout") for each ready
 --      fd, and client:socket_action() when the timer is due; each returns
 --      the request handles that finished.
 --
--- A client driven this way should not also be driven with client:poll() or
--- blocking calls: those use the other interface and would take socket
--- changes the reactor has not seen.
+-- The fds are the client's own duplicates, closed only after their
+-- "remove" was read, so no step can meet a closed descriptor. Blocking
+-- calls and client:poll() may be mixed in.
 --
 -- Run against the emulator (make emulator), or the real API with
 -- PASSAGE_BASE_URL, PASSAGE_API_KEY and PASSAGE_APP_ID:

@@ -464,7 +464,7 @@ describe("passage.users concurrent calls", function()
     -- A real call whose result cannot be read, as a bug or an out-of-memory
     -- would make it.
     local function broken_call()
-        local h = client:start_private("list_paginated_users", APP, { limit = 1 })
+        local h = client:start("list_paginated_users", APP, { limit = 1 })
         h:close()
         local call = {}
         for k, v in pairs(h.call) do

@@ -204,6 +204,21 @@ describe("emulator over HTTP: admin", function()
     assert.are.equal(200, (api("GET", "/apps/test_app/users")))
   end)
 
+  it("escapes an app id of dots in list links, which still lead back to the app", function()
+    for _, id in ipairs({ "..", "." }) do
+      emu.add_app(id, "dots_key")
+      local escaped = id:gsub("%.", "%%2E")
+      local headers = { authorization = "Bearer dots_key" }
+      local status, body = api("GET", "/apps/" .. escaped .. "/users?limit=1", { headers = headers })
+      assert.are.equal(200, status)
+      for _, name in ipairs({ "first", "last", "self" }) do
+        local href = body._links[name].href
+        assert.are.equal("/v1/apps/" .. escaped .. "/users?", href:match("^[^?]*%?"), name)
+        assert.are.equal(200, (emu.request_json(emu.root_url() .. href, { headers = headers })))
+      end
+    end
+  end)
+
   it("counts requests per route and status, and clears on reset", function()
     local u = create("count@example.com")
     api("GET", "/apps/test_app/users/" .. u.id)

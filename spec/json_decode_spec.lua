@@ -508,6 +508,23 @@ describe("core.decoder", function()
     assert.are.equal(1, select("#", d:decode("[1]")))
   end)
 
+  it("tells an array from an object for an \"array\" field, while decoding and after", function()
+    local d = core.decoder()
+    local inline = core.checker({ list = "array", opt = "array?" }, { "page" })
+    local after = core.checker({ list = "array", opt = "array?" })
+    for doc, ok in pairs({
+      ['{"page":{"list":[1]}}'] = true, ['{"page":{"list":[]}}'] = true,
+      ['{"page":{"list":[],"opt":null}}'] = true, ['{"page":{"list":{}}}'] = false,
+      ['{"page":{"list":{"a":1}}}'] = false, ['{"page":{"list":[],"opt":{}}}'] = false,
+      ['{"page":{"list":"x"}}'] = false,
+    }) do
+      local v, checked = d:decode(doc, inline)
+      assert.are.equal(ok, checked, doc)
+      assert.are.equal(ok, after(v.page), doc)
+    end
+    assert.is_false(after({ list = {} }), "a table the decoder did not make")
+  end)
+
   it("survives a finalizer that closes it in the middle of a decode", function()
     local d = core.decoder()
     local doc = fixtures.page(200)

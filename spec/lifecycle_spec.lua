@@ -236,4 +236,65 @@ describe("lifetimes", function()
             assert.same({ outer }, handed)
         end)
     end)
+
+    describe("walks and jobs that never block", function()
+        it("run to their end with only the client driven, the walk and job held by nothing else",
+                function()
+            local seen, results = during(function()
+                local c = users.new(options())
+                local walk = paginator.start(c, APP, { limit = 40 }, { in_flight = 2 })
+                local calls = {}
+                for i = 1, 6 do
+                    calls[i] = { "get_user", APP, ids[i] }
+                end
+                local job = c:start_bulk(calls, { max_in_flight = 3 })
+                local n = 0
+                while not (walk:done() and job:done()) do
+                    c:poll(20, { max_ms = 1 })
+                    for _ in walk:ready() do
+                        n = n + 1
+                    end
+                end
+                return n, job:results()
+            end)
+            assert.equal(N_USERS, seen)
+            for i, r in ipairs(results) do
+                assert.equal(ids[i], r.value.id)
+            end
+        end)
+
+        it("dropped mid-flight stop by themselves and leave the client sound", function()
+            local c = users.new(options())
+            emulator.faults { clear = true, latency_ms = 30 }
+            during(function()
+                paginator.start(c, APP, { limit = 10 }, { in_flight = 4 }) -- dropped at once
+                local calls = {}
+                for i = 1, 8 do
+                    calls[i] = { "get_user", APP, ids[i] }
+                end
+                c:start_bulk(calls, { max_in_flight = 2 }) -- dropped too
+            end)
+            local deadline = os.time() + 10
+            while c:pending() > 0 and os.time() < deadline do
+                assert.same({}, c:poll(50)) -- neither hands anything to the host
+            end
+            emulator.faults { clear = true }
+            assert.equal(0, c:pending()) -- the dropped walk stopped after its window
+            assert.equal(ids[1], assert(c:get_user(APP, ids[1])).id)
+            c:close()
+        end)
+
+        it("survive the client closed by a finalizer while a host's reactor drives them", function()
+            local outcome = during(function()
+                local c = users.new(options())
+                local walk = paginator.start(c, APP, { limit = 20 }, { in_flight = 2 })
+                setmetatable({}, { __gc = function() c:close() end }) -- closes at some allocation
+                local reactor = require "support.select_reactor"
+                reactor.run(c, function() return walk:done() end)
+                for _ in walk:ready() do end
+                return walk:err() and walk:err().kind or "ended"
+            end)
+            assert.is_true(outcome == "cancelled" or outcome == "ended", outcome)
+        end)
+    end)
 end)

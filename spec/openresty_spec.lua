@@ -428,6 +428,19 @@ describe("passage.users inside nginx", function()
             end)
         end
 
+        it("decode: an object where the API has an array (a page's users, devices)", function()
+            local opts = { base_url = server.url("/objects") }
+            for _, call in ipairs { { "list_paginated_users", APP, { limit = 20 } },
+                    { "list_user_devices", APP, "u" } } do
+                local c, n = curl_call(opts, call).err, ngx_call(opts, call).err
+                assert.is_table(c, call[1] .. ": no error over libcurl")
+                assert.is_table(n, call[1] .. ": no error over cosockets")
+                assert.same({ "decode", "decode" }, { c.kind, n.kind })
+                assert.matches("expected array, got object", c.message)
+                assert.equal(c.message, n.message)
+            end
+        end)
+
         it("cancelled: a started call cancelled, or its client closed", function()
             local r = scenario("handles", { opts = options(), app = APP, ids = { user.id }, idle_ms = 1 })
             assert.same({ "cancelled", "get_user" }, { r.cancelled.err.kind, r.cancelled.err.operation })

@@ -527,54 +527,40 @@ describe("passage.paginator", function()
         end)
     end)
 
-    -- A scripted server behind a stand-in client, for answers the emulator
-    -- never gives.
+    -- A private server scripting list pages the emulator never gives.
     describe("against a scripted server", function()
-        local function user(i)
-            return { id = string.format("u%04d", i) }
+        local server = require "support.test_server"
+        local http = require "socket.http"
+        setup(function()
+            server.start()
+        end)
+        teardown(function()
+            server.stop()
+        end)
+        local function scripted(total, present, short_first)
+            http.request(server.url("/pages-log")) -- forget earlier requests
+            return users.new { api_key = "k", max_attempts = 1,
+                base_url = server.url(string.format("/pages/%d/%d/%d/v1", total, present,
+                    short_first or 0)) }
         end
-        local function fake(total_users, present, limit)
-            local requested = {}
-            local client = {
-                start_private = function(_, _, _, p)
-                    requested[#requested + 1] = p.page
-                    local list = {}
-                    for i = (p.page - 1) * limit + 1, math.min(present, p.page * limit) do
-                        list[#list + 1] = user(i)
-                    end
-                    local page = { page = p.page, limit = limit, total_users = total_users,
-                        created_before = 1700000000, users = list }
-                    return { wait = function() return page end, close = function() end,
-                        await_response = function() end }
-                end,
-            }
-            return client, requested
+        local function requested_pages()
+            local body = assert(http.request(server.url("/pages-log")))
+            local pages = {}
+            for n in body:gmatch("(%d+),") do
+                pages[#pages + 1] = tonumber(n)
+            end
+            return pages
         end
 
         it("stops on an empty last page when total_users overstates", function()
-            local client, requested = fake(50, 40, 10)
+            local client = scripted(50, 40)
             local got = assert(paginator.collect(client, APP, { limit = 10 }))
             assert.equal(40, #got)
-            assert.same({ 1, 2, 3, 4, 5 }, requested)
+            assert.same({ 1, 2, 3, 4, 5 }, requested_pages())
         end)
 
         it("reads on after a short page that is not the last", function()
-            local client = {
-                start_private = function(_, _, _, p)
-                    local list = {}
-                    local first, last = (p.page - 1) * 10 + 1, math.min(25, p.page * 10)
-                    if p.page == 1 then
-                        last = 7 -- a short page in the middle
-                    end
-                    for i = first, last do
-                        list[#list + 1] = user(i)
-                    end
-                    local page = { page = p.page, limit = 10, total_users = 25,
-                        created_before = 1700000000, users = list }
-                    return { wait = function() return page end, close = function() end,
-                        await_response = function() end }
-                end,
-            }
+            local client = scripted(25, 25, 7)
             local got = assert(paginator.collect(client, APP, { limit = 10 }))
             -- 1..7, then 11..25: what the server gave, not cut at page 1.
             assert.equal(22, #got)
@@ -783,12 +769,12 @@ describe("passage.paginator", function()
         for _, k in ipairs { 1, 4 } do
             it("raises the err table from a for loop (in_flight " .. k .. ")", function()
                 local n = 0
+                -- Page 1 passes; the next request fails (with K > 1 it is
+                -- on the wire before the body has page 1).
+                emulator.faults { next = { PASS, { status = 500 } } }
                 local ok, err = pcall(function()
                     for page in paginator.pages(client, APP, { limit = 500 }, { in_flight = k }) do
                         n = n + 1
-                        if n == 1 then
-                            emulator.faults { next = { { status = 500 } } }
-                        end
                         assert.equal(n, page.page)
                     end
                 end)

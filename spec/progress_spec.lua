@@ -96,7 +96,7 @@ describe("progress hooks", function()
         it("refuses a hook that is not a function", function()
             assert.has_error(function()
                 paginator.users(client, APP, nil, { progress = true })
-            end, "passage.users: paginator: progress must be a function")
+            end, "passage.paginator: progress must be a function")
         end)
     end)
 

@@ -51,8 +51,8 @@ describe("passage.core transport", function()
         end)
 
         it("rejects unknown names and wrong types, naming the option", function()
-            assert.has_error(function() core.transport({ timeout = 1 }) end,
-                "unknown transport option 'timeout'")
+            assert.error_matches(function() core.transport({ timeout = 1 }) end,
+                "unknown transport option 'timeout' %(known: ")
             assert.error_matches(function() core.transport({ timeout_ms = "1" }) end,
                 "'timeout_ms' must be a number")
             assert.error_matches(function() core.transport({ timeout_ms = -1 }) end,
@@ -68,10 +68,44 @@ describe("passage.core transport", function()
             assert.error_matches(function() core.transport({ user_agent = "a\0b" }) end,
                 "'user_agent' must not contain NUL")
             assert.error_matches(function() core.transport({ max_depth = {} }) end,
-                "'max_depth' must be a number")
+                "'max_depth' must be a whole number from 1 to 4096")
             assert.error_matches(function() core.transport({ [1] = true }) end,
                 "option names must be strings")
             assert.error_matches(function() core.transport("x") end, "table expected")
+        end)
+
+        it("takes the names of passage.options.TRANSPORT, no more and no fewer", function()
+            local _, err = pcall(core.transport, { nope = 1 })
+            local known = {}
+            for name in assert(err:match("%(known: (.-)%)$"), err):gmatch("[%w_]+") do
+                known[#known + 1] = name
+            end
+            local listed = {}
+            for name in pairs(require("passage.options").TRANSPORT) do
+                listed[#listed + 1] = name
+            end
+            table.sort(known)
+            table.sort(listed)
+            assert.same(listed, known)
+        end)
+
+        it("holds max_depth to the decoder's rule, as core.decoder does", function()
+            for _, depth in ipairs { 0, 5000, 1.5 } do
+                local _, t = pcall(core.transport, { max_depth = depth })
+                local _, d = pcall(core.decoder, { max_depth = depth })
+                assert.matches("transport option 'max_depth' must be a whole number from 1 to 4096", t)
+                assert.matches("decoder option 'max_depth' must be a whole number from 1 to 4096", d)
+            end
+            core.transport({ max_depth = 4096 }):close()
+            core.decoder({ max_depth = 4096 }):close()
+        end)
+
+        it("writes max_response_bytes whole in its message, even given as a float", function()
+            local t = core.transport({ max_response_bytes = 1000.0 })
+            local resp = fetch(t, "GET", "/big?n=2000")
+            t:close()
+            assert.are.equal("too_large", resp.kind)
+            assert.are.equal("response body larger than max_response_bytes (1000)", resp.message)
         end)
     end)
 
@@ -197,7 +231,7 @@ describe("passage.core transport", function()
             assert.are.equal("", e.expect)
             assert.are.equal("one", e.x_test)
             assert.are.equal("", e.user_agent) -- none unless given (passage.options has ours)
-            assert.matches("gzip", e.accept_encoding)
+            assert.are.equal("", e.accept_encoding) -- no coding asked for, as over cosockets
 
             e = fetch(tr, "PATCH", "/echo", { "Content-Type: application/json" }, "{}").body
             assert.are.equal("PATCH", e.method)
@@ -238,7 +272,7 @@ describe("passage.core transport", function()
             assert.are.equal(302, resp.status)
         end)
 
-        it("decompresses gzip bodies", function()
+        it("asks for no compression: a server that gzips on request sends plain JSON", function()
             local resp = fetch(tr, "GET", "/gzip")
             assert.is_nil(resp.kind)
             assert.are.equal(500, #resp.body)

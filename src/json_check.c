@@ -4,7 +4,9 @@
  * parses them; see psg_json_check in json_decode.h).
  *
  *   core.checker(fields) -> check       fields maps names to "string",
- *                                       "number", "boolean" or "table", with a
+ *                                       "number", "boolean", "table" or
+ *                                       "array" (a decoded JSON array: a
+ *                                       table with core.array_mt), with a
  *                                       "?" suffix when the field may be
  *                                       absent; check(v) tells whether v is a
  *                                       table whose fields all have those
@@ -43,6 +45,18 @@ const psg_json_check *psg_json_check_at(lua_State *L, int idx)
     return spec != NULL && spec->has_path ? &spec->inline_check : NULL;
 }
 
+/* Whether the table at idx is an array the decoder made. */
+static int is_array(lua_State *L, int idx)
+{
+    int same;
+    if (!lua_getmetatable(L, idx))
+        return 0;
+    psg_json_push_array_mt(L);
+    same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return same;
+}
+
 static int checker_call(lua_State *L)
 {
     const checker_spec *spec = (const checker_spec *)lua_touserdata(L, lua_upvalueindex(1));
@@ -60,6 +74,8 @@ static int checker_call(lua_State *L)
         t = lua_type(L, 2);
         /* A kept JSON null (keep_null) is as absent as a dropped one. */
         absent = t == LUA_TNIL || (t == LUA_TLIGHTUSERDATA && lua_touserdata(L, 2) == NULL);
+        if (spec->type[i] == PSG_JSON_TARRAY && t == LUA_TTABLE && is_array(L, 2))
+            t = PSG_JSON_TARRAY;
         lua_settop(L, 1);
         if (t != spec->type[i] && !(absent && spec->optional[i])) {
             lua_pushboolean(L, 0);
@@ -72,9 +88,11 @@ static int checker_call(lua_State *L)
 
 static int checker_new(lua_State *L)
 {
-    static const char *const names[] = {"string",  "number",   "boolean", "table", "string?",
-                                        "number?", "boolean?", "table?",  NULL};
-    static const int types[] = {LUA_TSTRING, LUA_TNUMBER, LUA_TBOOLEAN, LUA_TTABLE};
+    static const char *const names[] = {"string", "number",  "boolean", "table",
+                                        "array",  "string?", "number?", "boolean?",
+                                        "table?", "array?",  NULL};
+    static const int types[] = {LUA_TSTRING, LUA_TNUMBER, LUA_TBOOLEAN, LUA_TTABLE,
+                                PSG_JSON_TARRAY};
     checker_spec *spec;
     int i;
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -110,8 +128,8 @@ static int checker_new(lua_State *L)
         if (spec->n == CHECKER_MAX)
             return luaL_error(L, "checker: more than %d fields", CHECKER_MAX);
         opt = luaL_checkoption(L, -1, NULL, names);
-        spec->type[spec->n] = (signed char)types[opt % 4];
-        spec->optional[spec->n] = opt >= 4;
+        spec->type[spec->n] = (signed char)types[opt % 5];
+        spec->optional[spec->n] = opt >= 5;
         if (spec->n < PSG_JSON_CHECK_MAX) {
             psg_json_check *ck = &spec->inline_check;
             ck->name[spec->n] = lua_tolstring(L, -2, &ck->len[spec->n]);

@@ -10,9 +10,6 @@
  * longjmp), so the only non-local exit is a Lua memory error, which owns no C
  * memory: scratch space belongs to the caller's psg_buf.
  */
-#include <errno.h>
-#include <float.h>
-#include <locale.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,11 +17,10 @@
 #include <string.h>
 
 #include "json_decode.h"
+#include "json_number.h"
 
 #define ARRAY_MT_KEY "passage.json.array_mt"
 #define DECODER_MT "passage.decoder"
-#define PSG_STR_(x) #x
-#define PSG_STR(x) PSG_STR_(x)
 
 /* ---- shape cache -------------------------------------------------------
  * A position is a hash of the path from the root, where every array element
@@ -318,6 +314,45 @@ static size_t utf8_encode(char *out, unsigned cp)
     return 4;
 }
 
+/* The escape at q (a backslash and at least one more byte), as UTF-8 in
+ * out[0, *n). Returns the byte after it, or NULL after fail_at(). */
+static const unsigned char *unescape(dec *d, const unsigned char *q, const unsigned char *end,
+                                     char *out, size_t *n)
+{
+    static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+    const char *simple = q[1] != '\0' ? strchr(from, q[1]) : NULL;
+    unsigned cp, lo;
+    const unsigned char *next = q + 6;
+    if (simple != NULL) {
+        out[0] = to[simple - from];
+        *n = 1;
+        return q + 2;
+    }
+    if (q[1] != 'u') {
+        fail_at(d, (const char *)q, "invalid escape");
+        return NULL;
+    }
+    if (end - q < 6 || !hex4(q + 2, &cp)) {
+        fail_at(d, (const char *)q, "invalid \\u escape");
+        return NULL;
+    }
+    if (cp >= 0xDC00 && cp <= 0xDFFF) {
+        fail_at(d, (const char *)q, "unpaired surrogate escape");
+        return NULL;
+    }
+    if (cp >= 0xD800 && cp <= 0xDBFF) {
+        if (end - q < 12 || q[6] != '\\' || q[7] != 'u' || !hex4(q + 8, &lo) || lo < 0xDC00 ||
+            lo > 0xDFFF) {
+            fail_at(d, (const char *)q, "unpaired surrogate escape");
+            return NULL;
+        }
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+        next += 6;
+    }
+    *n = utf8_encode(out, cp);
+    return next;
+}
+
 /* The string has an escape at q: build its value in the scratch buffer.
  * Unescaped text never grows, and an escape of n source bytes never yields
  * more than n bytes, so reserving the rest of the input is not needed; the
@@ -360,53 +395,9 @@ static int string_slow(dec *d, const unsigned char *start, const unsigned char *
             return fail_at(d, quote, "unterminated string");
         {
             char out[4];
-            size_t n = 1;
-            unsigned cp;
-            switch (q[1]) {
-            case '"':
-                out[0] = '"';
-                break;
-            case '\\':
-                out[0] = '\\';
-                break;
-            case '/':
-                out[0] = '/';
-                break;
-            case 'b':
-                out[0] = '\b';
-                break;
-            case 'f':
-                out[0] = '\f';
-                break;
-            case 'n':
-                out[0] = '\n';
-                break;
-            case 'r':
-                out[0] = '\r';
-                break;
-            case 't':
-                out[0] = '\t';
-                break;
-            case 'u':
-                if (end - q < 6 || !hex4(q + 2, &cp))
-                    return fail_at(d, (const char *)q, "invalid \\u escape");
-                if (cp >= 0xDC00 && cp <= 0xDFFF)
-                    return fail_at(d, (const char *)q, "unpaired surrogate escape");
-                if (cp >= 0xD800 && cp <= 0xDBFF) {
-                    unsigned lo;
-                    if (end - q < 12 || q[6] != '\\' || q[7] != 'u' || !hex4(q + 8, &lo) ||
-                        lo < 0xDC00 || lo > 0xDFFF)
-                        return fail_at(d, (const char *)q, "unpaired surrogate escape");
-                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                    q += 6;
-                }
-                n = utf8_encode(out, cp);
-                q += 4;
-                break;
-            default:
-                return fail_at(d, (const char *)q, "invalid escape");
-            }
-            q += 2;
+            size_t n;
+            if ((q = unescape(d, q, end, out, &n)) == NULL)
+                return 0;
             if (!psg_buf_append(b, out, n))
                 return fail_memory(d);
         }
@@ -563,158 +554,24 @@ static int value_type(char c)
     }
 }
 
-/* ---- numbers -----------------------------------------------------------
- * Grammar is checked here, byte by byte; the value is taken from up to 19
- * significant digits in a uint64. Integers without fraction or exponent that
- * fit become Lua integers. Other numbers with at most 15..16 significant
- * digits (< 2^53) and |exponent| <= 22 are exact doubles multiplied or divided
- * by an exact power of ten: one correctly rounded operation (Clinger's fast
- * path). Everything else goes to strtod with the locale's decimal point. */
-
-static const double pow10_exact[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                       1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-                                       1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-
-#define IS_DIGIT(c) ((unsigned)((c) - '0') < 10u)
-
-/* strtod on a copy of [start, stop) whose '.' is replaced by the current
- * locale's decimal point, which may be longer than one byte. */
-static int number_slow(dec *d, const char *start, const char *stop, double *out)
-{
-    const char *point = localeconv()->decimal_point;
-    size_t plen = point && *point ? strlen(point) : 1;
-    size_t len = (size_t)(stop - start);
-    char small[128];
-    char *buf = small, *w, *tail;
-    const char *r;
-    double v = 0;
-    if (len + plen + 1 > sizeof small) {
-        d->scratch->len = 0;
-        if (!psg_buf_reserve(d->scratch, len + plen + 1))
-            return fail_memory(d);
-        buf = d->scratch->data;
-    }
-    for (r = start, w = buf; r < stop; r++) {
-        if (*r == '.' && point && *point) {
-            memcpy(w, point, plen);
-            w += plen;
-        } else {
-            *w++ = *r;
-        }
-    }
-    *w = '\0';
-    errno = 0;
-    v = strtod(buf, &tail);
-    if (tail != w)
-        return fail_at(d, start, "invalid number"); /* cannot happen: grammar checked */
-    if (errno == ERANGE && (v == HUGE_VAL || v == -HUGE_VAL))
-        return fail_at(d, start, "number out of range");
-    *out = v;
-    return 1;
-}
+/* ---- numbers: json_number.c -------------------------------------------- */
 
 static int parse_number(dec *d)
 {
-    lua_State *L = d->L;
-    const char *start = d->p, *p = d->p, *end = d->end;
-    uint64_t m = 0;
-    int neg = 0, ndig = 0, is_int = 1, inexact = 0;
-    long exp10 = 0;
-    double v = 0;
-
-    if (*p == '-') {
-        neg = 1;
-        p++;
-    }
-    if (p < end && *p == '0') {
-        p++;
-        if (p < end && IS_DIGIT(*p))
-            return fail_at(d, p, "invalid number (leading zero)");
-    } else if (p < end && IS_DIGIT(*p)) {
-        do {
-            if (ndig < 19) {
-                m = m * 10 + (uint64_t)(*p - '0');
-                ndig++;
-            } else {
-                exp10++; /* digit dropped: the value is m * 10^exp10 */
-                inexact = 1;
-            }
-            p++;
-        } while (p < end && IS_DIGIT(*p));
-    } else {
-        return fail_at(d, p, "invalid number");
-    }
-    if (p < end && *p == '.') {
-        p++;
-        is_int = 0;
-        if (p >= end || !IS_DIGIT(*p))
-            return fail_at(d, p, "invalid number");
-        do {
-            if (ndig < 19) {
-                if (m != 0 || *p != '0') {
-                    m = m * 10 + (uint64_t)(*p - '0');
-                    ndig++;
-                }
-                exp10--;
-            } else if (*p != '0') {
-                inexact = 1;
-            }
-            p++;
-        } while (p < end && IS_DIGIT(*p));
-    }
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        long e = 0;
-        int eneg = 0;
-        p++;
-        is_int = 0;
-        if (p < end && (*p == '+' || *p == '-')) {
-            eneg = *p == '-';
-            p++;
-        }
-        if (p >= end || !IS_DIGIT(*p))
-            return fail_at(d, p, "invalid number");
-        do {
-            if (e < 100000) /* saturate: far beyond any double */
-                e = e * 10 + (*p - '0');
-            p++;
-        } while (p < end && IS_DIGIT(*p));
-        exp10 += eneg ? -e : e;
-    }
-    d->p = p;
-
-    if (is_int && !inexact) {
+    psg_json_number n;
+    int rc = psg_json_number_scan(d->p, d->end, d->scratch, &n);
+    if (rc < 0)
+        return fail_memory(d);
+    if (rc == 0)
+        return fail_at(d, n.failed, n.why);
+    d->p = n.end;
 #if PSG_HAS_INTEGERS
-        if (!neg && m <= (uint64_t)LUA_MAXINTEGER) {
-            lua_pushinteger(L, (lua_Integer)m);
-            return 1;
-        }
-        if (neg && m != 0 && m - 1 <= (uint64_t)LUA_MAXINTEGER) {
-            /* -(m-1)-1 reaches the minimum integer without overflow */
-            lua_pushinteger(L, -(lua_Integer)(m - 1) - 1);
-            return 1;
-        }
-#endif
-        /* "-0" stays a float so its sign survives; big integers round once */
-        v = (double)m;
-        lua_pushnumber(L, (lua_Number)(neg ? -v : v));
-        return 1;
-    }
-    if (m == 0 && !inexact) {
-        lua_pushnumber(L, (lua_Number)(neg ? -0.0 : 0.0));
-        return 1;
-    }
-#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
-    /* Intermediate results are plain doubles, so the fast path is exact. */
-    if (!inexact && m <= ((uint64_t)1 << 53) && exp10 >= -22 && exp10 <= 22) {
-        v = (double)m;
-        v = exp10 < 0 ? v / pow10_exact[-exp10] : v * pow10_exact[exp10];
-        lua_pushnumber(L, (lua_Number)(neg ? -v : v));
+    if (n.is_integer) {
+        lua_pushinteger(d->L, n.integer);
         return 1;
     }
 #endif
-    if (!number_slow(d, start, p, &v))
-        return 0;
-    lua_pushnumber(L, (lua_Number)v);
+    lua_pushnumber(d->L, (lua_Number)n.value);
     return 1;
 }
 
@@ -782,7 +639,7 @@ static int parse_object(dec *d, uint32_t pos)
                 int t = value_type(*d->p);
                 if (t == LUA_TNIL)
                     present &= ~(1u << f); /* null: as absent (last one wins) */
-                else if (t == ck->type[f])
+                else if (ck->type[f] == PSG_JSON_TARRAY ? *d->p == '[' : t == ck->type[f])
                     present |= 1u << f;
                 else
                     d->check_failed = 1;
@@ -1106,9 +963,13 @@ static int decoder_tostring(lua_State *L)
     return 1;
 }
 
-static int option_error(lua_State *L, const char *name, const char *want)
+int psg_json_max_depth_option(lua_State *L, const char *owner)
 {
-    return luaL_error(L, "decoder option '%s' must be %s", name, want);
+    lua_Number n = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+    if (!(n >= 1 && n <= PSG_JSON_MAX_DEPTH_LIMIT) || n != floor(n))
+        return luaL_error(L, "%s option 'max_depth' must be a whole number from 1 to %d", owner,
+                          PSG_JSON_MAX_DEPTH_LIMIT);
+    return (int)n;
 }
 
 /* core.decoder{ keep_null = bool, max_depth = n } */
@@ -1128,18 +989,10 @@ static int decoder_new(lua_State *L)
             name = lua_tostring(L, -2);
             if (strcmp(name, "keep_null") == 0) {
                 if (lua_type(L, -1) != LUA_TBOOLEAN)
-                    return option_error(L, name, "a boolean");
+                    return luaL_error(L, "decoder option 'keep_null' must be a boolean");
                 opts.keep_null = lua_toboolean(L, -1);
             } else if (strcmp(name, "max_depth") == 0) {
-                lua_Number n;
-                if (lua_type(L, -1) != LUA_TNUMBER)
-                    return option_error(
-                        L, name, "a whole number from 1 to " PSG_STR(PSG_JSON_MAX_DEPTH_LIMIT));
-                n = lua_tonumber(L, -1);
-                if (!(n >= 1 && n <= PSG_JSON_MAX_DEPTH_LIMIT) || n != floor(n))
-                    return option_error(
-                        L, name, "a whole number from 1 to " PSG_STR(PSG_JSON_MAX_DEPTH_LIMIT));
-                opts.max_depth = (int)n;
+                opts.max_depth = psg_json_max_depth_option(L, "decoder");
             } else {
                 return luaL_error(L, "unknown decoder option '%s'", name);
             }

@@ -49,12 +49,16 @@ typedef struct psg_json_shapes psg_json_shapes;
  * keys, or a hash collision with another position, can make it fail objects
  * a check of the final tables would pass, never the other way round. */
 #define PSG_JSON_CHECK_MAX 32
+/* A checked field's type "array": a table the decoder made from a JSON
+ * array (metatable array_mt), where "table" takes an object too. */
+#define PSG_JSON_TARRAY 64
+
 typedef struct psg_json_check {
     uint32_t pos;
     int n;
     const char *name[PSG_JSON_CHECK_MAX]; /* anchored by the check's owner */
     size_t len[PSG_JSON_CHECK_MAX];
-    signed char type[PSG_JSON_CHECK_MAX]; /* LUA_TSTRING, LUA_TNUMBER, ... */
+    signed char type[PSG_JSON_CHECK_MAX]; /* LUA_TSTRING, LUA_TNUMBER, ..., PSG_JSON_TARRAY */
     unsigned char optional[PSG_JSON_CHECK_MAX];
 } psg_json_check;
 
@@ -102,6 +106,11 @@ void psg_json_push_array_mt(lua_State *L);
 /* The decode-time check of a core.checker(fields, path) closure at idx, or
  * NULL for anything else (json_check.c). */
 const psg_json_check *psg_json_check_at(lua_State *L, int idx);
+
+/* The max_depth option at the top of the stack, checked (a whole number
+ * from 1 to PSG_JSON_MAX_DEPTH_LIMIT; else raises, naming `owner`'s option):
+ * the one rule for core.decoder and core.transport. */
+int psg_json_max_depth_option(lua_State *L, const char *owner);
 /* Sets core.checker on the table at the top of the stack. */
 void psg_json_check_register(lua_State *L);
 

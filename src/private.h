@@ -3,6 +3,7 @@
  * object a file, as the Lua face shows them:
  *   core.c       luaopen_passage_core, core.now_ms
  *   segment.c    core.segment: an id as a URL path segment
+ *   sockets.c    a transport's sockets as libcurl and a host reactor see them
  *   transport.c  a libcurl multi handle: core.transport(opts)
  *   request.c    a libcurl easy handle: transport:start(...) -> request
  *   headers.c    a libcurl header list: transport:headers(array)
@@ -80,8 +81,30 @@ enum { PSG_END_NONE = 0, PSG_END_CANCELLED, PSG_END_TRANSPORT_CLOSED };
 /* One recorded socket state, the last one libcurl asked for on that fd. */
 typedef struct psg_sockchange {
     curl_socket_t fd;
-    int what; /* CURL_POLL_IN / OUT / INOUT / REMOVE */
+    int what;  /* CURL_POLL_IN / OUT / INOUT / REMOVE; in `retired`: reported */
+    int host;  /* hosted, retired: the host's descriptor for fd */
+    int owned; /* hosted, retired: host is a duplicate of the transport's */
 } psg_sockchange;
+
+/* A list of sockets with a state each. */
+typedef struct psg_socklist {
+    psg_sockchange *at;
+    size_t n, cap;
+} psg_socklist;
+
+/* A transport's sockets (sockets.c):
+ *   watch    every socket libcurl wants watched now (the transport's own
+ *            poll() loop uses it)
+ *   changes  the last state asked for per fd since a host last read them
+ *   hosted   libcurl's sockets a host reactor holds, each with the
+ *            descriptor the host was given (a duplicate)
+ *   retired  host descriptors whose socket ended: reported "remove" at the
+ *            next socket_changes(), closed at the host's call after that */
+typedef struct psg_sockets {
+    psg_socklist watch, changes, hosted, retired;
+    int reactor; /* a host reads socket_changes() */
+    int lost;    /* a change could not be recorded (out of memory) */
+} psg_sockets;
 
 struct psg_transport {
     CURLM *multi;
@@ -119,16 +142,8 @@ struct psg_transport {
     psg_buf spare[PSG_SPARE_BUFS];
     int n_spare;
 
-    /* What CURLMOPT_SOCKETFUNCTION / TIMERFUNCTION reported: the changes
-     * since a host last asked (socket_changes), and every socket libcurl
-     * wants watched now, which the transport's own loop (perform, wait)
-     * polls. */
-    psg_sockchange *changes;
-    size_t n_changes, cap_changes;
-    int changes_lost; /* a change could not be recorded (out of memory) */
-    psg_sockchange *socks;
-    size_t n_socks, cap_socks;
-    int socks_lost;         /* a socket could not be recorded (out of memory) */
+    /* What libcurl's socket callbacks reported (sockets.c). */
+    psg_sockets sockets;
     struct pollfd *pollfds; /* scratch for poll(), cap_pollfds entries */
     size_t cap_pollfds;
     int timer_set;
@@ -158,6 +173,11 @@ struct psg_request {
     char content_type[PSG_CONTENT_TYPE_MAX];
     int has_content_type;
     char errbuf[CURL_ERROR_SIZE];
+    /* Why header_cb refused the reply's framing (a static message), so that
+     * it ends as a "network" error whatever libcurl would make of it;
+     * bad_status_line when it was the status line: no status then. */
+    const char *malformed;
+    int bad_status_line;
 
     /* Gathered from the easy handle when the transfer ended. */
     CURLcode code;
@@ -195,12 +215,41 @@ void psg_transport_link_finished(psg_transport *tr, psg_request *r);
 /* Room to record n sockets, so that libcurl's socket
  * callback need not allocate; 0 when out of memory. */
 int psg_transport_reserve_sockets(psg_transport *tr, size_t n);
+/* CURLOPT_OPENSOCKETFUNCTION of every transfer (data: the transport). */
+curl_socket_t psg_transport_open_socket(void *transport, curlsocktype purpose,
+                                        struct curl_sockaddr *address);
 /* Lets libcurl act on its due timer: a transfer just added is connected or
  * sent now, without waiting for the next perform(). C only; never blocks. */
 void psg_transport_kick(psg_transport *tr);
 /* Drops the anchor of r from the transport at tr_idx (never allocates, so it
  * cannot raise). */
 void psg_transport_unanchor(lua_State *L, int tr_idx, psg_request *r);
+
+/* sockets.c */
+/* Room for n sockets in the lists libcurl's callbacks write, so that they
+ * need not allocate; 0 when out of memory. */
+int psg_sockets_reserve(psg_sockets *s, size_t n);
+/* libcurl's socket callback: fd should be watched for what (CURL_POLL_*). */
+void psg_sockets_want(psg_sockets *s, curl_socket_t fd, int what);
+/* Stops the transport's own loop watching fd (poll() said it is invalid). */
+void psg_sockets_unwatch(psg_sockets *s, curl_socket_t fd);
+/* libcurl's open-socket callback: a new socket (close-on-exec). */
+curl_socket_t psg_sockets_open(psg_sockets *s, int family, int type, int protocol);
+/* Closes the retired host descriptors whose "remove" a host has read: at
+ * every call of the host into the transport. */
+void psg_sockets_close_reported(psg_sockets *s);
+/* After a turn of the transport's own loop: drops changes nobody reads. */
+void psg_sockets_forget_changes(psg_sockets *s);
+/* The transport closed every socket: the host hears "remove" for each. */
+void psg_sockets_all_closed(psg_sockets *s);
+/* socket_changes(): pushes { { fd =, events = }, ... } in the host's
+ * descriptors and records what the host now knows. Raises when out of
+ * memory, losing nothing. */
+int psg_sockets_push_changes(lua_State *L, psg_sockets *s);
+/* libcurl's socket for a host descriptor, or CURL_SOCKET_BAD. */
+curl_socket_t psg_sockets_from_host(const psg_sockets *s, int fd);
+/* Closes every host descriptor and frees the lists. */
+void psg_sockets_free(psg_sockets *s);
 
 /* request.c */
 void psg_request_register(lua_State *L);

@@ -32,6 +32,8 @@
  *   request:close(), __gc, __close (5.4): cancel if in flight and release
  *                         the memory now. response() still returns a
  *                         response that was read before; otherwise raises.
+ *   request:size():       body bytes received so far (what response()
+ *                         would decode; 0 once it was read)
  *   tostring(request):    "passage.request: GET in flight" / "... done" /
  *                         "passage.request: closed"
  *
@@ -134,11 +136,47 @@ static int header_is(const char *line, size_t len, const char *name, size_t name
     return len > name_len && line[name_len] == ':' && strncasecmp(line, name, name_len) == 0;
 }
 
+/* Whether the transfer runs over TLS, where ALPN may have chosen HTTP/2 and
+ * libcurl then writes an "HTTP/2" status line of its own. */
+static int over_tls(const psg_request *r)
+{
+    char *scheme = NULL;
+    return r->easy != NULL && curl_easy_getinfo(r->easy, CURLINFO_SCHEME, &scheme) == CURLE_OK &&
+           scheme != NULL && strcasecmp(scheme, "https") == 0;
+}
+
+/* A Content-Length value: digits, blanks around them, nothing else (libcurl
+ * would read "12abc" as 12). */
+static int is_length(const char *v, size_t len)
+{
+    size_t i = 0, digits = 0;
+    while (i < len && (v[i] == ' ' || v[i] == '\t'))
+        i++;
+    for (; i < len && v[i] >= '0' && v[i] <= '9'; i++)
+        digits++;
+    while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == '\r' || v[i] == '\n'))
+        i++;
+    return digits > 0 && i == len;
+}
+
+/* Ends the transfer on a reply whose framing the cosocket transport refuses
+ * too (lua/passage/cosocket/http1.lua), so that both give one verdict:
+ * returning short makes libcurl stop. */
+static size_t refuse(psg_request *r, const char *why)
+{
+    r->malformed = why;
+    return 0;
+}
+
 static size_t header_cb(char *line, size_t size, size_t nitems, void *userdata)
 {
     psg_request *r = (psg_request *)userdata;
     size_t len = size * nitems;
     if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+        if (!(len >= 7 && memcmp(line, "HTTP/1.", 7) == 0) && !over_tls(r)) {
+            r->bad_status_line = 1;
+            return refuse(r, "the reply is not HTTP/1.x");
+        }
         /* A new response begins (after a 1xx, or a retry on a fresh
          * connection): only the final one's headers count. */
         r->has_retry_after = r->has_content_type = 0;
@@ -149,6 +187,8 @@ static size_t header_cb(char *line, size_t size, size_t nitems, void *userdata)
         copy_value(r->content_type, sizeof r->content_type, line + 13, len - 13);
         r->has_content_type = 1;
     } else if (header_is(line, len, "content-length", 14)) {
+        if (!is_length(line + 15, len - 15))
+            return refuse(r, "bad Content-Length in the response");
         presize_body(r, line + 15, len - 15);
     }
     return len;
@@ -159,7 +199,10 @@ static size_t header_cb(char *line, size_t size, size_t nitems, void *userdata)
 static void gather_info(psg_request *r)
 {
     long v = 0;
-    if (curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &v) == CURLE_OK)
+    /* No final status: interim (1xx) answers only, or a refused status
+     * line, count as none, as on the cosocket transport. */
+    if (curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &v) == CURLE_OK && v >= 200 &&
+        !r->bad_status_line)
         r->status = v;
     v = 0;
     if (curl_easy_getinfo(r->easy, CURLINFO_REQUEST_SIZE, &v) == CURLE_OK)
@@ -243,6 +286,12 @@ static void detach(lua_State *L, int idx, psg_request *r)
 static int l_done(lua_State *L)
 {
     lua_pushboolean(L, check_request(L, 1)->done);
+    return 1;
+}
+
+static int l_size(lua_State *L)
+{
+    psg_pushwhole(L, (long long)check_request(L, 1)->body.len);
     return 1;
 }
 
@@ -339,6 +388,8 @@ static const char *kind_of(const psg_request *r)
 {
     if (r->ended)
         return "cancelled";
+    if (r->malformed != NULL)
+        return "network";
     if (r->too_large || r->code == CURLE_FILESIZE_EXCEEDED || over_libcurl_limit(r))
         return "too_large";
     switch (r->code) {
@@ -396,10 +447,14 @@ static void push_message(lua_State *L, const psg_request *r)
         lua_pushliteral(L, "request cancelled");
     else if (r->ended == PSG_END_TRANSPORT_CLOSED)
         lua_pushliteral(L, "transport closed while the request was in flight");
-    else if (r->too_large || r->code == CURLE_FILESIZE_EXCEEDED)
-        lua_pushfstring(L, "response body larger than max_response_bytes (%f)",
-                        (lua_Number)r->max_body);
-    else if (over_libcurl_limit(r))
+    else if (r->malformed != NULL)
+        lua_pushstring(L, r->malformed);
+    else if (r->too_large || r->code == CURLE_FILESIZE_EXCEEDED) {
+        /* Whole, as the option is: Lua 5.4's "%f" would write 16777216.0. */
+        char max[32];
+        snprintf(max, sizeof max, "%lld", (long long)r->max_body);
+        lua_pushfstring(L, "response body larger than max_response_bytes (%s)", max);
+    } else if (over_libcurl_limit(r))
         lua_pushstring(L, was_sent(r) ? "response headers larger than libcurl accepts"
                                       : "request larger than libcurl accepts");
     else if (r->out_of_memory)
@@ -517,6 +572,9 @@ static CURLcode setup_easy(CURL *easy, psg_transport *tr, psg_request *r, const 
         SETOPT(CURLOPT_CAPATH, tr->ca_path);
     SETOPT(CURLOPT_USERAGENT, tr->user_agent);
     SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
+    /* Our sockets: a host reactor's view of them follows their numbers. */
+    SETOPT(CURLOPT_OPENSOCKETFUNCTION, psg_transport_open_socket);
+    SETOPT(CURLOPT_OPENSOCKETDATA, (void *)tr);
     SETOPT(CURLOPT_HTTPHEADER, r->headers->list);
     if (body != NULL || strcmp(r->method, "GET") != 0) {
         if (body != NULL || strcmp(r->method, "DELETE") != 0) {
@@ -536,67 +594,71 @@ static CURLcode setup_easy(CURL *easy, psg_transport *tr, psg_request *r, const 
     } else {
         SETOPT(CURLOPT_HTTPGET, 1L);
     }
-    /* Without zlib libcurl refuses this; plain bodies then still work. */
-    if (rc == CURLE_OK)
-        (void)curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
+    /* No CURLOPT_ACCEPT_ENCODING: neither transport asks for a content
+     * coding or undoes one, so a compressed body the server sends unasked is
+     * a decode error on both (docs/reliability.md). */
     return rc;
 }
 
-int psg_request_start(lua_State *L)
-{
-    static const char *const methods[] = {"GET", "POST", "PATCH", "DELETE", "PUT", NULL};
-    psg_transport *tr = (psg_transport *)luaL_checkudata(L, 1, PSG_TRANSPORT_MT);
-    int m = luaL_checkoption(L, 2, NULL, methods);
-    size_t url_len, body_len = 0;
-    const char *url = luaL_checklstring(L, 3, &url_len);
-    const char *body = NULL;
-    const char *fail = NULL;
-    int n_headers = 0, has_content_type = 0, top, plain = 0;
-    psg_headers *shared = NULL;
-    long timeout_ms = tr->timeout_ms;
-    psg_request *r;
-    CURL *easy = NULL;
-    CURLcode rc;
-    CURLMcode mc;
+static const char *const METHODS[] = {"GET", "POST", "PATCH", "DELETE", "PUT", NULL};
 
-    /* Validation first: nothing is allocated until every argument is good. */
-    if (psg_has_ctl(url, url_len))
-        return luaL_argerror(L, 3, "url contains CR, LF or NUL");
+/* The arguments of transport:start(), checked before anything is made. */
+typedef struct start_args {
+    int method; /* index in METHODS */
+    const char *url;
+    const char *body; /* NULL: none */
+    size_t body_len;
+    psg_headers *shared; /* a header set given; else the array's n_headers */
+    int n_headers, has_content_type;
+    long timeout_ms;
+} start_args;
+
+/* Checks the arguments (raising on a bad one); allocates nothing. */
+static void check_start_args(lua_State *L, const psg_transport *tr, start_args *a)
+{
+    size_t url_len;
+    memset(a, 0, sizeof *a);
+    a->method = luaL_checkoption(L, 2, NULL, METHODS);
+    a->url = luaL_checklstring(L, 3, &url_len);
+    a->timeout_ms = tr->timeout_ms;
+    if (psg_has_ctl(a->url, url_len))
+        luaL_argerror(L, 3, "url contains CR, LF or NUL");
     if (!lua_isnil(L, 4)) {
         psg_headers **box = (psg_headers **)psg_testudata(L, 4, PSG_HEADERS_MT);
         if (box != NULL && *box != NULL)
-            shared = *box;
+            a->shared = *box;
         else
-            n_headers = psg_headers_check(L, 4, &has_content_type);
+            a->n_headers = psg_headers_check(L, 4, &a->has_content_type);
     }
     if (!lua_isnoneornil(L, 5))
-        body = luaL_checklstring(L, 5, &body_len);
+        a->body = luaL_checklstring(L, 5, &a->body_len);
     if (!lua_isnoneornil(L, 6)) {
         lua_Number t = luaL_checknumber(L, 6);
         if (!(t > 0))
-            return luaL_argerror(L, 6, "timeout_ms must be > 0");
-        timeout_ms = t > 2147483647.0 ? 2147483647L : (long)ceil(t);
+            luaL_argerror(L, 6, "timeout_ms must be > 0");
+        a->timeout_ms = t > 2147483647.0 ? 2147483647L : (long)ceil(t);
     }
+}
 
-    /* The userdata owns everything from here on; its finalizer copes with
-     * any partial state. The Lua allocations come first: a finalizer they
-     * run may close the transport, which is checked once they are done,
-     * before any C resource is taken. */
-    r = (psg_request *)psg_newuserdata(L, sizeof *r);
+/* Pushes the request userdata, owning everything from here on (its
+ * finalizer copes with any partial state), and anchors it in the
+ * transport. The Lua allocations come first: a finalizer they run may close
+ * the transport, checked once they are done, before any C resource is
+ * taken. NULL when the transport was closed meanwhile (nothing started). */
+static psg_request *new_request(lua_State *L, psg_transport *tr, const start_args *a)
+{
+    psg_request *r = (psg_request *)psg_newuserdata(L, sizeof *r);
+    int top = lua_gettop(L);
     memset(r, 0, sizeof *r);
-    top = lua_gettop(L);
     luaL_getmetatable(L, PSG_REQUEST_MT);
     lua_setmetatable(L, top);
-    strcpy(r->method, methods[m]);
+    strcpy(r->method, METHODS[a->method]);
     lua_createtable(L, 1, 0); /* { transport } */
     lua_pushvalue(L, 1);
     lua_rawseti(L, -2, 1);
     psg_setuservalue(L, top);
-    if (tr->closed) {
-        /* Closed meanwhile (by a finalizer): nothing was started. */
-        lua_pushnil(L);
-        return 1;
-    }
+    if (tr->closed)
+        return NULL;
     psg_getuservalue(L, 1);
     lua_pushlightuserdata(L, r);
     lua_pushvalue(L, top);
@@ -606,48 +668,78 @@ int psg_request_start(lua_State *L)
     r->max_body = tr->max_response_bytes;
     r->json = tr->json;
     psg_transport_take_buffer(tr, &r->body); /* never raises */
+    return r;
+}
 
-    /* C resources; on failure the anchor is dropped again before raising. */
-    if (shared != NULL) {
-        shared->refs++;
-        r->headers = shared;
-    } else if ((r->headers = psg_headers_build(L, n_headers > 0 ? 4 : 0, n_headers,
-                                               has_content_type)) == NULL) {
-        fail = "out of memory";
+/* The headers, an easy handle set up for the transfer, room for its
+ * sockets, and its place in the multi handle. Returns NULL, or why it
+ * failed; *easy is the handle taken, if any. Never raises. */
+static const char *take_transfer(lua_State *L, psg_transport *tr, psg_request *r,
+                                 const start_args *a, CURL **easy)
+{
+    int plain = 0, get = a->body == NULL && a->method == 0;
+    CURLcode rc;
+    CURLMcode mc;
+    if (a->shared != NULL) {
+        a->shared->refs++;
+        r->headers = a->shared;
+    } else if ((r->headers = psg_headers_build(L, a->n_headers > 0 ? 4 : 0, a->n_headers,
+                                               a->has_content_type)) == NULL) {
+        return "out of memory";
     }
-    if (fail == NULL && (easy = psg_transport_take_easy(tr, &plain)) == NULL)
-        fail = "out of memory";
-    if (fail == NULL) {
-        int get = body == NULL && m == 0;
-        if (plain && get) {
-            rc = setup_plain_get(easy, r, url, timeout_ms);
-        } else {
-            if (plain)
-                curl_easy_reset(easy);
-            rc = setup_easy(easy, tr, r, url, body, body_len, timeout_ms);
-        }
-        plain = 0;
-        if (rc != CURLE_OK)
-            fail = curl_easy_strerror(rc);
-        else
-            r->plain = get;
+    if ((*easy = psg_transport_take_easy(tr, &plain)) == NULL)
+        return "out of memory";
+    if (plain && get) {
+        rc = setup_plain_get(*easy, r, a->url, a->timeout_ms);
+    } else {
+        if (plain)
+            curl_easy_reset(*easy);
+        rc = setup_easy(*easy, tr, r, a->url, a->body, a->body_len, a->timeout_ms);
     }
+    if (rc != CURLE_OK)
+        return curl_easy_strerror(rc);
+    r->plain = get;
     /* A transfer has one socket, two while connecting (happy eyeballs). */
-    if (fail == NULL && !psg_transport_reserve_sockets(tr, 2 * (tr->n_inflight + 1)))
-        fail = "out of memory";
-    if (fail == NULL && (mc = curl_multi_add_handle(tr->multi, easy)) != CURLM_OK)
-        fail = curl_multi_strerror(mc);
-    if (fail != NULL) {
-        if (easy != NULL)
-            psg_transport_put_easy(tr, easy, 0);
-        psg_headers_release(r->headers);
-        r->headers = NULL;
-        r->tr = NULL;
-        r->done = 1;
-        r->closed = 1;
-        psg_transport_unanchor(L, 1, r);
-        return luaL_error(L, "cannot start request: %s", fail);
+    if (!psg_transport_reserve_sockets(tr, 2 * (tr->n_inflight + 1)))
+        return "out of memory";
+    if ((mc = curl_multi_add_handle(tr->multi, *easy)) != CURLM_OK)
+        return curl_multi_strerror(mc);
+    return NULL;
+}
+
+/* Gives back what take_transfer took, drops the anchor and raises. */
+static int fail_start(lua_State *L, psg_transport *tr, psg_request *r, CURL *easy, const char *why)
+{
+    if (easy != NULL)
+        psg_transport_put_easy(tr, easy, 0);
+    psg_headers_release(r->headers);
+    r->headers = NULL;
+    r->plain = 0;
+    r->tr = NULL;
+    r->done = 1;
+    r->closed = 1;
+    psg_transport_unanchor(L, 1, r);
+    return luaL_error(L, "cannot start request: %s", why);
+}
+
+int psg_request_start(lua_State *L)
+{
+    psg_transport *tr = (psg_transport *)luaL_checkudata(L, 1, PSG_TRANSPORT_MT);
+    start_args a;
+    psg_request *r;
+    CURL *easy = NULL;
+    const char *fail;
+    int top;
+
+    check_start_args(L, tr, &a);
+    r = new_request(L, tr, &a);
+    top = lua_gettop(L);
+    if (r == NULL) {
+        lua_pushnil(L);
+        return 1;
     }
+    if ((fail = take_transfer(L, tr, r, &a, &easy)) != NULL)
+        return fail_start(L, tr, r, easy, fail);
     r->easy = easy;
     psg_transport_link_inflight(tr, r);
     /* On the wire now, not at the next perform(): a caller that starts a
@@ -660,11 +752,9 @@ int psg_request_start(lua_State *L)
 
 void psg_request_register(lua_State *L)
 {
-    static const luaL_Reg methods[] = {{"done", l_done},
-                                       {"cancel", l_cancel},
-                                       {"close", l_close},
-                                       {"response", l_response},
-                                       {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"done", l_done},         {"size", l_size},
+                                       {"cancel", l_cancel},     {"close", l_close},
+                                       {"response", l_response}, {NULL, NULL}};
     static const luaL_Reg meta[] = {
         {"__gc", l_gc},
 #if LUA_VERSION_NUM >= 504

@@ -209,69 +209,25 @@ void psg_transport_unanchor(lua_State *L, int tr_idx, psg_request *r)
 
 /* ---- libcurl callbacks: C memory only ----------------------------------- */
 
-/* Index of fd in a socket list, or n when it is not there. */
-static size_t find_socket(const psg_sockchange *list, size_t n, curl_socket_t fd)
-{
-    size_t i;
-    for (i = 0; i < n && list[i].fd != fd; i++)
-        ;
-    return i;
-}
-
-/* Appends (fd, what) to a list, doubling its room when full; 0 when out of
- * memory (the list is then unchanged). */
-static int append_socket(psg_sockchange **list, size_t *n, size_t *cap, curl_socket_t fd, int what)
-{
-    if (*n == *cap) {
-        size_t room = *cap ? *cap * 2 : 8;
-        psg_sockchange *p = (psg_sockchange *)realloc(*list, room * sizeof *p);
-        if (p == NULL)
-            return 0;
-        *list = p;
-        *cap = room;
-    }
-    (*list)[*n].fd = fd;
-    (*list)[*n].what = what;
-    (*n)++;
-    return 1;
-}
-
 int psg_transport_reserve_sockets(psg_transport *tr, size_t n)
 {
-    psg_sockchange *p;
-    if (n <= tr->cap_socks)
-        return 1;
-    p = (psg_sockchange *)realloc(tr->socks, n * sizeof *p);
-    if (p == NULL)
-        return 0;
-    tr->socks = p;
-    tr->cap_socks = n;
-    return 1;
+    return psg_sockets_reserve(&tr->sockets, n);
 }
 
 static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
-    psg_transport *tr = (psg_transport *)userp;
-    size_t i;
     (void)easy;
     (void)socketp;
-    /* The host's view: the last state asked for per fd since it last read. */
-    i = find_socket(tr->changes, tr->n_changes, fd);
-    if (i < tr->n_changes)
-        tr->changes[i].what = what;
-    else if (!append_socket(&tr->changes, &tr->n_changes, &tr->cap_changes, fd, what))
-        tr->changes_lost = 1; /* reported by socket_changes() */
-    /* The transport's own view: every socket to watch now. */
-    i = find_socket(tr->socks, tr->n_socks, fd);
-    if (what == CURL_POLL_REMOVE) {
-        if (i < tr->n_socks)
-            tr->socks[i] = tr->socks[--tr->n_socks];
-    } else if (i < tr->n_socks) {
-        tr->socks[i].what = what;
-    } else if (!append_socket(&tr->socks, &tr->n_socks, &tr->cap_socks, fd, what)) {
-        tr->socks_lost = 1; /* reported by perform() and wait() */
-    }
+    psg_sockets_want(&((psg_transport *)userp)->sockets, fd, what);
     return 0;
+}
+
+curl_socket_t psg_transport_open_socket(void *transport, curlsocktype purpose,
+                                        struct curl_sockaddr *address)
+{
+    (void)purpose;
+    return psg_sockets_open(&((psg_transport *)transport)->sockets, address->family,
+                            address->socktype, address->protocol);
 }
 
 /* libcurl gives a relative delay; keep a deadline so timer_ms() can answer
@@ -423,8 +379,9 @@ static void drive(lua_State *L, psg_transport *tr, int wait_ms)
     size_t i, n, n_finished;
     int ready, running;
     CURLMcode mc;
-    if (tr->socks_lost) {
-        tr->socks_lost = 0;
+    psg_sockets_close_reported(&tr->sockets);
+    if (tr->sockets.lost && !tr->sockets.reactor) {
+        tr->sockets.lost = 0;
         luaL_error(L, "out of memory recording the sockets of transfers");
     }
     n_finished = tr->n_finished;
@@ -436,18 +393,19 @@ static void drive(lua_State *L, psg_transport *tr, int wait_ms)
     multi_check(L, mc, "curl_multi_socket_action");
     if (tr->n_finished > n_finished)
         wait_ms = 0;
-    n = tr->n_socks;
+    n = tr->sockets.watch.n;
     if (n > tr->cap_pollfds) {
-        struct pollfd *p = (struct pollfd *)realloc(tr->pollfds, tr->cap_socks * sizeof *p);
+        size_t room = tr->sockets.watch.cap;
+        struct pollfd *p = (struct pollfd *)realloc(tr->pollfds, room * sizeof *p);
         if (p == NULL)
             luaL_error(L, "out of memory polling the sockets of transfers");
         tr->pollfds = p;
-        tr->cap_pollfds = tr->cap_socks;
+        tr->cap_pollfds = room;
     }
-    /* A copy: the actions below change tr->socks. */
+    /* A copy: the actions below change the watch list. */
     for (i = 0; i < n; i++) {
-        int what = tr->socks[i].what;
-        tr->pollfds[i].fd = tr->socks[i].fd;
+        int what = tr->sockets.watch.at[i].what;
+        tr->pollfds[i].fd = tr->sockets.watch.at[i].fd;
         tr->pollfds[i].events =
             (short)(((what & CURL_POLL_IN) ? POLLIN : 0) | ((what & CURL_POLL_OUT) ? POLLOUT : 0));
         tr->pollfds[i].revents = 0;
@@ -463,9 +421,7 @@ static void drive(lua_State *L, psg_transport *tr, int wait_ms)
         if (revents & POLLNVAL) {
             /* Closed without a word from libcurl: stop watching it, or
              * every poll() would return at once. */
-            size_t at = find_socket(tr->socks, tr->n_socks, tr->pollfds[i].fd);
-            if (at < tr->n_socks)
-                tr->socks[at] = tr->socks[--tr->n_socks];
+            psg_sockets_unwatch(&tr->sockets, tr->pollfds[i].fd);
         }
         mc = curl_multi_socket_action(tr->multi, tr->pollfds[i].fd, select_bits(revents), &running);
         if (mc != CURLM_OK && mc != CURLM_CALL_MULTI_PERFORM) {
@@ -475,9 +431,7 @@ static void drive(lua_State *L, psg_transport *tr, int wait_ms)
     }
     mc = run_due_timer(tr);
     collect_finished(tr);
-    /* Hosts that drive with perform() and wait() never read socket changes;
-     * drop them so the list stays short. */
-    tr->n_changes = 0;
+    psg_sockets_forget_changes(&tr->sockets);
     multi_check(L, mc, "curl_multi_socket_action");
 }
 
@@ -508,12 +462,10 @@ static void transport_close(lua_State *L, int idx, psg_transport *tr)
     if (tr->multi != NULL)
         curl_multi_cleanup(tr->multi);
     tr->multi = NULL;
-    free(tr->changes);
-    tr->changes = NULL;
-    tr->n_changes = tr->cap_changes = 0;
-    free(tr->socks);
-    tr->socks = NULL;
-    tr->n_socks = tr->cap_socks = 0;
+    psg_sockets_all_closed(&tr->sockets);
+    /* The socket lists stay: a host reactor still reads its "remove"s from
+     * socket_changes(), and the sockets it watched close after that (or at
+     * __gc). */
     free(tr->pollfds);
     tr->pollfds = NULL;
     tr->cap_pollfds = 0;
@@ -538,6 +490,7 @@ static int l_gc(lua_State *L)
 {
     psg_transport *tr = check_transport(L, 1);
     transport_close(L, 1, tr);
+    psg_sockets_free(&tr->sockets);
     psg_json_shapes_free(tr->shapes);
     tr->shapes = NULL;
     return 0;
@@ -624,50 +577,22 @@ static int l_wait(lua_State *L)
     return 2;
 }
 
-static const char *events_name(int what)
-{
-    switch (what) {
-    case CURL_POLL_IN:
-        return "in";
-    case CURL_POLL_OUT:
-        return "out";
-    case CURL_POLL_INOUT:
-        return "inout";
-    default:
-        return "remove";
-    }
-}
-
 static int l_socket_changes(lua_State *L)
 {
-    psg_transport *tr = check_transport(L, 1);
-    size_t i;
-    if (tr->changes_lost) {
-        tr->changes_lost = 0;
-        return luaL_error(L, "out of memory recording socket changes");
-    }
-    lua_createtable(L, (int)tr->n_changes, 0);
-    /* Each change is copied before the allocations that follow: a finalizer
-     * they run may close the transport, which empties the list. */
-    for (i = 0; i < tr->n_changes; i++) {
-        psg_sockchange c = tr->changes[i];
-        lua_createtable(L, 0, 2);
-        psg_pushwhole(L, (long long)c.fd);
-        lua_setfield(L, -2, "fd");
-        lua_pushstring(L, events_name(c.what));
-        lua_setfield(L, -2, "events");
-        lua_rawseti(L, -2, (int)i + 1);
-    }
-    /* Cleared only once the whole answer exists, so a memory error while
-     * building it loses nothing. */
-    tr->n_changes = 0;
-    return 1;
+    return psg_sockets_push_changes(L, &check_transport(L, 1)->sockets);
 }
 
 static int l_timer_ms(lua_State *L)
 {
     psg_transport *tr = check_transport(L, 1);
     double left;
+    if (!tr->closed && tr->n_finished > 0) {
+        /* Finished already (within start(), or during a wait for another
+         * request): the host must come back at once to collect it, though
+         * no socket and no libcurl timer will wake it. */
+        psg_pushwhole(L, 0);
+        return 1;
+    }
     if (tr->closed || !tr->timer_set) {
         psg_pushwhole(L, -1);
         return 1;
@@ -699,9 +624,19 @@ static int l_socket_action(lua_State *L)
         tr->timer_set = 0;
     }
     luaL_checkstack(L, 4, "passage.transport");
+    psg_sockets_close_reported(&tr->sockets);
     if (tr->closed) {
         lua_newtable(L);
         return 1;
+    }
+    if (fd != CURL_SOCKET_TIMEOUT && tr->sockets.reactor) {
+        /* The host's descriptor is a duplicate: act on libcurl's. A stale
+         * one (its socket ended since) has nothing left to do. */
+        fd = psg_sockets_from_host(&tr->sockets, (int)fd);
+        if (fd == CURL_SOCKET_BAD) {
+            collect_finished(tr);
+            return push_finished(L, tr, 1);
+        }
     }
     multi_check(L, curl_multi_socket_action(tr->multi, fd, mask, &running),
                 "curl_multi_socket_action");
@@ -718,6 +653,9 @@ typedef struct parsed_opts {
     int skip_tls_verify, keep_null, max_depth;
 } parsed_opts;
 
+/* A number option, as the C type it goes into takes it. Its limits are
+ * passage.options' (users.new checks them once); this only keeps the C
+ * conversion defined. */
 static lua_Number opt_whole(lua_State *L, const char *name, lua_Number max)
 {
     lua_Number n;
@@ -725,8 +663,11 @@ static lua_Number opt_whole(lua_State *L, const char *name, lua_Number max)
         luaL_error(L, "transport option '%s' must be a number (got %s)", name,
                    luaL_typename(L, -1));
     n = lua_tonumber(L, -1);
-    if (!(n >= 0 && n <= max) || n != floor(n))
-        luaL_error(L, "transport option '%s' must be a whole number from 0 to %f", name, max);
+    if (!(n >= 0 && n <= max) || n != floor(n)) {
+        char top[32];
+        snprintf(top, sizeof top, "%.0f", (double)max);
+        luaL_error(L, "transport option '%s' must be a whole number from 0 to %s", name, top);
+    }
     return n;
 }
 
@@ -753,8 +694,56 @@ static int opt_bool(lua_State *L, const char *name)
     return lua_toboolean(L, -1);
 }
 
-/* Validates the options table at idx. Strings point into the table, which
- * the caller keeps on the stack until they are copied. */
+/* The names core.transport takes, in the order of the enum below: the one
+ * list parse_opts reads and names in its error for an unknown option
+ * (spec/transport_spec.lua compares it with passage.options.TRANSPORT). */
+static const char *const OPTION_NAMES[] = {"connect_timeout_ms",
+                                           "timeout_ms",
+                                           "max_response_bytes",
+                                           "max_host_connections",
+                                           "max_depth",
+                                           "ca_file",
+                                           "ca_path",
+                                           "user_agent",
+                                           "unsafe_skip_tls_verify",
+                                           "keep_null",
+                                           NULL};
+enum {
+    OPT_CONNECT_TIMEOUT_MS,
+    OPT_TIMEOUT_MS,
+    OPT_MAX_RESPONSE_BYTES,
+    OPT_MAX_HOST_CONNECTIONS,
+    OPT_MAX_DEPTH,
+    OPT_CA_FILE,
+    OPT_CA_PATH,
+    OPT_USER_AGENT,
+    OPT_UNSAFE_SKIP_TLS_VERIFY,
+    OPT_KEEP_NULL
+};
+
+/* The index of option name k in OPTION_NAMES; raises for an unknown one,
+ * listing the known ones. */
+static int option_index(lua_State *L, const char *k)
+{
+    luaL_Buffer b;
+    int i;
+    for (i = 0; OPTION_NAMES[i] != NULL; i++)
+        if (strcmp(k, OPTION_NAMES[i]) == 0)
+            return i;
+    luaL_buffinit(L, &b);
+    lua_pushfstring(L, "unknown transport option '%s' (known: ", k);
+    luaL_addvalue(&b);
+    for (i = 0; OPTION_NAMES[i] != NULL; i++) {
+        luaL_addstring(&b, OPTION_NAMES[i]);
+        luaL_addstring(&b, OPTION_NAMES[i + 1] != NULL ? ", " : ")");
+    }
+    luaL_pushresult(&b);
+    return lua_error(L);
+}
+
+/* Reads the options table at idx (names and C types: the limits of each
+ * are passage.options', checked once by users.new). Strings point into the
+ * table, which the caller keeps on the stack until they are copied. */
 static void parse_opts(lua_State *L, int idx, parsed_opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -767,28 +756,38 @@ static void parse_opts(lua_State *L, int idx, parsed_opts *o)
         if (lua_type(L, -2) != LUA_TSTRING)
             luaL_error(L, "transport option names must be strings (got %s)", luaL_typename(L, -2));
         k = lua_tostring(L, -2);
-        if (strcmp(k, "connect_timeout_ms") == 0)
+        switch (option_index(L, k)) {
+        case OPT_CONNECT_TIMEOUT_MS:
             o->connect_timeout_ms = (long)opt_whole(L, k, 2147483647.0);
-        else if (strcmp(k, "timeout_ms") == 0)
+            break;
+        case OPT_TIMEOUT_MS:
             o->timeout_ms = (long)opt_whole(L, k, 2147483647.0);
-        else if (strcmp(k, "max_response_bytes") == 0)
+            break;
+        case OPT_MAX_RESPONSE_BYTES:
             o->max_response_bytes = (curl_off_t)opt_whole(L, k, 9007199254740992.0);
-        else if (strcmp(k, "max_host_connections") == 0)
+            break;
+        case OPT_MAX_HOST_CONNECTIONS:
             o->max_host_connections = (long)opt_whole(L, k, 2147483647.0);
-        else if (strcmp(k, "max_depth") == 0)
-            o->max_depth = (int)opt_whole(L, k, 2147483647.0);
-        else if (strcmp(k, "ca_file") == 0)
+            break;
+        case OPT_MAX_DEPTH:
+            o->max_depth = psg_json_max_depth_option(L, "transport");
+            break;
+        case OPT_CA_FILE:
             o->ca_file = opt_string(L, k);
-        else if (strcmp(k, "ca_path") == 0)
+            break;
+        case OPT_CA_PATH:
             o->ca_path = opt_string(L, k);
-        else if (strcmp(k, "user_agent") == 0)
+            break;
+        case OPT_USER_AGENT:
             o->user_agent = opt_string(L, k);
-        else if (strcmp(k, "unsafe_skip_tls_verify") == 0)
+            break;
+        case OPT_UNSAFE_SKIP_TLS_VERIFY:
             o->skip_tls_verify = opt_bool(L, k);
-        else if (strcmp(k, "keep_null") == 0)
+            break;
+        default: /* OPT_KEEP_NULL */
             o->keep_null = opt_bool(L, k);
-        else
-            luaL_error(L, "unknown transport option '%s'", k);
+            break;
+        }
         lua_pop(L, 1);
     }
 }

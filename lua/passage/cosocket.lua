@@ -17,9 +17,10 @@
 --     ssl_client_hello, where nginx has cosockets but cannot wait for or
 --     end a light thread. Outside nginx: false.
 --
---   cosocket.new(opts) -> transport; the names are those of core.transport,
---   and as there the defaults are passage.options' (which passes every
---   value); an absent option means none:
+--   cosocket.new(opts) -> transport; the names are those of core.transport
+--   (passage.options.TRANSPORT), and as there the defaults and limits are
+--   passage.options' (which passes every value; only names and types are
+--   checked here); an absent option means none:
 --     connect_timeout_ms    whole >= 0 (absent or 0: the exchange's own)
 --     timeout_ms            whole >= 0: the whole exchange when start()
 --                           gives no limit (absent or 0: none)
@@ -83,30 +84,29 @@
 -- timeout in the background, and what it reads is dropped. Finished
 -- exchanges are released when the starting coroutine waits for them, reads
 -- them through perform(), or ends.
+--
+-- This file is the seam (checks, the objects, start/wait/perform/close and
+-- responses); the rest lives by idea under passage.cosocket.*: http1 (the
+-- bytes of requests and responses), pool (origins, connections, places of
+-- max_host_connections, one exchange over a connection), threads (light
+-- threads and the lists of a transport), deadline (time left and failures).
 local core = require "passage.core"
 
 -- luacheck: read globals ngx
 
 local cosocket = {}
 
-local byte, find, sub, lower, match = string.byte, string.find, string.sub, string.lower, string.match
-local concat = table.concat
+local http1 = require "passage.cosocket.http1"
+local pool = require "passage.cosocket.pool"
+local threads = require "passage.cosocket.threads"
+
+local byte, find, sub = string.byte, string.find, string.sub
 local now_ms = core.now_ms
 local running = coroutine.running
 local huge = math.huge
-
--- Bounds on what a reply may hold before its body, as much as libcurl
--- takes: the status line and headers of one response (interim ones each
--- count on their own), and any one line of them.
-local MAX_HEADER_BYTES = 300 * 1024
-local MAX_HEADER_LINE_BYTES = 100 * 1024
--- The most a single read asks for; nginx returns what it has buffered.
-local READ_MAX = 65536
--- The longest socket timeout given to nginx (an exchange without a time
--- limit waits this long per operation).
-local MAX_TIMER_MS = 2147483647
--- A body up to this size goes out with the headers in one write.
-local INLINE_BODY_MAX = 16384
+local has_ctl = http1.has_ctl
+local wait_until, reap, hand_over = threads.wait_until, threads.reap, threads.hand_over
+local take_finished, cancel = threads.take_finished, threads.cancel
 
 local COSOCKET_PHASES = {
     rewrite = true,
@@ -126,71 +126,13 @@ function cosocket.available()
 end
 
 local METHODS = { GET = true, POST = true, PATCH = true, DELETE = true, PUT = true }
--- Methods that always carry a Content-Length, even 0: some servers answer
--- 411 without one.
-local BODY_METHODS = { POST = true, PATCH = true, PUT = true }
-
--- ---- header sets ---------------------------------------------------------
-
--- The header lines of each set live here, out of the set itself, so that a
--- dumped set (or anything holding one) never shows them.
-local header_blocks = setmetatable({}, { __mode = "k" })
--- Which of the headers the transport adds a set already has.
-local header_flags = setmetatable({}, { __mode = "k" })
-
-local HeaderSet = {
-    __tostring = function()
-        return "passage.headers"
-    end,
-    __metatable = "passage.headers",
-}
-
-local function has_ctl(s)
-    return find(s, "[\r\n%z]") ~= nil
-end
-
-local function new_header_set(list, level)
-    if type(list) ~= "table" then
-        error("passage.cosocket: headers must be an array of strings (got " .. type(list) .. ")",
-            level + 1)
-    end
-    local lines = {}
-    local user_agent = false
-    for i = 1, #list do
-        local h = list[i]
-        if type(h) ~= "string" then
-            error("passage.cosocket: header " .. i .. " is not a string", level + 1)
-        end
-        -- The message never quotes the header: it may carry a secret.
-        if has_ctl(h) then
-            error("passage.cosocket: header " .. i .. " contains CR, LF or NUL", level + 1)
-        end
-        if lower(sub(h, 1, 11)) == "user-agent:" then
-            user_agent = true
-        end
-        lines[i] = h
-    end
-    lines[#lines + 1] = ""
-    local set = setmetatable({}, HeaderSet)
-    header_blocks[set] = concat(lines, "\r\n")
-    header_flags[set] = user_agent
-    return set
-end
 
 -- ---- options --------------------------------------------------------------
 
-local OPTION_TYPES = {
-    connect_timeout_ms = "whole",
-    timeout_ms = "whole",
-    max_response_bytes = "whole",
-    max_host_connections = "whole",
-    max_depth = "whole",
-    ca_file = "string",
-    ca_path = "string",
-    user_agent = "string",
-    unsafe_skip_tls_verify = "boolean",
-    keep_null = "boolean",
-}
+-- Names and types only, from the one list both transports take; the
+-- limits of each are passage.options' (users.new checks them once). A
+-- string goes into the request's head, so a CR, LF or NUL in it raises.
+local OPTION_TYPES = require("passage.options").TRANSPORT
 
 local function check_options(opts)
     if opts == nil then
@@ -204,12 +146,7 @@ local function check_options(opts)
         if not want then
             error("passage.cosocket: unknown transport option '" .. tostring(k) .. "'", 3)
         end
-        if want == "whole" then
-            if type(v) ~= "number" or v < 0 or v ~= math.floor(v) or v == huge then
-                error("passage.cosocket: transport option '" .. k .. "' must be a whole number >= 0",
-                    3)
-            end
-        elseif type(v) ~= want then
+        if type(v) ~= want then
             error("passage.cosocket: transport option '" .. k .. "' must be a " .. want
                 .. " (got " .. type(v) .. ")", 3)
         elseif want == "string" and has_ctl(v) then
@@ -240,9 +177,8 @@ function cosocket.new(opts)
         error("passage.cosocket: nginx's Lua module is not loaded (no ngx.socket)", 2)
     end
     local decoder_opts = { keep_null = o.keep_null == true }
-    if o.max_depth and o.max_depth > 0 then
-        decoder_opts.max_depth = o.max_depth
-    end
+    -- The decoder's own rule for its depth, as core.transport applies it.
+    decoder_opts.max_depth = o.max_depth
     local max_host = o.max_host_connections or 0
     return setmetatable({
         ngx = n,
@@ -276,7 +212,7 @@ end
 
 function Transport:headers(list)
     check_open(self, 2)
-    return new_header_set(list, 2)
+    return http1.header_set(list, 2)
 end
 
 -- A closed transport is inert rather than an error, as the libcurl one is
@@ -311,679 +247,51 @@ function Request:done()
     return self.is_done
 end
 
--- Where and how to connect for "scheme://authority", or nil, why.
-local function origin_of(self, prefix, scheme, authority)
-    local o = self.origins[prefix]
-    if o then
-        return o
-    end
-    if find(authority, "@", 1, true) then
-        return nil, "user names and passwords in the URL are not supported"
-    end
-    local host, port = match(authority, "^(%[[%x:.]+%])(.*)$")
-    if not host then
-        host, port = match(authority, "^([^:]+)(.*)$")
-    end
-    if not host then
-        return nil, "no host in the URL"
-    end
-    local tls = scheme == "https"
-    if port == "" then
-        port = tls and 443 or 80
-    else
-        port = tonumber(match(port, "^:(%d+)$"))
-        if not port or port < 1 or port > 65535 then
-            return nil, "bad port in the URL"
-        end
-    end
-    -- One pool per destination and connection settings: a connection that
-    -- was set up without verification is never handed to a client that
-    -- wants it, and each max_host_connections has its own limit.
-    local key = "passage:" .. host .. ":" .. port
-    if tls then
-        key = key .. (self.tls_verify and ":tls" or ":tls-unverified")
-    end
-    if self.max_host_connections > 0 then
-        key = key .. ":" .. self.max_host_connections
-    end
-    local pool = { pool = key }
-    -- New connections only: nothing is ever put back into this pool.
-    local fresh = { pool = key .. ":new" }
-    if self.max_host_connections > 0 then
-        pool.pool_size = self.max_host_connections
-    end
-    o = {
-        key = key,
-        host = host,
-        port = port,
-        tls = tls,
-        -- Host names go out for SNI and are checked against the
-        -- certificate; so are IP addresses (nginx compares them with the
-        -- certificate's names).
-        server_name = host,
-        host_line = "Host: " .. authority .. "\r\n",
-        pool = pool,
-        fresh = fresh,
-    }
-    self.origins[prefix] = o
-    return o
-end
-
--- ---- the exchange (runs in the request's light thread) -----------------------
-
--- Ends req with a failure of `kind`.
-local function fail(req, kind, message)
-    req.kind = kind
-    req.message = message
-    return false
-end
-
-local function timeout_message(what, req)
-    return "timed out " .. what .. " after " .. math.floor(now_ms() - req.started_ms + 0.5) .. " ms"
-end
-
--- The time left for the exchange, in whole milliseconds, at least 1 (and
--- at most what nginx's timers take); or nil when it is over.
-local function time_left(req)
-    local left = req.deadline - now_ms()
-    if left < 1 then
-        return nil
-    end
-    return left < MAX_TIMER_MS and math.ceil(left) or MAX_TIMER_MS
-end
-
--- What a cosocket error means: kind and message.
-local function io_failure(req, err, what)
-    if err == "timeout" then
-        return fail(req, "timeout", timeout_message(what, req))
-    end
-    return fail(req, "network", what .. ": " .. tostring(err))
-end
-
--- One read of whatever has arrived (up to `max` bytes), bounded by the time
--- left for the exchange. Returns data, or nil, err.
-local function read_some(sock, req, max)
-    local left = time_left(req)
-    if not left then
-        return nil, "timeout"
-    end
-    sock:settimeout(left)
-    return sock:receiveany(max)
-end
-
--- Connects (taking a kept-alive connection when `pool` has one) and, over
--- TLS, shakes hands on a new connection. Returns sock, reused, or nil after
--- fail().
-local function connect(self, req, o, pool)
-    local ngx = self.ngx
-    local left = time_left(req)
-    if not left then
-        return nil, fail(req, "timeout", timeout_message("connecting", req))
-    end
-    local sock = ngx.socket.tcp()
-    local ct = self.connect_timeout_ms
-    if ct == 0 or ct > left then
-        ct = left
-    end
-    sock:settimeouts(ct, left, left)
-    local ok, err = sock:connect(o.host, o.port, pool)
-    if not ok then
-        local where = o.host .. ":" .. o.port
-        if err == "timeout" then
-            return nil, fail(req, "timeout", timeout_message("connecting to " .. where, req))
-        end
-        return nil, fail(req, "connect", "could not connect to " .. where .. ": " .. err)
-    end
-    local reused = sock:getreusedtimes()
-    if reused == 0 then
-        req.connects = req.connects + 1
-    end
-    if o.tls and reused == 0 then
-        left = time_left(req)
-        if not left then
-            sock:close()
-            return nil, fail(req, "timeout", timeout_message("in the TLS handshake", req))
-        end
-        sock:settimeouts(ct < left and ct or left, left, left)
-        ok, err = sock:sslhandshake(false, o.server_name, self.tls_verify)
-        if not ok then
-            sock:close()
-            if err == "timeout" then
-                return nil, fail(req, "timeout", timeout_message("in the TLS handshake", req))
-            end
-            local hint = self.uses_ca_options and
-                " (nginx trusts the CAs of lua_ssl_trusted_certificate; ca_file and ca_path are not used)"
-                or ""
-            return nil, fail(req, "tls", "TLS handshake with " .. o.host .. ":" .. o.port .. " failed: "
-                .. tostring(err) .. hint)
-        end
-    end
-    return sock, reused > 0
-end
-
--- The first byte after the blank line ending the header block that starts
--- at `from`, or nil when it has not arrived yet. (Lines may end in LF
--- alone; the search stops at the first blank line, not the body's end.)
-local function header_end(buf, from)
-    local _, e = find(buf, "\n\r?\n", from)
-    return e and e + 1
-end
-
--- Reads one response head from buf (more arriving on sock as needed).
--- Returns status, version minor, rest of buf after the head, the head's
--- own bounds; or nil after fail(). Interim (1xx) responses are skipped.
-local function read_head(sock, req, buf)
-    local from = 1
-    while true do
-        local stop = header_end(buf, from)
-        if stop and stop - from > MAX_HEADER_BYTES then
-            return nil, fail(req, "too_large", "response headers larger than "
-                .. MAX_HEADER_BYTES .. " bytes")
-        elseif stop then
-            local minor, status = match(buf, "^HTTP/1%.(%d) (%d%d%d)[^\n]*\n", from)
-            status = tonumber(status)
-            if not status or status < 100 then
-                return nil, fail(req, "network", "the reply is not HTTP/1.x")
-            end
-            if status >= 200 then
-                return status, minor, buf, from, stop
-            end
-            from = stop -- interim: the final response follows
-        else
-            if #buf - from + 1 > MAX_HEADER_BYTES then
-                -- The status is known, as libcurl knows it.
-                local status = tonumber(match(buf, "^HTTP/1%.%d (%d%d%d)", from))
-                if status and status >= 200 then
-                    req.status = status
-                end
-                return nil, fail(req, "too_large", "response headers larger than "
-                    .. MAX_HEADER_BYTES .. " bytes")
-            end
-            if #buf >= from + 4 and sub(buf, from, from + 4) ~= "HTTP/" then
-                return nil, fail(req, "network", "the reply is not HTTP/1.x")
-            end
-            local data, err = read_some(sock, req, READ_MAX)
-            if not data then
-                return nil, io_failure(req, err, "receiving the response headers")
-            end
-            buf = (from == 1 and buf or sub(buf, from)) .. data
-            from = 1
-        end
-    end
-end
-
--- The headers the exchange needs, from the head buf[from, stop). Sets
--- req.retry_after and req.content_type; returns true, content_length
--- (string or nil), chunked, close (the connection cannot be reused); or
--- false after fail().
-local function parse_headers(req, buf, from, stop)
-    local length, chunked, close = nil, false, false
-    local pos = find(buf, "\n", from, true) + 1
-    while pos < stop do
-        local eol = find(buf, "\n", pos, true)
-        if eol - pos > MAX_HEADER_LINE_BYTES then
-            return fail(req, "too_large", "a response header line larger than "
-                .. MAX_HEADER_LINE_BYTES .. " bytes")
-        end
-        local colon = find(buf, ":", pos, true)
-        if colon and colon < eol then
-            local n = colon - pos
-            -- Only names of the lengths of interest are looked at.
-            if n == 10 or n == 11 or n == 12 or n == 14 or n == 17 then
-                local name = lower(sub(buf, pos, colon - 1))
-                local value = match(sub(buf, colon + 1, eol - 1), "^[ \t]*(.-)[ \t\r]*$")
-                if name == "content-length" then
-                    if length and length ~= value then
-                        return fail(req, "network", "conflicting Content-Length headers")
-                    end
-                    length = value
-                elseif name == "transfer-encoding" then
-                    chunked = find(lower(value), "chunked%s*$") ~= nil
-                    if not chunked then
-                        close = true -- another coding: the body runs to the close
-                    end
-                elseif name == "connection" then
-                    if find(lower(value), "close", 1, true) then
-                        close = true
-                    end
-                elseif name == "retry-after" then
-                    req.retry_after = value
-                elseif name == "content-type" then
-                    req.content_type = value
-                end
-            end
-        end
-        pos = eol + 1
-    end
-    return true, length, chunked, close
-end
-
--- Appends bytes to the body pieces, minding the cap. Returns false after
--- fail() when the body outgrows it.
-local function take(self, req, pieces, data)
-    local size = req.body_size + #data
-    local max = self.max_response_bytes
-    if max > 0 and size > max then
-        return fail(req, "too_large", "response body larger than max_response_bytes (" .. max .. ")")
-    end
-    pieces[#pieces + 1] = data
-    req.body_size = size
-    return true
-end
-
-local function too_large(self, req)
-    return fail(req, "too_large", "response body larger than max_response_bytes ("
-        .. self.max_response_bytes .. ")")
-end
-
--- A body of `length` bytes; `rest` is what arrived with the head.
--- Returns body, extra (bytes beyond it arrived) or nil after fail().
-local function read_length(self, sock, req, rest, length)
-    local max = self.max_response_bytes
-    if max > 0 and length > max then
-        return nil, too_large(self, req)
-    end
-    if #rest >= length then
-        req.body_size = length
-        if #rest == length then
-            return rest, false
-        end
-        return sub(rest, 1, length), true
-    end
-    local pieces = {}
-    if rest ~= "" then
-        pieces[1] = rest
-    end
-    local got = #rest
-    while got < length do
-        -- Never past the body: whatever follows is not read.
-        local want = length - got
-        local data, err = read_some(sock, req, want < READ_MAX and want or READ_MAX)
-        if not data then
-            req.body_size = got
-            return nil, io_failure(req, err, "receiving the response body")
-        end
-        pieces[#pieces + 1] = data
-        got = got + #data
-    end
-    req.body_size = got
-    return concat(pieces), false
-end
-
--- A body that ends when the server closes the connection.
-local function read_to_close(self, sock, req, rest)
-    local pieces = {}
-    if rest ~= "" and not take(self, req, pieces, rest) then
-        return nil
-    end
-    while true do
-        local data, err = read_some(sock, req, READ_MAX)
-        if not data then
-            if err == "closed" then
-                return concat(pieces)
-            end
-            return nil, io_failure(req, err, "receiving the response body")
-        end
-        if not take(self, req, pieces, data) then
-            return nil
-        end
-    end
-end
-
--- A chunked body. The size lines and trailers are parsed from `buf`, which
--- grows from the socket when a line is incomplete; chunk data is gathered
--- into pieces. Returns body, extra, or nil after fail().
-local function read_chunked(self, sock, req, buf)
-    local pieces = {}
-    local pos = 1
-    local max = self.max_response_bytes
-    local total = 0
-    -- Returns the next line (without its end) or nil after fail().
-    local function line()
-        while true do
-            local eol = find(buf, "\n", pos, true)
-            if eol then
-                local l = sub(buf, pos, byte(buf, eol - 1) == 13 and eol - 2 or eol - 1)
-                pos = eol + 1
-                return l
-            end
-            if #buf - pos > 4096 then
-                return nil, fail(req, "network", "malformed chunked body")
-            end
-            local data, err = read_some(sock, req, READ_MAX)
-            if not data then
-                return nil, io_failure(req, err, "receiving the response body")
-            end
-            buf = sub(buf, pos) .. data
-            pos = 1
-        end
-    end
-    while true do
-        local size_line = line()
-        if not size_line then
-            return nil
-        end
-        local hex = match(size_line, "^%s*(%x+)%s*[;]?")
-        local size = hex and #hex <= 12 and tonumber(hex, 16)
-        if not size then
-            return nil, fail(req, "network", "malformed chunked body")
-        end
-        if size == 0 then
-            -- Trailers, up to the blank line.
-            local n = 0
-            repeat
-                local l = line()
-                if not l then
-                    return nil
-                end
-                n = n + 1
-                if n > 100 then
-                    return nil, fail(req, "network", "malformed chunked body")
-                end
-            until l == ""
-            req.body_size = total
-            return concat(pieces), pos <= #buf
-        end
-        if max > 0 and total + size > max then
-            return nil, too_large(self, req)
-        end
-        -- The chunk's data: what buf holds, then reads.
-        local have = #buf - pos + 1
-        if have >= size then
-            pieces[#pieces + 1] = sub(buf, pos, pos + size - 1)
-            pos = pos + size
-        else
-            if have > 0 then
-                pieces[#pieces + 1] = sub(buf, pos)
-            end
-            local need = size - have
-            while need > 0 do
-                local data, err = read_some(sock, req, need < READ_MAX and need or READ_MAX)
-                if not data then
-                    req.body_size = total + size - need
-                    return nil, io_failure(req, err, "receiving the response body")
-                end
-                pieces[#pieces + 1] = data
-                need = need - #data
-            end
-            buf, pos = "", 1
-        end
-        total = total + size
-        req.body_size = total
-        -- The line end after the data.
-        local l = line()
-        if l ~= "" then
-            return l and nil, l and fail(req, "network", "malformed chunked body")
-        end
-    end
-end
-
--- ---- max_host_connections ------------------------------------------------------
-
--- Per worker, per pool key: the requests whose exchange holds one of the
--- max_host_connections places now, and a semaphore that wakes those
--- waiting for one. (nginx's own pool backlog hands freed connections to
--- its queue one at a time, which serialises a queue; this does not.)
-local places = {}
--- An exchange runs no longer than its deadline and this much; past that
--- its light thread was ended by nginx without a word (the request or timer
--- that started it was over first), and its place (and its request, see
--- sweep()) come free.
-local OVERRUN_GRACE_MS = 1000
-
--- Drops the holders that can no longer be running; returns when the next
--- one would expire.
-local function expire_places(slot, now)
-    local next_expiry = huge
-    for req in pairs(slot.holders) do
-        local expiry = req.deadline + OVERRUN_GRACE_MS
-        if expiry <= now then
-            slot.holders[req] = nil
-            slot.n = slot.n - 1
-        elseif expiry < next_expiry then
-            next_expiry = expiry
-        end
-    end
-    return next_expiry
-end
-
--- Takes a place for req's exchange, waiting (yielding) while all are held.
--- Returns false after fail() when its time ran out first.
-local function take_place(self, req, key)
-    local limit = self.max_host_connections
-    local slot = places[key]
-    if not slot then
-        slot = { holders = {}, n = 0, sema = nil }
-        places[key] = slot
-    end
-    while true do
-        local now = now_ms()
-        local next_expiry = slot.n >= limit and expire_places(slot, now) or huge
-        if slot.n < limit then
-            slot.holders[req] = true
-            slot.n = slot.n + 1
-            req.place = slot
-            return true
-        end
-        local left = time_left(req)
-        if not left then
-            return fail(req, "timeout", timeout_message("waiting for a connection to "
-                .. req.origin.host .. ":" .. req.origin.port, req))
-        end
-        if not slot.sema then
-            slot.sema = require("ngx.semaphore").new()
-        end
-        local wait_ms = next_expiry - now
-        slot.sema:wait((wait_ms < left and wait_ms or left) / 1000)
-    end
-end
-
-local function give_place(req)
-    local slot = req.place
-    if not slot then
-        return
-    end
-    req.place = nil
-    if slot.holders[req] then
-        slot.holders[req] = nil
-        slot.n = slot.n - 1
-    end
-    local sema = slot.sema
-    if sema and sema:count() < 0 then
-        sema:post(1)
-    end
-end
-
--- One try on one connection, sending `wire` (the request's bytes). Returns
--- true when the exchange completed, false after fail(), or "stale" when a
--- kept-alive connection turned out closed before any byte of the answer
--- (sending again on a new one is safe).
-local function try_once(self, req, o, pool, wire)
-    local sock, reused = connect(self, req, o, pool)
-    if not sock then
-        return false
-    end
-    -- A kept-alive connection may have been closed by the server meanwhile:
-    -- then the request goes once more, on a new one; never a POST, whatever
-    -- the pool gave, as it may not go twice.
-    local may_resend = reused and req.method ~= "POST"
-    local ok, err = sock:send(wire)
-    req.sent = true
-    if not ok then
-        sock:close()
-        if may_resend and err ~= "timeout" then
-            return "stale"
-        end
-        return io_failure(req, err, "sending the request")
-    end
-    local buf
-    buf, err = read_some(sock, req, READ_MAX)
-    if not buf then
-        sock:close()
-        if may_resend and (err == "closed" or err == "connection reset by peer") then
-            return "stale"
-        end
-        return io_failure(req, err, "receiving the response headers")
-    end
-    local status, minor, from, stop
-    status, minor, buf, from, stop = read_head(sock, req, buf)
-    if not status then
-        sock:close()
-        return false
-    end
-    req.status = status
-    local parsed, length, chunked, close = parse_headers(req, buf, from, stop)
-    if not parsed then
-        sock:close()
-        return false
-    end
-    if minor == "0" then
-        close = true
-    end
-    local rest = stop <= #buf and sub(buf, stop) or ""
-    local body, extra
-    if status == 204 or status == 304 then
-        body, extra = "", rest ~= ""
-    elseif chunked then
-        body, extra = read_chunked(self, sock, req, rest)
-    elseif length then
-        local n = match(length, "^%d+$") and tonumber(length)
-        if not n then
-            sock:close()
-            return fail(req, "network", "bad Content-Length in the response")
-        end
-        body, extra = read_length(self, sock, req, rest, n)
-    else
-        close = true
-        body = read_to_close(self, sock, req, rest)
-    end
-    if not body then
-        sock:close()
-        return false
-    end
-    req.body = body
-    -- A connection of the pool of new ones is never kept: the next POST
-    -- would find it there.
-    if close or extra or pool == o.fresh then
-        sock:close()
-    else
-        sock:setkeepalive()
-    end
-    return true
-end
-
-local function run_exchange(self, req, wire)
-    local o = req.origin
-    if self.max_host_connections > 0 and not take_place(self, req, o.key) then
-        return
-    end
-    local result = try_once(self, req, o, req.method == "POST" and o.fresh or o.pool, wire)
-    if result == "stale" then
-        result = try_once(self, req, o, o.fresh, wire)
-        if result == "stale" then
-            fail(req, "network", "the connection closed before the response")
-        end
-    end
-end
-
--- Moves req from in flight to done; the finished list gets it unless it
--- was cancelled. Wakes whoever waits for it.
-local function settle(self, req)
-    if req.is_done then
-        return
-    end
-    req.is_done = true
-    self.requests[req] = nil
-    self.n_inflight = self.n_inflight - 1
-    if not req.cancelled then
-        local f = self.finished
-        f[#f + 1] = req
-        self.n_finished = self.n_finished + 1
-    end
-    local sema = req.sema
-    if sema then
-        local waiting = sema:count()
-        if waiting < 0 then
-            sema:post(-waiting)
-        end
-    end
-    sema = self.any_sema
-    if sema then
-        local waiting = sema:count()
-        if waiting < 0 then
-            sema:post(-waiting)
-        end
-    end
-end
-
--- The light thread of a request. `wire` holds the request's bytes, the
--- Authorization header among them: an argument, so that it is reachable
--- from no table.
-local function exchange(self, req, wire)
-    local ok, err = pcall(run_exchange, self, req, wire)
-    give_place(req)
-    if not ok then
-        self.ngx.log(self.ngx.ERR, "passage.cosocket: exchange failed: ", tostring(err))
-        fail(req, "network", "exchange failed: " .. tostring(err))
-    end
-    if req.cancelled then
-        req.body = nil
-    else
-        settle(self, req)
-    end
-end
-
 -- ---- start ----------------------------------------------------------------------
 
--- A request that failed before any I/O (an unusable URL), done at once.
-local function done_with(self, req, kind, message)
-    fail(req, kind, message)
-    req.is_done = true
-    local f = self.finished
-    f[#f + 1] = req
-    self.n_finished = self.n_finished + 1
-    return req
-end
-
-function Transport:start(method, url, headers, body, timeout_ms)
-    check_transport(self, 2)
-    if self.closed then
-        return nil
-    end
+-- The arguments of start() that need no transport state, checked; raises
+-- at `level`. Returns the header block and set, and the time limit (0:
+-- none).
+local function check_start(self, method, url, headers, body, timeout_ms, level)
     if not METHODS[method] then
         error("passage.cosocket: bad method " .. tostring(method)
-            .. " (GET, POST, PATCH, DELETE or PUT)", 2)
+            .. " (GET, POST, PATCH, DELETE or PUT)", level + 1)
     end
     if type(url) ~= "string" then
-        error("passage.cosocket: url must be a string (got " .. type(url) .. ")", 2)
+        error("passage.cosocket: url must be a string (got " .. type(url) .. ")", level + 1)
     end
     if find(url, "[\r\n%z ]") then
-        error("passage.cosocket: url contains CR, LF, NUL or a space", 2)
+        error("passage.cosocket: url contains CR, LF, NUL or a space", level + 1)
     end
-    local block = headers ~= nil and header_blocks[headers]
-    if headers == nil then
-        block = ""
-    elseif not block then
-        headers = new_header_set(headers, 2)
-        block = header_blocks[headers]
+    local block = ""
+    if headers ~= nil then
+        block = http1.header_block(headers)
+        if not block then
+            headers = http1.header_set(headers, level + 1)
+            block = http1.header_block(headers)
+        end
     end
     if body ~= nil and type(body) ~= "string" then
-        error("passage.cosocket: body must be nil or a string (got " .. type(body) .. ")", 2)
+        error("passage.cosocket: body must be nil or a string (got " .. type(body) .. ")", level + 1)
     end
     local limit = self.timeout_ms
     if timeout_ms ~= nil then
         if type(timeout_ms) ~= "number" or timeout_ms ~= timeout_ms or timeout_ms <= 0 then
-            error("passage.cosocket: timeout_ms must be a number > 0", 2)
+            error("passage.cosocket: timeout_ms must be a number > 0", level + 1)
         end
         limit = math.ceil(timeout_ms)
     end
-    local ngx = self.ngx
-    local phase = ngx.get_phase()
+    local phase = self.ngx.get_phase()
     if not COSOCKET_PHASES[phase] then
-        error("passage.cosocket: cosockets are not available in nginx's " .. phase .. " phase", 2)
+        error("passage.cosocket: cosockets are not available in nginx's " .. phase .. " phase",
+            level + 1)
     end
+    return block, headers, limit
+end
+
+local function new_request(self, method, limit)
     local now = now_ms()
-    local req = setmetatable({
+    return setmetatable({
         transport = self,
         method = method,
         started_ms = now,
@@ -1009,15 +317,19 @@ function Transport:start(method, url, headers, body, timeout_ms)
         connects = 0,
         place = nil, -- of max_host_connections, while held
     }, Request)
+end
+
+-- The origin of url and the request target (path and query, without a
+-- fragment); or nil, why when the URL cannot be used.
+local function parse_url(self, url)
     local _, e, scheme, authority = find(url, "^(%a[%w+.-]*)://([^/?#]*)")
     if not e or (scheme ~= "http" and scheme ~= "https") then
-        return done_with(self, req, "connect", "unsupported URL (http:// or https:// expected)")
+        return nil, "unsupported URL (http:// or https:// expected)"
     end
-    local o, why = origin_of(self, sub(url, 1, e), scheme, authority)
+    local o, why = pool.origin_of(self, sub(url, 1, e), scheme, authority)
     if not o then
-        return done_with(self, req, "connect", why)
+        return nil, why
     end
-    req.origin = o
     local target = sub(url, e + 1)
     local hash = find(target, "#", 1, true)
     if hash then
@@ -1028,112 +340,28 @@ function Transport:start(method, url, headers, body, timeout_ms)
     elseif byte(target) == 63 then -- "?"
         target = "/" .. target
     end
-    local ua = header_flags[headers] and "" or self.user_agent_line
-    local length = ""
-    if body or BODY_METHODS[method] then
-        length = "Content-Length: " .. (body and #body or 0) .. "\r\n"
+    return o, target
+end
+
+function Transport:start(method, url, headers, body, timeout_ms)
+    check_transport(self, 2)
+    if self.closed then
+        return nil
     end
-    local head = method .. " " .. target .. " HTTP/1.1\r\n" .. o.host_line .. ua .. block .. length .. "\r\n"
-    local wire
-    if body == nil or body == "" then
-        wire = head
-    elseif #body <= INLINE_BODY_MAX then
-        wire = head .. body
-    else
-        wire = { head, body }
+    local block, set, limit = check_start(self, method, url, headers, body, timeout_ms, 2)
+    local req = new_request(self, method, limit)
+    local o, target = parse_url(self, url)
+    if not o then
+        return threads.done_with(self, req, "connect", target)
     end
-    self.requests[req] = true
-    self.n_inflight = self.n_inflight + 1
-    if req.deadline + OVERRUN_GRACE_MS < self.next_expiry then
-        self.next_expiry = req.deadline + OVERRUN_GRACE_MS
-    end
-    req.parent = running()
-    local thread, err = ngx.thread.spawn(exchange, self, req, wire)
-    if not thread then
-        self.requests[req] = nil
-        self.n_inflight = self.n_inflight - 1
-        error("passage.cosocket: cannot start the exchange: " .. tostring(err), 2)
-    end
-    req.thread = thread
-    return req
+    req.origin = o
+    local _, has_user_agent = http1.header_block(set)
+    local wire = http1.request_bytes(method, target, o.host_line,
+        has_user_agent and "" or self.user_agent_line, block, body)
+    return threads.spawn(self, req, wire, 2)
 end
 
 -- ---- waiting ------------------------------------------------------------------------
-
--- In flight past its deadline and a grace: a light thread nginx ended
--- without a word (the request or timer that started it was over first,
--- with ngx.exit, say). Done, so that no one waits for it forever. Returns
--- how long a wait may last before the next one could be found.
-local function sweep(self)
-    local now = now_ms()
-    if now >= self.next_expiry then
-        local next_expiry = huge
-        for req in pairs(self.requests) do
-            local expiry = req.deadline + OVERRUN_GRACE_MS
-            if expiry <= now then
-                req.kind = "cancelled"
-                req.message = "nginx ended the exchange: the request or timer that started it was over"
-                give_place(req)
-                settle(self, req)
-            elseif expiry < next_expiry then
-                next_expiry = expiry
-            end
-        end
-        self.next_expiry = next_expiry
-    end
-    return self.next_expiry - now
-end
-
--- Waits on `sema` (posted as exchanges finish) until `req` is done (with
--- no req: until any request finished, or none is in flight) or timeout_ms
--- has passed, waking in time for sweep() to find an exchange nginx ended.
-local function wait_until(self, sema, timeout_ms, req)
-    local deadline = now_ms() + timeout_ms
-    while true do
-        local until_sweep = sweep(self)
-        local left = deadline - now_ms()
-        local done
-        if req then
-            done = req.is_done
-        else
-            done = self.finished[1] ~= nil or self.n_inflight == 0
-        end
-        if done or left <= 0 then
-            return
-        end
-        local ms = left < until_sweep and left or until_sweep
-        sema:wait((ms > 1 and ms or 1) / 1000)
-    end
-end
-
--- Lets the light thread of req go, when this coroutine is the one that
--- spawned it: nginx keeps a finished thread until its parent waits for it,
--- kills it or ends. Killing one that still runs (an exchange cancelled from
--- another coroutine) ends it, and nginx closes its connection.
-local function reap(self, req)
-    local thread = req.thread
-    if thread and req.parent == running() then
-        req.thread = nil
-        return self.ngx.thread.kill(thread) == 1
-    end
-    return false
-end
-
--- Takes req off the finished list (handed over).
-local function hand_over(self, req)
-    if req.handed or req.cancelled or not req.is_done then
-        return
-    end
-    req.handed = true
-    self.n_finished = self.n_finished - 1
-    local f = self.finished
-    for i = #f, 1, -1 do
-        if f[i] == req then
-            table.remove(f, i)
-            break
-        end
-    end
-end
 
 local function check_ms(ms, level)
     if type(ms) ~= "number" or ms ~= ms or ms < 0 then
@@ -1175,25 +403,6 @@ function Transport:wait(req, timeout_ms, keep)
     return req.is_done, self.n_finished
 end
 
--- The finished requests not handed over yet, handed over now.
-local function take_finished(self)
-    local f = self.finished
-    if f[1] == nil then
-        return {}
-    end
-    self.finished = {}
-    self.n_finished = 0
-    local me = running()
-    for i = 1, #f do
-        local req = f[i]
-        req.handed = true
-        if req.thread and req.parent == me then
-            reap(self, req)
-        end
-    end
-    return f
-end
-
 function Transport:perform(timeout_ms)
     check_transport(self, 2)
     timeout_ms = timeout_ms == nil and 0 or check_ms(timeout_ms, 2)
@@ -1215,21 +424,6 @@ function Transport:perform(timeout_ms)
         end
     end
     return take_finished(self)
-end
-
--- Ends req early: done, kind "cancelled", off every list.
-local function cancel(self, req, message)
-    if req.is_done then
-        return
-    end
-    req.cancelled = true
-    req.kind = "cancelled"
-    req.message = message
-    req.body = nil
-    if reap(self, req) then -- ended the exchange now (this coroutine may)
-        give_place(req)
-    end
-    settle(self, req)
 end
 
 function Transport:close()

@@ -32,6 +32,8 @@
 --       body, checked, decode_error, raw, body_size, connects } (once; the
 --       request is released)
 --   request:close()              ends a transfer still running
+--   request:size() (optional)    the body bytes received: a budgeted poll
+--       leaves a response whose decode would not fit for the next one
 -- and for hosts with their own reactor (libcurl only): socket_changes(),
 -- timer_ms(), socket_action(fd, events).
 --
@@ -76,6 +78,8 @@ function engine.new(transports, reactor, policy, redact)
         policy = policy,
         redact = redact,
         in_flight = {},   -- transport request -> handle
+        arrived = {},     -- finished transfers not settled yet (poll's max_ms)
+        ms_per_byte = 1 / 1e6, -- what settling has cost (about 1 ms a MB to start)
         backing_off = {}, -- handles waiting for their next attempt
         finished = {},    -- the host's queue: started handles not yet polled
         closed = false,
@@ -109,7 +113,9 @@ local function finish(self, h, value, err)
     if sink == nil then
         sink = self.finished
     end
-    if sink then
+    if type(sink) == "function" then
+        sink(h) -- a walk's or a bulk job's own (never raises)
+    elseif sink then
         sink[#sink + 1] = h
     end
 end
@@ -140,7 +146,18 @@ local function attempt(self, h, now)
     self.in_flight[req] = h
 end
 
--- sink: nil for the host's queue, false for none, or a list to append to.
+-- Tells an attached event loop (passage.loop.*) that the sockets or the
+-- timer may have changed outside its own callbacks: a call was started, or
+-- the client closed.
+local function wake(self)
+    local hook = self.wake
+    if hook then
+        hook()
+    end
+end
+
+-- sink: nil for the host's queue, false for none, a list to append to, or
+-- a function called with the handle (which must not raise).
 function Engine:start(call, sink)
     local now = now_ms()
     -- Every field a handle can get is named here, the nil ones too: the
@@ -162,6 +179,7 @@ function Engine:start(call, sink)
         last_err = nil,
     }, Handle)
     attempt(self, h, now)
+    wake(self)
     return h
 end
 
@@ -248,15 +266,74 @@ local function collect(self, h, req)
     end
 end
 
-local function collect_all(self, done)
-    local in_flight = self.in_flight
-    for i = 1, #done do
-        local req = done[i]
+-- Transfers that finished are settled (decoded) in arrival order. A
+-- budget ({ ends = ms, settled = n }, from poll's max_ms) stops settling
+-- once its time is spent, after at least one: the rest wait in
+-- self.arrived, ahead of what arrives later, and timer_ms() says 0 so a
+-- reactor host comes back for them.
+-- Whether settling `req` now would overrun the budget: its time is spent,
+-- or the response's expected cost (its size at the rate settling has
+-- cost so far, the collector's share included) does not fit in what is
+-- left. The first response of a budget always goes.
+local function over_budget(self, budget, req)
+    if budget.settled == 0 then
+        return false
+    end
+    local now = now_ms()
+    if now >= budget.ends then
+        return true
+    end
+    local size = req.size and req:size()
+    return size ~= nil and now + size * self.ms_per_byte > budget.ends
+end
+
+-- Settles one arrived request within a budget, learning what a byte costs.
+local function settle_within(self, budget, h, req)
+    local size = req.size and req:size()
+    local t = now_ms()
+    collect(self, h, req)
+    if size and size > 4096 then -- small answers are mostly fixed cost
+        local rate = (now_ms() - t) / size
+        self.ms_per_byte = self.ms_per_byte * 0.75 + rate * 0.25
+    end
+    budget.settled = budget.settled + 1
+end
+
+local function settle_arrived(self, budget)
+    local arrived, in_flight = self.arrived, self.in_flight
+    local n, i = #arrived, 1
+    while i <= n do
+        local req = arrived[i]
         local h = in_flight[req]
-        if h then
+        if h and budget and over_budget(self, budget, req) then
+            break
+        end
+        arrived[i] = false
+        i = i + 1
+        if h and budget then
+            settle_within(self, budget, h, req)
+        elseif h then
             collect(self, h, req)
         end
     end
+    -- Drop what was settled (a settle may have appended more meanwhile).
+    local left, k = {}, 0
+    for j = i, #arrived do
+        k = k + 1
+        left[k] = arrived[j]
+    end
+    self.arrived = left
+end
+
+local function collect_all(self, done, budget)
+    if done[1] == nil then
+        return
+    end
+    local arrived = self.arrived
+    for i = 1, #done do
+        arrived[#arrived + 1] = done[i]
+    end
+    settle_arrived(self, budget)
 end
 
 -- Starts the attempts whose backoff is over; returns ms to the next one.
@@ -286,15 +363,19 @@ local function start_due(self)
 end
 
 -- One turn: start due retries, let the transports work for at most
--- timeout_ms, settle what finished.
-function Engine:drive(timeout_ms)
+-- timeout_ms, settle what finished (within budget, when given).
+function Engine:drive(timeout_ms, budget)
     local until_due = start_due(self)
     if until_due and until_due < timeout_ms then
         timeout_ms = until_due
     end
+    if self.arrived[1] ~= nil then
+        settle_arrived(self, budget)
+        timeout_ms = 0 -- there is news, or work left for the next turn
+    end
     local transports = self.transports
     if transports[2] == nil then
-        collect_all(self, transports[1].transport:perform(max(0, floor(timeout_ms))))
+        collect_all(self, transports[1].transport:perform(max(0, floor(timeout_ms))), budget)
     else
         -- Wait on the last usable one; the others only turn over.
         local here
@@ -303,14 +384,14 @@ function Engine:drive(timeout_ms)
                 if here then
                     local tr = transports[i].transport
                     if tr:pending() > 0 then
-                        collect_all(self, tr:perform(0))
+                        collect_all(self, tr:perform(0), budget)
                     end
                 else
                     here = transports[i].transport
                 end
             end
         end
-        collect_all(self, here:perform(max(0, floor(timeout_ms))))
+        collect_all(self, here:perform(max(0, floor(timeout_ms))), budget)
     end
     start_due(self)
 end
@@ -328,14 +409,25 @@ local function take_finished(self)
     return out
 end
 
+-- A settling budget of max_ms from now, or nil for none.
+local function budget_of(max_ms)
+    return max_ms and { ends = now_ms() + max_ms, settled = 0 } or nil
+end
+
 -- The host's handles that finished since the last poll. When none has,
 -- drives the transfers until one finishes or timeout_ms has passed (0 never
 -- blocks): activity that finishes nothing of the host's (a walk's page) does
--- not cut the wait short, so a host can sleep out its frame in poll.
-function Engine:poll(timeout_ms)
+-- not cut the wait short, so a host can sleep out its frame in poll. With
+-- max_ms, settling stops once that much time is spent in it (after at
+-- least one response); the rest is settled by the next poll.
+function Engine:poll(timeout_ms, max_ms)
     local deadline = now_ms() + timeout_ms
+    local budget = budget_of(max_ms)
     repeat
-        self:drive(self.finished[1] ~= nil and 0 or deadline - now_ms())
+        self:drive(self.finished[1] ~= nil and 0 or deadline - now_ms(), budget)
+        if budget and budget.settled > 0 and self.arrived[1] ~= nil then
+            break -- the budget is spent: the rest is the next poll's
+        end
     until self.finished[1] ~= nil or self.closed or now_ms() >= deadline
     return take_finished(self)
 end
@@ -398,6 +490,9 @@ end
 -- For hosts with their own reactor: the next timeout is the transport's or
 -- the next retry's, whichever comes first.
 function Engine:timer_ms()
+    if self.arrived[1] ~= nil or self.finished[1] ~= nil then
+        return 0 -- settled work or work to settle: come back at once
+    end
     local t = self.reactor and self.reactor:timer_ms() or -1
     local now = now_ms()
     for _, h in ipairs(self.backing_off) do
@@ -413,10 +508,12 @@ function Engine:socket_changes()
     return self.reactor and self.reactor:socket_changes() or {}
 end
 
-function Engine:socket_action(fd, events)
+function Engine:socket_action(fd, events, max_ms)
+    local budget = budget_of(max_ms)
     start_due(self)
+    settle_arrived(self, budget)
     if self.reactor then
-        collect_all(self, self.reactor:socket_action(fd, events))
+        collect_all(self, self.reactor:socket_action(fd, events), budget)
     end
     start_due(self)
     return take_finished(self)
@@ -457,9 +554,11 @@ function Engine:close()
             finish(self, h, nil, cancelled("client closed"))
         end
     end
+    self.arrived = {}
     for _, t in ipairs(self.transports) do
         t.transport:close()
     end
+    wake(self)
 end
 
 -- Request handles -------------------------------------------------------

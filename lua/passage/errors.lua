@@ -137,7 +137,8 @@ function errors.is_error(v)
 end
 
 -- The error for a finished transfer whose HTTP status is not a success.
--- `response` is the table of passage.core's request:response().
+-- `response` is a request's response() table, the same fields from either
+-- transport (passage.core's libcurl one, passage.cosocket's).
 function errors.from_http(response)
     local body = response.body
     local fields = { status = response.status }
@@ -187,9 +188,9 @@ end
 
 -- Bad arguments --------------------------------------------------------
 -- One style everywhere: a check, however deep, throws with
--- errors.argument; each public function runs its checks under pcall and
--- hands a failure to errors.rethrow, which raises the plain message at the
--- line of the script that called it. So no check counts stack levels.
+-- errors.argument; each public function is an errors.guard, which raises
+-- the plain message at the line of the script that called it. So no check
+-- counts stack levels.
 
 local ArgumentError = {}
 ArgumentError.__tostring = function(e)
@@ -201,15 +202,39 @@ function errors.argument(fmt, ...)
     error(setmetatable({ message = "passage.users: " .. string.format(fmt, ...) }, ArgumentError))
 end
 
--- Raises `v`, caught by pcall in a public function, again: a bad-argument
--- error at the line that called that public function, anything else as it
--- is. Call it from the public function itself (not a tail call): level 3
--- is 1 here, 2 the public function, 3 its caller.
-function errors.rethrow(v)
-    if getmetatable(v) == ArgumentError then
-        error(v.message, 3)
+-- The argument error of another module: errors.argument_in("passage.paginator")
+-- throws "passage.paginator: " .. message. A message already made by
+-- errors.argument keeps its text and takes the new prefix.
+function errors.argument_in(module)
+    local prefix = module .. ": "
+    return function(fmt, ...)
+        local message = string.format(fmt, ...):gsub("^passage%.users: ", "")
+        error(setmetatable({ message = prefix .. message }, ArgumentError))
     end
-    error(v, 0)
+end
+
+-- A public entry made of `fn`: an argument error thrown inside `fn` (at any
+-- depth) is raised again at the line that called the entry; any other
+-- error goes on as it was. One guard for every public function; it passes
+-- on up to four results (a generic for's iterator, state, control and
+-- closing value), with no table per call.
+function errors.guard(fn)
+    return function(...)
+        local ok, a, b, c, d = pcall(fn, ...)
+        if ok then
+            return a, b, c, d
+        end
+        if getmetatable(a) == ArgumentError then
+            error(a.message, 2)
+        end
+        error(a, 0)
+    end
+end
+
+-- The message of an argument error caught with pcall, or nil for any other
+-- error.
+function errors.argument_message(v)
+    return getmetatable(v) == ArgumentError and v.message or nil
 end
 
 return errors

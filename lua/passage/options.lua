@@ -147,6 +147,19 @@ for _, spec in ipairs(options.LIST) do
     BY_NAME[spec.name] = spec
 end
 
+-- The names and types both transports take (core.transport, and
+-- passage.cosocket.new): the transport layer's options, the default time
+-- limit of an exchange, and the decoder's depth (not a client option; its
+-- limits are the decoder's). The transports check a name and its type,
+-- never a limit: those are this file's. The C transport keeps its own list
+-- of the names, which spec/transport_spec.lua compares with this one.
+options.TRANSPORT = { timeout_ms = "number", max_depth = "number" }
+for _, spec in ipairs(options.LIST) do
+    if spec.layer == "transport" then
+        options.TRANSPORT[spec.name] = spec.type
+    end
+end
+
 local function is_whole(v)
     return v == v and v == math.floor(v) and v >= 0 and v < 2 ^ 53
 end

@@ -10,7 +10,8 @@ local retry = {}
 local RETRYABLE_STATUS = { [429] = true, [502] = true, [503] = true, [504] = true }
 local RETRYABLE_KIND = { timeout = true, connect = true, network = true }
 
--- `response` is passage.core's request:response() table.
+-- `response` is a request's response() table, the same fields from either
+-- transport (passage.core's libcurl one, passage.cosocket's).
 -- One rule for every call: a fault worth another attempt is retried when
 -- the call is safe to repeat, or when not one byte of the request was
 -- written (response.sent == false), so the server cannot have acted on it.

@@ -88,7 +88,7 @@ schema.USER = {
 -- @tfield[opt] table _links `first`, `last`, `next`, `previous` and
 -- `self`, each `{ href = "..." }`
 schema.LIST = {
-    users = "table", total_users = "number", page = "number", limit = "number",
+    users = "array", total_users = "number", page = "number", limit = "number",
     created_before = "number",
 }
 
@@ -107,7 +107,26 @@ schema.LIST = {
 -- @tfield string last_login_at when it was last used
 -- @tfield table icons `light` and `dark`, each an SVG as a data URL (absent
 -- when the server sends `null`)
-schema.DEVICES = { devices = "table" }
+schema.DEVICES = { devices = "array" }
+
+-- The type a field declaration names for v: "array" for a decoded JSON
+-- array (an object where the API has an array is an error, not an empty
+-- list), "object" for another table, else type(v).
+local function json_type(v)
+    if type(v) ~= "table" then
+        return type(v)
+    end
+    return getmetatable(v) == core.array_mt and "array" or "object"
+end
+
+-- Whether v has the type `want` of a declaration ("table" takes an array or
+-- an object).
+local function has_type(v, want)
+    if want == "array" then
+        return json_type(v) == "array"
+    end
+    return type(v) == want
+end
 
 -- The first field of `v` that breaks `fields`, as a message; nil when none.
 -- A kept null (keep_null) counts as absent.
@@ -126,9 +145,9 @@ local function wrong_field(what, v, fields)
         want = optional and want:sub(1, -2) or want
         local got = v[name]
         local absent = got == nil or got == core.null
-        if not (absent and optional) and type(got) ~= want then
+        if not (absent and optional) and not has_type(got, want) then
             return string.format("%s field %s: expected %s, got %s", what, name, want,
-                absent and "nothing" or type(got))
+                absent and "nothing" or json_type(got))
         end
     end
 end
@@ -139,6 +158,7 @@ end
 
 local user_ok = core.checker(schema.USER)
 local list_ok = core.checker(schema.LIST)
+local devices_ok = core.checker(schema.DEVICES)
 
 -- What each kind of answer gives the script: read(body, checked) -> value |
 -- nil, err, where checked tells that the decoder ran `check` on every
@@ -177,7 +197,7 @@ schema.results.list = {
 
 schema.results.devices = {
     read = function(body)
-        if type(body) ~= "table" or type(body.devices) ~= "table" then
+        if not devices_ok(body) then
             return nil, decode_error(wrong_field("a devices list", body, schema.DEVICES))
         end
         return body.devices

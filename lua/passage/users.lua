@@ -63,7 +63,7 @@ if core._VERSION ~= users._VERSION then
         users._VERSION, tostring(core._VERSION)))
 end
 
-local argerror, rethrow = errors.argument, errors.rethrow
+local argerror, guard = errors.argument, errors.guard
 local unpack_args = table.unpack or unpack -- luacheck: globals unpack
 
 -- Arguments ---------------------------------------------------------------
@@ -204,7 +204,8 @@ for name, op in pairs(operations) do
         path = path_function(name, op),
         query = type(op.query) == "string" and position(op, op.query) or op.query,
         body = op.body and position(op, op.body),
-        result = schema.results[op.result],
+        result = assert(schema.results[op.result],
+            "operation " .. name .. ": no result " .. tostring(op.result) .. " in passage.schema"),
         idempotent = op.idempotent,
         next = op.next,
     }
@@ -369,13 +370,8 @@ end
 --     api_key = os.getenv "PASSAGE_API_KEY",
 --     timeout_ms = 10000,
 -- }
-function users.new(opts)
-    local ok, client = pcall(new_client, opts)
-    if not ok then
-        rethrow(client)
-    end
-    return client
-end
+-- @function new
+users.new = guard(new_client)
 
 -- A user and password in base_url are secrets: shown as ***.
 local function printable_url(u)
@@ -431,13 +427,9 @@ local function call_of(self, what, name, a, b, c)
 end
 
 for name in pairs(OPS) do
-    Client[name] = function(self, a, b, c)
-        local ok, call = pcall(call_of, self, name, name, a, b, c)
-        if not ok then
-            rethrow(call)
-        end
-        return self.engine:run(call)
-    end
+    Client[name] = guard(function(self, a, b, c)
+        return self.engine:run(call_of(self, name, name, a, b, c))
+    end)
 end
 
 --- Starts an operation without waiting and returns its `Handle`.
@@ -457,13 +449,9 @@ end
 -- local h = client:start("get_user", app_id, user_id)
 -- repeat client:poll(100) until h:done()
 -- local user, err = h:result()
-function Client:start(operation, a, b, c)
-    local ok, call = pcall(call_of, self, "start", operation, a, b, c)
-    if not ok then
-        rethrow(call)
-    end
-    return self.engine:start(call)
-end
+Client.start = guard(function(self, operation, a, b, c)
+    return self.engine:start(call_of(self, "start", operation, a, b, c))
+end)
 
 --- Checks an operation's arguments as its method does, and tells what
 -- request the call would make, without sending anything: for a dry run
@@ -481,49 +469,52 @@ end
 -- @within Calls without waiting
 -- @usage
 -- local ok, problem = pcall(client.check, client, "create_user", app_id, record)
-function Client:check(operation, a, b, c)
-    local ok, call = pcall(call_of, self, "check", operation, a, b, c)
-    if not ok then
-        rethrow(call)
-    end
+Client.check = guard(function(self, operation, a, b, c)
+    local call = call_of(self, "check", operation, a, b, c)
     return { operation = call.operation, method = call.method, url = printable_url(call.url),
         body = call.body }
+end)
+
+-- Whether v is a client made by new (not in the reference).
+function users.is_client(v)
+    return getmetatable(v) == Client
 end
 
--- Not in the reference (internal): as start, for layers over the client
--- that wait for their own handles (passage.paginator), so poll never hands
--- this one out. A script uses start.
-function Client:start_private(operation, a, b, c)
-    local ok, call = pcall(call_of, self, "start_private", operation, a, b, c)
-    if not ok then
-        rethrow(call)
+-- Not in the reference (for layers over the client, as passage.paginator):
+-- starts an operation as `start` does, but its handle finishes into `sink`
+-- (a function called with the handle, which must not raise), never into
+-- the host's poll. Returns nil, err (kind "cancelled") on a closed client;
+-- raises a bad argument as `start` does.
+function users.start_owned(client, sink, operation, a, b, c)
+    if client.engine.closed then
+        return nil, errors.new("cancelled", { operation = operation, message = "client closed" })
     end
-    return self.engine:start(call, false)
+    return client.engine:start(call_of(client, "start", operation, a, b, c), sink)
 end
 
-local function check_bulk(self, calls, opts)
+local function check_bulk(self, what, calls, opts)
     if self.engine.closed then
-        argerror("bulk on a closed client")
+        argerror("%s on a closed client", what)
     end
     if type(calls) ~= "table" then
-        argerror("bulk: expected a list of calls, got %s", type(calls))
+        argerror("%s: expected a list of calls, got %s", what, type(calls))
     end
     local max_in_flight = 16
     if opts ~= nil then
         if type(opts) ~= "table" then
-            argerror("bulk: expected an options table, got %s", type(opts))
+            argerror("%s: expected an options table, got %s", what, type(opts))
         end
         for k in pairs(opts) do
             if k ~= "max_in_flight" and k ~= "progress" then
-                argerror("bulk: unknown option %s", tostring(k))
+                argerror("%s: unknown option %s", what, tostring(k))
             end
         end
         max_in_flight = opts.max_in_flight or max_in_flight
         if not filters.is_whole(max_in_flight) or max_in_flight < 1 then
-            argerror("bulk: max_in_flight must be a whole number >= 1")
+            argerror("%s: max_in_flight must be a whole number >= 1", what)
         end
         if opts.progress ~= nil and type(opts.progress) ~= "function" then
-            argerror("bulk: progress must be a function")
+            argerror("%s: progress must be a function", what)
         end
     end
     local p, prepared = private[self], {}
@@ -532,37 +523,63 @@ local function check_bulk(self, calls, opts)
         local name = type(c) == "table" and c[1]
         local op = type(name) == "string" and OPS[name]
         if not op then
-            argerror("bulk: call %d: unknown operation %s", i, tostring(name))
+            argerror("%s: call %d: unknown operation %s", what, i, tostring(name))
         end
         local ok, call = pcall(prepare, p, op, unpack_args(c, 2))
         if not ok then
-            argerror("bulk: call %d: %s", i, tostring(call):gsub("^passage%.users: ", ""))
+            argerror("%s: call %d: %s", what, i, (tostring(call):gsub("^passage%.users: ", "")))
         end
         prepared[i] = call
     end
     return prepared, max_in_flight
 end
 
---- Runs many calls, a few at a time, and returns every result in input
--- order.
+--- Starts many calls, a few at a time, and returns at once with their
+-- `Job`.
 --
 -- Every call is checked before the first request (a bad one raises, and
--- nothing is sent). One failure does not stop the rest; retries and
--- deadlines apply per call, as for single calls. Its calls never come out
--- of `Client:poll`, and the host's own started calls that finish meanwhile
--- stay queued for its poll.
+-- nothing is sent); the first `max_in_flight` are on the wire when it
+-- returns. The job moves on whenever the client is driven (`Client:poll`,
+-- `Client:socket_action`, an attached loop, a blocking wait): each call
+-- that finishes makes room for the next. One failure does not stop the
+-- rest; retries and deadlines apply per call, as for single calls. Its
+-- calls never come out of `Client:poll`.
 -- @tparam {table,...} calls a list of calls, each `{ operation, args... }`
 -- as `Client:start` takes them
 -- @tparam[opt] table opts
 -- @tparam[opt=16] int opts.max_in_flight how many calls are in flight at
 -- once, at least 1
--- @tparam[opt] func opts.progress called as calls finish, with a table
--- `p`: `p.done` calls finished so far, `p.failed` how many of them failed,
--- `p.total` the number of calls. A hook that raises cancels the calls still
--- running, and its error reaches the caller as it was.
+-- @tparam[opt] func opts.progress called as each call finishes, with a
+-- table `p`: `p.done` calls finished so far, `p.failed` how many of them
+-- failed, `p.total` the number of calls. A hook that raises stops the job
+-- (calls still running are cancelled), and `Job:results` raises its error
+-- as it was.
+-- @treturn Job the job
+-- @raise a bad call or option, with the call's index
+-- @within Calls without waiting
+-- @usage
+-- local job = client:start_bulk(calls, { max_in_flight = 32 })
+-- -- each frame:
+-- client:poll(0, { max_ms = 4 })
+-- if job:done() then handle(job:results()) end
+-- @function Client:start_bulk
+Client.start_bulk = guard(function(self, calls, opts)
+    local prepared, max_in_flight = check_bulk(self, "start_bulk", calls, opts)
+    return bulk.start(self.engine, prepared, max_in_flight, opts and opts.progress)
+end)
+
+--- Runs many calls, a few at a time, and returns every result in input
+-- order: `Client:start_bulk` and a wait for its job.
+--
+-- The other calls of the client (started ones, walks) move on meanwhile;
+-- the host's own started calls that finish stay queued for its poll.
+-- @tparam {table,...} calls a list of calls, each `{ operation, args... }`
+-- as `Client:start` takes them
+-- @tparam[opt] table opts as `Client:start_bulk` takes them
 -- @treturn {table,...} `results[i]` for `calls[i]`: `{ value = v }` or
 -- `{ err = e }`
--- @raise a bad call or option, with the call's index
+-- @raise a bad call or option, with the call's index; a progress hook's
+-- error, as it was
 -- @within Calls without waiting
 -- @usage
 -- local results = client:bulk({
@@ -570,15 +587,33 @@ end
 --     { "deactivate_user", app_id, id2 },
 -- }, { max_in_flight = 32 })
 -- for i, r in ipairs(results) do print(i, r.value or r.err) end
-function Client:bulk(calls, opts)
-    local ok, prepared, max_in_flight = pcall(check_bulk, self, calls, opts)
-    if not ok then
-        rethrow(prepared)
+-- @function Client:bulk
+Client.bulk = guard(function(self, calls, opts)
+    local prepared, max_in_flight = check_bulk(self, "bulk", calls, opts)
+    return bulk.start(self.engine, prepared, max_in_flight, opts and opts.progress):wait()
+end)
+
+-- The settling budget of poll's and socket_action's options table.
+local function check_budget(what, opts)
+    if opts == nil then
+        return nil
     end
-    return bulk.run(self.engine, prepared, max_in_flight, opts and opts.progress)
+    if type(opts) ~= "table" then
+        argerror("%s: expected an options table, got %s", what, type(opts))
+    end
+    for k in pairs(opts) do
+        if k ~= "max_ms" then
+            argerror("%s: unknown option %s", what, tostring(k))
+        end
+    end
+    local max_ms = opts.max_ms
+    if max_ms ~= nil and (type(max_ms) ~= "number" or max_ms ~= max_ms or max_ms < 0) then
+        argerror("%s: max_ms must be a number >= 0", what)
+    end
+    return max_ms
 end
 
-local function check_poll(self, timeout_ms)
+local function check_poll(self, timeout_ms, opts)
     if self.engine.closed then
         argerror("poll on a closed client")
     end
@@ -586,28 +621,42 @@ local function check_poll(self, timeout_ms)
             or timeout_ms < 0) then
         argerror("poll: timeout_ms must be a number >= 0")
     end
+    return check_budget("poll", opts)
 end
+
+-- Not in the reference (for passage.loop.*): checks a { max_ms = } table
+-- as poll does, raising a bad one as `what`'s; returns max_ms.
+users.check_budget = check_budget
 
 --- Drives every transfer of the client and returns the handles of started
 -- calls that finished.
 --
--- When none has finished yet, it waits until one does or `timeout_ms` has
--- passed; work that finishes nothing of the host's (a walk's page, a bulk
--- call) does not cut the wait short, so a game loop can sleep out its
--- frame here. Each handle is returned once. Use either `poll` or the
--- socket interface (`Client:socket_action`) on one client, not both.
+-- Walks (`passage.paginator.start`) and bulk jobs (`Client:start_bulk`)
+-- move on here too. When no started call has finished yet, it waits until
+-- one does or `timeout_ms` has passed; work that finishes nothing of the
+-- host's (a walk's page, a bulk call) does not cut the wait short, so a
+-- game loop can sleep out its frame here. Each handle is returned once.
+--
+-- Decoding responses is most of a poll's work. With `opts.max_ms`, poll
+-- stops decoding once that many milliseconds are spent (after at least
+-- one response) and leaves the rest, as bytes, to the next poll: a game
+-- step's share of the library stays near `max_ms` plus one response's
+-- decode (about 1 ms for a 500-user page).
 -- @tparam[opt=0] number timeout_ms the longest wait, in milliseconds; 0
 -- never blocks
+-- @tparam[opt] table opts `{ max_ms = M }`: the decoding budget of this
+-- poll, in milliseconds
 -- @treturn {Handle,...} the handles that finished (maybe none)
--- @raise a bad timeout or a closed client
+-- @raise a bad timeout or option, or a closed client
 -- @within Calls without waiting
-function Client:poll(timeout_ms)
-    local ok, problem = pcall(check_poll, self, timeout_ms)
-    if not ok then
-        rethrow(problem)
-    end
-    return self.engine:poll(timeout_ms or 0)
-end
+-- @usage
+-- -- in a 50 ms server step: at most about 5 ms of the library's work
+-- for _, h in ipairs(client:poll(0, { max_ms = 5 })) do on_done(h) end
+-- @function Client:poll
+Client.poll = guard(function(self, timeout_ms, opts)
+    local max_ms = check_poll(self, timeout_ms, opts)
+    return self.engine:poll(timeout_ms or 0, max_ms)
+end)
 
 --- How many calls of the client are in flight or waiting to be retried,
 -- started ones and those of walks and bulk runs alike.
@@ -620,35 +669,76 @@ end
 --- The sockets to watch, for a host that runs its own reactor (luv,
 -- cqueues, an engine's epoll) instead of `Client:poll`.
 --
--- The host watches the sockets this returns, calls `Client:socket_action`
--- with a socket when it is ready and without one when `Client:timer_ms`
--- has passed. `examples/reactor.lua` runs it on luasocket's
--- `socket.select`. (libcurl's transport only.)
+-- The protocol, all a host needs (`passage.loop.luv` and
+-- `passage.loop.cqueues` follow it for those loops):
+--
+-- 1. After every call into the client (`Client:start`, `start_bulk`,
+--    `passage.paginator.start`, `Client:socket_action`, a blocking call,
+--    `Client:close`), read `socket_changes` and apply each change: watch
+--    the socket for `"in"`, `"out"` or `"inout"`, or stop watching it on
+--    `"remove"`.
+-- 2. Then arm one timer for `Client:timer_ms` milliseconds (none when it
+--    is -1); 0 means "come back at once".
+-- 3. When a socket is ready, call `Client:socket_action(fd, events)`
+--    (`"err"` when the loop reports an error on it); when the timer fires,
+--    `Client:socket_action()`. Then go to 1.
+--
+-- A socket is never closed before the host has been told `"remove"`: it is
+-- closed at the host's next call into the client, so a loop can always
+-- unregister an open descriptor, and a descriptor number is never reused
+-- before its `"remove"` was read. A call that finishes without any socket
+-- activity (in `start`, or during a blocking call) makes `timer_ms` 0, so
+-- a host that follows the steps never misses it. `Client:poll` and
+-- blocking calls may be mixed with this on one client.
 -- @treturn {table,...} the changes since the last call, the last one per
 -- socket, each `{ fd = n, events = e }` with `e` one of `"in"`, `"out"`,
--- `"inout"` or `"remove"` (stop watching)
+-- `"inout"` or `"remove"` (stop watching); a `"remove"` comes only for a
+-- socket that was reported before
 -- @within Your own reactor
 function Client:socket_changes()
     return self.engine:socket_changes()
 end
 
 --- When to call `Client:socket_action` with no socket: the transport's
--- next timeout or the next retry's, whichever comes first.
+-- next timeout or the next retry's, whichever comes first; 0 while
+-- finished calls wait to be collected or decoded.
 -- @treturn int milliseconds from now, or -1 when no timer is needed
 -- @within Your own reactor
 function Client:timer_ms()
     return self.engine:timer_ms()
 end
 
+local EVENTS = { ["in"] = true, out = true, inout = true, err = true }
+
+local function check_socket_action(fd, events, opts)
+    if fd ~= nil and not (filters.is_whole(fd) and fd >= 0 and fd <= 2147483647) then
+        argerror("socket_action: fd must be a whole number >= 0, got %s", tostring(fd))
+    end
+    if events ~= nil and not EVENTS[events] then
+        argerror("socket_action: events must be \"in\", \"out\", \"inout\" or \"err\", got %s",
+            tostring(events))
+    end
+    if events ~= nil and fd == nil then
+        argerror("socket_action: events without an fd")
+    end
+    return check_budget("socket_action", opts)
+end
+
 --- Lets the client work on a ready socket, or on its timer, and returns the
--- handles of started calls that finished.
+-- handles of started calls that finished. Walks and bulk jobs move on
+-- here too.
 -- @tparam[opt] int fd the ready socket; none for the timer
 -- @tparam[opt] string events what it is ready for: `"in"`, `"out"`,
 -- `"inout"` or `"err"`; none lets libcurl check
+-- @tparam[opt] table opts `{ max_ms = M }`, the decoding budget, as
+-- `Client:poll` takes it
 -- @treturn {Handle,...} the handles that finished (maybe none)
+-- @raise a bad fd, events or option
 -- @within Your own reactor
-function Client:socket_action(fd, events)
-    return self.engine:socket_action(fd, events)
-end
+-- @function Client:socket_action
+Client.socket_action = guard(function(self, fd, events, opts)
+    local max_ms = check_socket_action(fd, events, opts)
+    return self.engine:socket_action(fd, events, max_ms)
+end)
 
 return users

@@ -21,6 +21,8 @@ local function reply(head, body)
 end
 
 local JSON = '{"ok":true}'
+-- JSON, gzip-compressed (made once with Python's gzip.compress, mtime 0).
+local GZIP_JSON = "\31\139\8\0\0\0\0\0\2\3\171\86\202\207\86\178\42\41\42\77\173\5\0\144\95\212\167\11\0\0\0"
 
 local big_headers = {}
 for i = 1, 4000 do
@@ -50,6 +52,34 @@ local REPLIES = {
     ["/two_lengths"] = { reply("HTTP/1.1 200 OK\r\nContent-Length: 11\r\nContent-Length: 12", JSON),
         then_ = "close" },
     ["/silent"] = { "", then_ = "hold" },
+    -- Malformed framing and headers (each must be a network error on both
+    -- transports), an unasked coding, long but legal chunk extensions and
+    -- trailers, and an answer that never gets past its interim responses.
+    ["/no_colon"] = { reply("HTTP/1.1 200 OK\r\nX-Broken header line\r\nContent-Length: " .. #JSON, JSON),
+        then_ = "close" },
+    ["/nul_header"] = { reply("HTTP/1.1 200 OK\r\nX-Nul: a\0b\r\nContent-Length: " .. #JSON, JSON),
+        then_ = "close" },
+    ["/te_gzip"] = { reply("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip", JSON), then_ = "close" },
+    ["/http2_line"] = { reply("HTTP/2 200\r\nContent-Length: " .. #JSON, JSON), then_ = "close" },
+    ["/length_junk"] = { reply("HTTP/1.1 200 OK\r\nContent-Length: 11abc", JSON), then_ = "close" },
+    ["/length_negative"] = { reply("HTTP/1.1 200 OK\r\nContent-Length: -1", JSON), then_ = "close" },
+    ["/content_encoding"] = { reply("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: "
+        .. #GZIP_JSON, GZIP_JSON), then_ = "close" },
+    ["/long_chunk_ext"] = { reply("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked",
+        "b;x=" .. string.rep("e", 10240) .. "\r\n" .. JSON .. "\r\n0\r\n\r\n"), then_ = "close" },
+    ["/many_trailers"] = { reply("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked",
+        "b\r\n" .. JSON .. "\r\n0\r\n" .. string.rep("X-T: 1\r\n", 10000) .. "\r\n"), then_ = "close" },
+    ["/endless_continue"] = { "HTTP/1.1 100 Continue\r\n\r\n", then_ = "interim" },
+    ["/empty_reply"] = { "", then_ = "close" },
+    ["/short_body"] = { reply("HTTP/1.1 200 OK\r\nContent-Length: 50", JSON), then_ = "close" },
+    ["/huge_chunk"] = { reply("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked",
+        "fffffffffffffffffff\r\n{}\r\n0\r\n\r\n"), then_ = "close" },
+    ["/length_and_chunked"] = { reply("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked",
+        "b\r\n" .. JSON .. "\r\n0\r\n\r\n"), then_ = "close" },
+    ["/no_reason"] = { reply("HTTP/1.1 200\r\nContent-Length: " .. #JSON, JSON), then_ = "keep" },
+    ["/head_cut"] = { "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n", then_ = "close" },
+    ["/folded"] = { reply("HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\nContent-Length: " .. #JSON, JSON),
+        then_ = "close" },
 }
 
 -- The path of the request at the start of buf, and the bytes it spans; nil
@@ -72,12 +102,19 @@ function M.serve(port)
     server:settimeout(0)
     local conns = {} -- socket -> { buf, served }
     local second_hangs = 0
+    local streaming = {} -- socket -> true
     while true do
         local watch = { server }
         for c in pairs(conns) do
             watch[#watch + 1] = c
         end
-        local ready = socket.select(watch, nil, 1)
+        -- Connections in "interim" get another 100 Continue every 50 ms.
+        local ready = socket.select(watch, nil, next(streaming) and 0.05 or 1)
+        for c in pairs(streaming) do
+            if not c:send("HTTP/1.1 100 Continue\r\n\r\n") then
+                streaming[c] = nil
+            end
+        end
         for _, s in ipairs(ready) do
             if s == server then
                 local c = server:accept()
@@ -121,6 +158,9 @@ function M.serve(port)
                     if r.then_ == "close" then
                         s:close()
                         conns[s] = nil
+                    elseif r.then_ == "interim" then
+                        streaming[s] = true
+                        path = nil
                     elseif r.then_ == "keep" then
                         path, used = parse_request(st.buf)
                     else
@@ -130,6 +170,7 @@ function M.serve(port)
                 if conns[s] and err == "closed" then
                     s:close()
                     conns[s] = nil
+                    streaming[s] = nil
                 end
             end
         end

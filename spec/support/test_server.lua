@@ -176,11 +176,22 @@ local HTTP = [[
             content_by_lua_block {
                 local cjson = require "cjson"
                 ngx.req.read_body()
-                ngx.print(cjson.encode({
+                -- (cjson writes an empty table as {}: the arrays are spliced in.)
+                local doc = cjson.encode({
                     user = { id = ngx.req.raw_header() },
-                    users = {}, total_users = 0, page = 1, limit = 1, created_before = 0,
-                    devices = {}, body = ngx.req.get_body_data() or "",
-                }))
+                    total_users = 0, page = 1, limit = 1, created_before = 0,
+                    body = ngx.req.get_body_data() or "",
+                })
+                ngx.print(doc:sub(1, -2) .. ',"users":[],"devices":[]}')
+            }
+        }
+
+        # /objects/...: objects where the API has arrays: a page whose users,
+        # and a device list whose devices, are keyed by id.
+        location ^~ /objects/ {
+            content_by_lua_block {
+                ngx.print('{"users":{"a":{"id":"a"},"b":{"id":"b"}},"total_users":2,'
+                    .. '"page":1,"limit":20,"created_before":0,"devices":{"d":{"id":"d"}}}')
             }
         }
 
@@ -205,6 +216,37 @@ local HTTP = [[
                 ngx.shared.counts:incr("arrived", 1, 0)
                 ngx.sleep((tonumber(ngx.var.arg_ms) or 0) / 1000)
                 ngx.print('{"counted":true}')
+            }
+        }
+        # /pages/<total>/<present>/<short_first>/v1/apps/<app>/users: list
+        # pages the emulator never gives. total_users says <total>, but only
+        # <present> users exist (ids u0001...); with <short_first> > 0, page 1
+        # holds only that many. Each page number asked for is appended to
+        # /counter?name=pages (as one text).
+        location ^~ /pages/ {
+            content_by_lua_block {
+                local total, present, short = ngx.var.uri:match("^/pages/(%d+)/(%d+)/(%d+)/")
+                total, present, short = tonumber(total), tonumber(present), tonumber(short)
+                local page = tonumber(ngx.var.arg_page) or 1
+                local limit = tonumber(ngx.var.arg_limit) or 10
+                local log = ngx.shared.counts:get("pages_log") or ""
+                ngx.shared.counts:set("pages_log", log .. page .. ",")
+                local first, last = (page - 1) * limit + 1, math.min(present, page * limit)
+                if page == 1 and short > 0 then
+                    last = short
+                end
+                local users = {}
+                for i = first, last do
+                    users[#users + 1] = string.format('{"id":"u%04d"}', i)
+                end
+                ngx.print(string.format('{"users":[%s],"total_users":%d,"page":%d,"limit":%d,'
+                    .. '"created_before":1700000000}', table.concat(users, ","), total, page, limit))
+            }
+        }
+        location = /pages-log {
+            content_by_lua_block {
+                ngx.print(ngx.shared.counts:get("pages_log") or "")
+                ngx.shared.counts:delete("pages_log")
             }
         }
         # /bigapi/<n>/<framing>/...: a user (get_user's answer, whatever the

@@ -86,8 +86,12 @@ static size_t feed_headers(psg_request *r, const uint8_t *data, size_t size)
         if (line == NULL)
             abort();
         memcpy(line, data + pos, len);
-        if (header_cb(line, 1, len, r) != len)
-            abort();
+        if (header_cb(line, 1, len, r) != len) {
+            /* A refused line (r->malformed) ends the transfer, as in libcurl. */
+            free(line);
+            r->code = CURLE_WRITE_ERROR;
+            return size;
+        }
         free(line);
         pos += len;
         if (blank)

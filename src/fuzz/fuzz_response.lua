@@ -16,22 +16,30 @@ cjson.decode_max_depth(1000)
 
 local KEY = "sk_fuzz_never_printed"
 
+-- A value for each argument name of passage.operations: an operation whose
+-- argument is missing here stops the harness at load, naming it.
+local ARG_SAMPLES = {
+    app_id = "app", user_id = "u1", device_id = "d1", identifier = "a@example.com",
+    create = { email = "a@example.com" }, update = { phone = "+14155552671" },
+    params = { limit = 5 },
+}
+
+-- Every operation of passage.operations, in name order: { name, what a
+-- success gives ("user", "list", "devices", "true", or "next" for a
+-- continuation), arguments... }.
+local OPS = {}
+for name, op in pairs(require "passage.operations") do
+    local entry = { name, op.next and "next" or op.result == "done" and "true" or op.result }
+    for _, arg in ipairs(op.args) do
+        entry[#entry + 1] = assert(ARG_SAMPLES[arg], "no sample for argument " .. arg .. " of " .. name)
+    end
+    OPS[#OPS + 1] = entry
+end
+table.sort(OPS, function(a, b) return a[1] < b[1] end)
+
 -- The calls of every operation, prepared by a real client (nothing is sent:
 -- each started request is cancelled before any I/O).
 local client = users.new { api_key = KEY, base_url = "http://127.0.0.1:9/v1" }
-local OPS = {
-    { "get_user", "user", "app", "u1" },
-    { "create_user", "user", "app", { email = "a@example.com" } },
-    { "update_user", "user", "app", "u1", { phone = "+14155552671" } },
-    { "activate_user", "user", "app", "u1" },
-    { "deactivate_user", "user", "app", "u1" },
-    { "delete_user", "true", "app", "u1" },
-    { "list_paginated_users", "list", "app", { limit = 5 } },
-    { "list_user_devices", "devices", "app", "u1" },
-    { "delete_user_device", "true", "app", "u1", "d1" },
-    { "revoke_user_refresh_tokens", "true", "app", "u1" },
-    { "get_user_by_identifier", "next", "app", "a@example.com" },
-}
 local calls = {}
 for i, op in ipairs(OPS) do
     local h = client:start(op[1], table.unpack(op, 3))

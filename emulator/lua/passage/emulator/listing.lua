@@ -53,19 +53,71 @@ local function parse_int(name, s, min, max)
   return v
 end
 
--- SQL LIKE ("%" any run, "_" one character) as an anchored Lua pattern.
-local function like_pattern(s)
-  local out = { "^" }
-  for i = 1, #s do
-    local c = s:sub(i, i)
-    if c == "%" then out[#out + 1] = ".-"
-    elseif c == "_" then out[#out + 1] = "."
-    elseif c:find("%W") then out[#out + 1] = "%" .. c
-    else out[#out + 1] = c end
-  end
-  out[#out + 1] = "$"
-  return table.concat(out)
+-- SQL LIKE ("%" any run, "_" one byte), anchored, in time linear in the
+-- pattern and bounded by (value length x piece length) per value: the pattern
+-- is cut at "%" into pieces of fixed length ("_" matches any one byte), and
+-- each middle piece is placed at its leftmost fit after the previous one, which
+-- never loses a match (a fixed-length piece placed earlier leaves more room for
+-- the rest). No Lua pattern with a quantifier is built, so nothing backtracks.
+-- A piece without "_" is searched as plain text; one with "_" becomes a Lua
+-- pattern of single-byte items ("." and escaped bytes) only.
+
+-- LuaJIT and 5.1 patterns cannot hold a NUL byte (they take "%z"); 5.2+ take it
+-- escaped, and "%z" there is a plain "z".
+local NUL_ITEM = ("\0"):find("^%z$") and "%z" or "%\0"
+
+local function piece_item(c)
+  if c == "_" then return "." end
+  if c == "\0" then return NUL_ITEM end
+  if c:find("^%w$") then return c end
+  return "%" .. c
 end
+
+local function compile_piece(text)
+  if not text:find("_", 1, true) then return { len = #text, plain = text } end
+  return { len = #text, pattern = (text:gsub(".", piece_item)) }
+end
+
+-- Where piece p occurs in s at or after init (first byte), or at exactly init
+-- when anchored. Returns the first byte or nil.
+local function find_piece(s, p, init, anchored)
+  if p.plain then
+    if anchored then return s:sub(init, init + p.len - 1) == p.plain and init or nil end
+    return (s:find(p.plain, init, true))
+  end
+  return (s:find((anchored and "^" or "") .. p.pattern, init))
+end
+
+local function like_matcher(sql)
+  -- Empty pieces between two "%" are dropped: "%%%%" is "%", so a run of
+  -- any length costs nothing per value.
+  local pieces, texts = {}, {}
+  for text in (sql .. "%"):gmatch("([^%%]*)%%") do texts[#texts + 1] = text end
+  for i, text in ipairs(texts) do
+    if text ~= "" or i == 1 or i == #texts then pieces[#pieces + 1] = compile_piece(text) end
+  end
+  local fixed = #sql - select(2, sql:gsub("%%", ""))
+  local head, tail, n = pieces[1], pieces[#pieces], #pieces
+  return function(s)
+    local len = #s
+    if len < fixed then return false end -- each non-"%" byte takes one byte
+    if n == 1 then return len == head.len and find_piece(s, head, 1, true) ~= nil end
+    if not find_piece(s, head, 1, true) then return false end
+    local tail_at = len - tail.len + 1
+    if not find_piece(s, tail, tail_at, true) then return false end
+    local pos = head.len + 1
+    for i = 2, n - 1 do
+      local p = pieces[i]
+      if p.len > 0 then
+        local at = find_piece(s, p, pos, false)
+        if not at or at + p.len > tail_at then return false end
+        pos = at + p.len
+      end
+    end
+    return true
+  end
+end
+M.like_matcher = like_matcher
 
 local function parse_filter(f, raw)
   local op, val = raw:match("^(not_like):(.*)$")
@@ -77,7 +129,7 @@ local function parse_filter(f, raw)
   local cond = { name = f.name, kind = f.kind, field = f.field, op = op, raw = raw }
   if op == "like" or op == "not_like" then
     if f.kind == "identifier" then val = val:lower() end
-    cond.pattern = like_pattern(val)
+    cond.like = like_matcher(val)
   elseif f.kind == "integer" then
     local v, err = parse_int(f.name, val, 0)
     if not v then return nil, err end
@@ -99,8 +151,12 @@ local function parse_filter(f, raw)
   return cond
 end
 
+-- A field repeated in order_by cannot change the order (its first occurrence
+-- already decided every tie it could), so repeats are dropped: the comparator
+-- has at most one key per sortable field however long the list is.
 local function parse_order(s)
   local keys = {}
+  local seen = {}
   local has_id = false
   if s == "" then return bad("order_by: must be a comma-separated list of <field>:<ASC|DESC>") end
   for item in (s .. ","):gmatch("([^,]*),") do
@@ -113,7 +169,10 @@ local function parse_order(s)
     if not field then return bad("order_by: unknown field " .. name) end
     dir = dir:upper()
     if dir ~= "ASC" and dir ~= "DESC" then return bad("order_by: direction must be ASC or DESC") end
-    keys[#keys + 1] = { name = name, field = field, desc = dir == "DESC" }
+    if not seen[name] then
+      seen[name] = true
+      keys[#keys + 1] = { name = name, field = field, desc = dir == "DESC" }
+    end
     if name == "id" then has_id = true end
   end
   -- Ties are always broken by id so that pages never overlap or skip.
@@ -165,8 +224,8 @@ local function test(cond, v)
   elseif op == "ne" then return v ~= cond.value
   elseif op == "gt" then return v > cond.value
   elseif op == "lt" then return v < cond.value
-  elseif op == "like" then return v:find(cond.pattern) ~= nil
-  else return v:find(cond.pattern) == nil end
+  elseif op == "like" then return cond.like(v)
+  else return not cond.like(v) end
 end
 
 -- identifier matches email OR phone; the negative operators (ne, not_like) hold
@@ -263,7 +322,7 @@ local function href(app_id, r, page)
   }
   if r.order_by then parts[#parts + 1] = "order_by=" .. url.encode(r.order_by) end
   for _, c in ipairs(r.filters) do parts[#parts + 1] = c.name .. "=" .. url.encode(c.raw) end
-  return "/v1/apps/" .. url.encode(app_id) .. "/users?" .. table.concat(parts, "&")
+  return "/v1/apps/" .. url.encode_segment(app_id) .. "/users?" .. table.concat(parts, "&")
 end
 
 -- Builds the ListPaginatedUsersResponse JSON text for a parsed request.

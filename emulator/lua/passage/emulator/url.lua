@@ -27,6 +27,14 @@ function M.encode(s)
   return (s:gsub("[^%w%-%._~:,]", escape_byte))
 end
 
+-- Encodes one path segment: like encode, and a segment of only "." or ".." (a
+-- valid app id) has its dots escaped, since a client or proxy resolves a raw
+-- "/apps/../users" to "/users".
+function M.encode_segment(s)
+  if s == "." or s == ".." then return (s:gsub("%.", "%%2E")) end
+  return M.encode(s)
+end
+
 -- Splits "a=1&b=2" into a map; a repeated name keeps its last value.
 function M.parse_query(q)
   local out = {}

@@ -141,7 +141,7 @@ describe("the reference", function()
         assert.is_nil(out:find("warn"), out)
         pages = {}
         for _, m in ipairs { "passage.users", "passage.paginator", "passage.errors",
-                "passage.filters", "passage.schema" } do
+                "passage.filters", "passage.schema", "passage.loop.luv", "passage.loop.cqueues" } do
             pages[m] = entries_of(read(dir .. "/modules/" .. m .. ".html"))
         end
     end)
@@ -201,6 +201,15 @@ describe("the reference", function()
         local walk = paginator.start(client, "test_app", { limit = 1 })
         walk:close()
         assert_exactly("passage.paginator", "Walk:", methods_of(getmetatable(walk)))
+    end)
+
+    it("has every function of the loop adapters and of their attachments", function()
+        for _, name in ipairs { "luv", "cqueues" } do
+            local page = "passage.loop." .. name
+            local adapter = require(page)
+            assert_exactly(page, "", keys_of(adapter), { "Attached:detach" })
+            assert_entry(page, "Attached:detach")
+        end
     end)
 
     it("has every method of the request handle", function()

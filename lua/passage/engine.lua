@@ -177,6 +177,7 @@ function Engine:start(call, sink)
         taken = nil,
         due = nil,
         last_err = nil,
+        on_arrival = nil, -- set by a walk: called once, when an answer is in
     }, Handle)
     attempt(self, h, now)
     wake(self)
@@ -325,6 +326,18 @@ local function settle_arrived(self, budget)
     self.arrived = left
 end
 
+-- Tells the owner of `h` (a walk) that its answer is in, before it is
+-- settled: the walk can put its next page on the wire while this one is
+-- decoded.
+local function announce(self, req)
+    local h = self.in_flight[req]
+    local hook = h and h.on_arrival
+    if hook then
+        h.on_arrival = nil
+        hook(h)
+    end
+end
+
 local function collect_all(self, done, budget)
     if done[1] == nil then
         return
@@ -332,6 +345,7 @@ local function collect_all(self, done, budget)
     local arrived = self.arrived
     for i = 1, #done do
         arrived[#arrived + 1] = done[i]
+        announce(self, done[i])
     end
     settle_arrived(self, budget)
 end
@@ -449,6 +463,7 @@ function Engine:wait(h)
         if req and self.backing_off[1] == nil then
             -- Nothing to start meanwhile: the transport waits for this one.
             if h.call.transport:wait(req, wait_limit_ms(h)) and self.in_flight[req] == h then
+                announce(self, req)
                 collect(self, h, req)
             end
         else

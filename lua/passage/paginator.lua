@@ -323,18 +323,35 @@ function inner.request(self, page)
     if not h then
         return inner.fail(self, err) -- the client was closed
     end
-    self.queue[#self.queue + 1] = { page = page, handle = h }
+    local q = { page = page, handle = h, arrived = false }
+    if self.in_flight > 1 then
+        h.on_arrival = function()
+            q.arrived = true
+            inner.fill(self) -- its place on the wire goes to the next page now
+        end
+    end
+    self.queue[#self.queue + 1] = q
 end
 
 -- Pages requested, accepted or being read, against what the walk may hold:
--- one until total_users is known; then K requested ahead of the page being
--- read (with K = 1, the next page only once the host has read this one).
+-- one until total_users is known. With K = 1, the next page only once the
+-- host has read this one. With K > 1, K pages on the wire at most, and K
+-- held in all while the host reads one (so a host that reads slowly holds
+-- K pages at most); between pages, a page whose answer is in gives its
+-- place on the wire to the next before it is decoded (K + 1 held).
 function inner.room(self)
     local held = #self.queue + #self.buffer + (self.current and 1 or 0)
-    if not self.total then
+    if not self.total or self.in_flight == 1 then
         return held < 1
     end
-    return #self.queue < self.in_flight and held <= (self.in_flight > 1 and self.in_flight or 0)
+    local on_wire = 0
+    for _, q in ipairs(self.queue) do
+        if not q.arrived and not q.handle:done() then
+            on_wire = on_wire + 1
+        end
+    end
+    local most = self.current and self.in_flight or self.in_flight + 1
+    return on_wire < self.in_flight and held < most
 end
 
 function inner.fill(self)

@@ -4,6 +4,13 @@ local emulator = require("support.emulator")
 local busted = require("busted")
 
 emulator.ensure()
+
+-- luv keeps its event loop in C state that does not survive the module
+-- being collected and loaded again: busted unloads what a spec file loaded
+-- when the file ends, and the next file's require "luv" then crashes in
+-- uv_timer_init (docs_spec loads it before reactor_spec). Loaded here,
+-- before any file, it stays loaded for the whole run.
+pcall(require, "luv")
 busted.subscribe({ "exit" }, function()
   emulator.stop_if_started()
   return nil, true

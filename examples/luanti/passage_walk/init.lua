@@ -95,11 +95,11 @@ local now_us = minetest.get_us_time
 
 -- Per step: lateness as the server sees it (dtime beyond the step length),
 -- lateness by the wall clock (time since the last step beyond the step
--- length), and the library's wall and CPU time.
+-- length), the library's wall and CPU time, and the CPU time of its poll.
 local summary = {
     host = "luanti", mode = IDLE_STEPS > 0 and "idle" or "walk", step_ms = STEP_MS,
     budget_ms = BUDGET_MS, in_flight = IN_FLIGHT, limit = LIMIT,
-    dtime_late_ms = {}, wall_late_ms = {}, library_ms = {}, library_cpu_ms = {},
+    dtime_late_ms = {}, wall_late_ms = {}, library_ms = {}, library_cpu_ms = {}, poll_cpu_ms = {},
     user_ids = {}, calls = { asked = 0, ok = 0, failed = 0, wrong_user = 0 },
 }
 
@@ -126,7 +126,7 @@ local function finish(err)
 end
 
 local users, paginator, client, walk, job
-local call_ids = {}
+local calls = {} -- { "get_user", app_id, id } for the first users handed out
 local started_us, walk_end_us, last_step_us
 
 if IDLE_STEPS == 0 then
@@ -144,7 +144,7 @@ local function count_calls()
         if r.err then
             summary.calls.failed = summary.calls.failed + 1
             summary.calls.first_error = summary.calls.first_error or tostring(r.err)
-        elseif r.value.id ~= call_ids[i] then
+        elseif r.value.id ~= calls[i][3] then
             summary.calls.wrong_user = summary.calls.wrong_user + 1
         else
             summary.calls.ok = summary.calls.ok + 1
@@ -157,19 +157,19 @@ local function library_step()
     if not walk then
         walk = paginator.start(client, APP_ID, { limit = LIMIT }, { in_flight = IN_FLIGHT })
     end
+    local cpu0 = cpu_ms and cpu_ms()
     client:poll(0, { max_ms = BUDGET_MS })
+    if cpu0 then
+        summary.poll_cpu_ms[#summary.poll_cpu_ms + 1] = cpu_ms() - cpu0
+    end
     local ids = summary.user_ids
     for user in walk:ready() do
         ids[#ids + 1] = user.id
-        if #call_ids < CALLS then
-            call_ids[#call_ids + 1] = user.id
+        if #calls < CALLS then
+            calls[#calls + 1] = { "get_user", APP_ID, user.id }
         end
     end
-    if not job and (#call_ids == CALLS or walk:done()) then
-        local calls = {}
-        for i, id in ipairs(call_ids) do
-            calls[i] = { "get_user", APP_ID, id }
-        end
+    if not job and (#calls == CALLS or walk:done()) then
         summary.calls.asked = #calls
         job = client:start_bulk(calls, { max_in_flight = 32 })
     end

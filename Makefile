@@ -52,8 +52,8 @@ DEB_PACKAGES := gcc make dpkg-dev lua5.4 liblua5.4-dev libcurl4-openssl-dev lua-
                 curl wrk openssl procps \
                 lua5.1 liblua5.1-0-dev lua5.3 liblua5.3-dev luajit2 libluajit2-5.1-dev \
                 valgrind clang libclang-rt-14-dev clang-format \
-                lua-argparse lua-term lua-socket tmux lua-ldoc lua-markdown \
-                minetest-server love lua-luv lua-cqueues
+                lua-argparse lua-term lua-socket lua-luv tmux lua-ldoc lua-markdown \
+                minetest-server love lua-cqueues
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all build deps demo test spec spec-luajit lint format format-check emulator emulator-stop clean \

@@ -13,7 +13,7 @@ local AUTH = { Authorization = "Bearer test_key" }
 -- Indexes into the harness's table of common statuses.
 local STATUS_BYTE = { [200] = 0, [201] = 1, [204] = 3, [302] = 5, [400] = 6, [401] = 7,
     [404] = 8, [409] = 9, [429] = 10, [500] = 11, [502] = 12, [503] = 13, [504] = 14 }
--- Operation numbers of the harness (src/fuzz/fuzz_response.lua, OPS).
+-- Operation numbers of the harness (src/fuzz/fuzz_response.lua, FUZZED).
 local OP = { get = 0, create = 1, update = 2, delete = 5, list = 6, devices = 7, by_id = 10 }
 
 local count = 0

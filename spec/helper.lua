@@ -5,11 +5,10 @@ local busted = require("busted")
 
 emulator.ensure()
 
--- luv keeps its event loop in C state that does not survive the module
--- being collected and loaded again: busted unloads what a spec file loaded
--- when the file ends, and the next file's require "luv" then crashes in
--- uv_timer_init (docs_spec loads it before reactor_spec). Loaded here,
--- before any file, it stays loaded for the whole run.
+-- luv keeps one default loop per process, made when the module first loads.
+-- busted unloads what each spec file required; luv loaded again after its
+-- first copy was collected finds that loop gone, and crashes. Loaded here,
+-- before busted's snapshot, it stays for the whole run.
 pcall(require, "luv")
 busted.subscribe({ "exit" }, function()
   emulator.stop_if_started()

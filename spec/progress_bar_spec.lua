@@ -36,10 +36,11 @@ end
 
 -- Starts `shell_cmd` in a new pane (kept open after it ends) and captures
 -- the pane every `every` seconds until the command's exit line shows.
-local function run_in_pane(shell_cmd, every)
+local function run_in_pane(shell_cmd, every, width, height)
     local script = shell_cmd .. "; echo EXIT=$?; sleep 60"
     tmux("kill-session -t bar")
-    tmux("new-session -d -s bar -x 110 -y 10 " .. cli.quote(script))
+    tmux(string.format("new-session -d -s bar -x %d -y %d ", width or 110, height or 10)
+        .. cli.quote(script))
     local captures = {}
     for _ = 1, 200 do
         sleep(every)
@@ -133,6 +134,27 @@ describe("the progress bar", function()
             "no bar while the walk ran")
         assert.matches("^export %[#+%] 3,000/3,000 users 100%%", bar_lines(final, "export")[1])
         assert.matches("EXIT=0", final)
+    end)
+
+    it("fits a narrow terminal and never shares a line with a result line", function()
+        emulator.faults { latency_ms = 30 }
+        -- Results to the same terminal: the bar is erased before each one.
+        local captures, final = run_in_pane(command({ "import", tmp .. ".jsonl", "--in-flight",
+            "2", "--on-exists", "skip" }, IMPORT_APP), 0.15, 44, 60)
+        emulator.faults { latency_ms = 0 }
+        assert.matches("EXIT=0", final)
+        local bars = 0
+        for _, screen in ipairs(captures) do
+            for line in screen:gmatch("[^\n]+") do
+                assert.is_true(#line <= 44, "wider than the terminal: " .. line)
+                if line:find("records", 1, true) and not line:find("^passage%-users") then
+                    bars = bars + 1
+                    assert.is_nil(line:find("{", 1, true), "bar and result on one line: " .. line)
+                    assert.matches("^import ", line)
+                end
+            end
+        end
+        assert.is_true(bars > 0, "no bar was seen")
     end)
 
     it("is not drawn when stderr is not a terminal, or with --no-progress", function()

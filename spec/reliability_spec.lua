@@ -684,4 +684,38 @@ describe("reliability", function()
             assert.equal(0, emulator.stats().total)
         end)
     end)
+
+    describe("on_attempt", function()
+        it("is told of every attempt, retries included, with no host, user or key", function()
+            local seen = {}
+            local c = new_client { on_attempt = function(a) seen[#seen + 1] = a end,
+                base_url = emulator.url():gsub("//", "//admin:secret@") }
+            finally(function() c:close() end)
+            local id = assert(c:create_user(APP, { email = "attempts@example.com" })).id
+            emulator.faults { next = { { status = 503, count = 2 } } }
+            assert(c:get_user(APP, id))
+            assert.equal(4, #seen) -- the create, then two 503s and the 200
+            local a1, a2, a3 = seen[2], seen[3], seen[4]
+            assert.same({ "get_user", "GET", 503, "http", 1, true },
+                { a1.operation, a1.method, a1.status, a1.kind, a1.attempt, a1.retry })
+            assert.same({ 503, 2, true }, { a2.status, a2.attempt, a2.retry })
+            assert.same({ 200, 3, false }, { a3.status, a3.attempt, a3.retry })
+            assert.is_nil(a3.kind)
+            assert.equal("/v1/apps/" .. APP .. "/users/" .. id, a3.path)
+            assert.is_number(a3.ms)
+            for _, a in ipairs(seen) do
+                for _, v in pairs(a) do
+                    assert.is_nil(tostring(v):find("secret", 1, true))
+                    assert.is_nil(tostring(v):find("test_key", 1, true))
+                end
+            end
+        end)
+
+        it("cannot break a call by raising", function()
+            local c = new_client { on_attempt = function() error("hook bug") end }
+            finally(function() c:close() end)
+            local page = assert(c:list_paginated_users(APP, { limit = 1 }))
+            assert.is_table(page.users)
+        end)
+    end)
 end)

@@ -143,6 +143,7 @@ local function attempt(self, h, now)
     h.attempts = h.attempts + 1
     h.state = "running"
     h.request = req
+    h.attempt_started = now
     self.in_flight[req] = h
 end
 
@@ -177,6 +178,7 @@ function Engine:start(call, sink)
         taken = nil,
         due = nil,
         last_err = nil,
+        attempt_started = nil,
         on_arrival = nil, -- set by a walk: called once, when an answer is in
     }, Handle)
     attempt(self, h, now)
@@ -229,6 +231,27 @@ function engine.outcome(call, response)
     return nil, err, retry.is_transient(response, call.idempotent)
 end
 
+-- Tells policy.on_attempt (a caller's trace) how an attempt went. The
+-- path is the URL's without its scheme and host (a base_url's user and
+-- password stay out); the hook's errors are its own.
+local function tell(self, h, response, err, retrying)
+    local hook = self.policy.on_attempt
+    if not hook then
+        return
+    end
+    local call, status = h.call, response.status
+    pcall(hook, {
+        operation = h.operation,
+        method = call.method,
+        path = call.url:match("^%a+://[^/]*(/.*)$") or "/",
+        status = status ~= 0 and status or nil,
+        kind = err and err.kind or nil,
+        ms = now_ms() - h.attempt_started,
+        attempt = h.attempts,
+        retry = retrying,
+    })
+end
+
 -- The one place a finished transfer of `h` is settled: succeed, fail,
 -- continue with the next request, or back off for another attempt.
 local function settle(self, h, req)
@@ -236,6 +259,7 @@ local function settle(self, h, req)
     h.connects = h.connects + (response.connects or 0)
     local value, err, transient, next_call = engine.outcome(h.call, response)
     if next_call then
+        tell(self, h, response, nil, false)
         h.call, h.attempts = next_call, 0
         return attempt(self, h, now_ms())
     end
@@ -244,11 +268,13 @@ local function settle(self, h, req)
         local delay = retry.delay_ms(policy, h.attempts, response.retry_after)
         local now = now_ms()
         if delay and now + delay < h.deadline then
+            tell(self, h, response, err, true)
             h.state, h.due, h.last_err = "backing_off", now + delay, err
             self.backing_off[#self.backing_off + 1] = h
             return
         end
     end
+    tell(self, h, response, err, false)
     return finish(self, h, value, err)
 end
 

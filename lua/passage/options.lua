@@ -106,6 +106,12 @@ end
 -- header (the default is "passage-lua/" followed by `_VERSION`)
 -- @tfield[opt=false] bool keep_null keep a JSON `null` object member as
 -- `null` instead of leaving its key absent
+-- @tfield[opt] func on_attempt called after each HTTP attempt of every
+-- call, for logs and traces, with a table: `operation`, `method`, `path`
+-- (the URL's path and query: no host, user, password or key), `status`
+-- (nil when no HTTP answer came), `kind` (the failure's kind, nil on a
+-- 2xx), `ms` (the attempt's time), `attempt` (1 for the first) and `retry`
+-- (true when another attempt follows). Errors it raises are ignored.
 
 local TRANSPORTS = { auto = true, curl = true, ngx = true }
 
@@ -140,6 +146,7 @@ options.LIST = {
     { name = "user_agent", type = "string", default = "passage-lua/" .. VERSION, layer = "transport",
       check = no_control_bytes },
     { name = "keep_null", type = "boolean", default = false, layer = "transport" },
+    { name = "on_attempt", type = "function", layer = "policy" },
 }
 
 local BY_NAME = {}

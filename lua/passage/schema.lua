@@ -71,6 +71,26 @@ schema.USER = {
     login_count = "number?", email_verified = "boolean?", phone_verified = "boolean?",
 }
 
+-- The fields a create or update request sets, and their types (what
+-- passage.users checks in a request table). For tools that read users
+-- back from a file: every other field of a user is read-only.
+schema.USER_REQUEST = { email = "string", phone = "string", user_metadata = "table" }
+
+-- The other fields a user may have (documented above, not checked): with
+-- `USER`'s and `USER_REQUEST`'s, every field of a user, so a tool reading
+-- users back can tell a read-only field from one no user has.
+schema.USER_OTHER = {
+    "external_id", "webauthn", "webauthn_devices", "webauthn_types", "social_connections",
+    "recent_events",
+}
+
+-- The fields of a listed user in a stable order: `USER`'s, then
+-- `user_metadata` (the columns of a table or CSV of users).
+schema.USER_COLUMNS = {
+    "id", "email", "phone", "status", "email_verified", "phone_verified", "login_count",
+    "created_at", "updated_at", "last_login_at", "user_metadata",
+}
+
 --- A page of users, as
 -- @{passage.users.Client:list_paginated_users|list_paginated_users} returns
 -- it (the API's `ListPaginatedUsersResponse`, whole).

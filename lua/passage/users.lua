@@ -189,14 +189,15 @@ local function position(op, arg)
     end
 end
 
-local OPS = {}
+-- Each operation as the client runs it (see above), by name.
+local RUNNABLE = {}
 for name, op in pairs(operations) do
     assert(#op.args <= 3, "operation " .. name .. ": at most three arguments")
     local checks = {}
     for i, arg in ipairs(op.args) do
         checks[i] = assert(ARGUMENTS[arg], "operation " .. name .. ": no check for " .. arg)
     end
-    OPS[name] = {
+    RUNNABLE[name] = {
         name = name,
         method = op.method,
         args = op.args,
@@ -215,7 +216,7 @@ end
 -- the name `Client:start` and `Client:bulk` take.
 -- @table OPERATIONS
 users.OPERATIONS = {}
-for name in pairs(OPS) do
+for name in pairs(RUNNABLE) do
     users.OPERATIONS[#users.OPERATIONS + 1] = name
 end
 table.sort(users.OPERATIONS)
@@ -285,7 +286,7 @@ function prepare(p, op, a, b, c)
             if not next_op then
                 return nil, x
             end
-            local ok, call = pcall(prepare, p, OPS[next_op], x, y, z)
+            local ok, call = pcall(prepare, p, RUNNABLE[next_op], x, y, z)
             if not ok then
                 return nil, errors.new("decode", {
                     message = "response: listed user has an unusable id: " .. tostring(call),
@@ -419,14 +420,14 @@ local function call_of(self, what, name, a, b, c)
     if self.engine.closed then
         argerror("%s on a closed client", what)
     end
-    local op = type(name) == "string" and OPS[name]
+    local op = type(name) == "string" and RUNNABLE[name]
     if not op then
         argerror("%s: unknown operation %s", what, tostring(name))
     end
     return prepare(private[self], op, a, b, c)
 end
 
-for name in pairs(OPS) do
+for name in pairs(RUNNABLE) do
     Client[name] = guard(function(self, a, b, c)
         return self.engine:run(call_of(self, name, name, a, b, c))
     end)
@@ -521,7 +522,7 @@ local function check_bulk(self, what, calls, opts)
     for i = 1, #calls do
         local c = calls[i]
         local name = type(c) == "table" and c[1]
-        local op = type(name) == "string" and OPS[name]
+        local op = type(name) == "string" and RUNNABLE[name]
         if not op then
             argerror("%s: call %d: unknown operation %s", what, i, tostring(name))
         end

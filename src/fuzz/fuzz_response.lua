@@ -27,21 +27,21 @@ local ARG_SAMPLES = {
 -- Every operation of passage.operations, in name order: { name, what a
 -- success gives ("user", "list", "devices", "true", or "next" for a
 -- continuation), arguments... }.
-local OPS = {}
+local FUZZED = {}
 for name, op in pairs(require "passage.operations") do
     local entry = { name, op.next and "next" or op.result == "done" and "true" or op.result }
     for _, arg in ipairs(op.args) do
         entry[#entry + 1] = assert(ARG_SAMPLES[arg], "no sample for argument " .. arg .. " of " .. name)
     end
-    OPS[#OPS + 1] = entry
+    FUZZED[#FUZZED + 1] = entry
 end
-table.sort(OPS, function(a, b) return a[1] < b[1] end)
+table.sort(FUZZED, function(a, b) return a[1] < b[1] end)
 
 -- The calls of every operation, prepared by a real client (nothing is sent:
 -- each started request is cancelled before any I/O).
 local client = users.new { api_key = KEY, base_url = "http://127.0.0.1:9/v1" }
 local calls = {}
-for i, op in ipairs(OPS) do
+for i, op in ipairs(FUZZED) do
     local h = client:start(op[1], table.unpack(op, 3))
     calls[i] = h.call
     h:cancel()
@@ -111,18 +111,18 @@ local function check_value(shape, value)
 end
 
 return function(response, op, body, keep_null, shallow)
-    local i = op % #OPS + 1
+    local i = op % #FUZZED + 1
     local call = calls[i]
     local value, err, transient, next_call = engine.outcome(call, response)
     if next_call then
         assert(value == nil and err == nil, "next call with a result")
-        assert(OPS[i][2] == "next", "next call from " .. OPS[i][1])
+        assert(FUZZED[i][2] == "next", "next call from " .. FUZZED[i][1])
         assert(next_call.method == "GET" and next_call.url:find("/users/", 1, true), "next url")
     elseif err then
         assert(value == nil, "value and err")
         check_error(err, response, transient, call, body)
     else
-        check_value(OPS[i][2], value)
+        check_value(FUZZED[i][2], value)
     end
 
     local wait = retry.parse_retry_after(response.retry_after)

@@ -1,10 +1,11 @@
---- Many calls through `client:bulk`, with a result line for each.
---
--- The library checks every call of a bulk run before the first request and
--- refuses the whole run for one bad call; here each call is checked first
--- (`client:check`), a bad one gets its own failed result (kind "input", the
--- library's message) and the others run.
+--- Calls and their result lines: what a call's result says as a line of
+-- JSON fields, what the library makes of a call without sending it
+-- (`client:check`: a bad one gets its own failed line, kind "input", with
+-- the library's message), and one call that a signal can stop.
 -- @module passage.cli.calls
+local operations = require "passage.operations"
+local signals = require "passage.cli.signals"
+
 local calls = {}
 
 local unpack = table.unpack or unpack -- luacheck: globals unpack
@@ -19,7 +20,10 @@ local unpack = table.unpack or unpack -- luacheck: globals unpack
 function calls.result_line(call, result)
     local line = { operation = call[1] }
     local value, err = result.value, result.err
-    if type(call[3]) == "string" then
+    -- The user's id, when the call names one (passage.operations says
+    -- which argument is what: an identifier is not an id).
+    local op = operations[call[1]]
+    if op and op.args[2] == "user_id" and type(call[3]) == "string" then
         line.id = call[3]
     end
     if call[1] == "delete_user_device" then
@@ -62,35 +66,37 @@ function calls.check(client, call)
     return nil, (tostring(request):gsub("^.-passage%.users: ", ""))
 end
 
---- Runs `list` with at most `in_flight` calls at once.
+--- The library's verdict on a number of calls in flight (`--in-flight`):
+-- nil when it takes it, else its message.
 -- @param client a `passage.users` client
--- @tparam {table,...} list calls, each `{ operation, args... }`
--- @tparam number in_flight
--- @tparam[opt] function progress called as `progress(done, failed)` as calls finish
--- @treturn {table,...} results in input order, `{ value = v }` or `{ err = e }`
---   or `{ input = message }` for a call the library refused
-function calls.run(client, list, in_flight, progress)
-    local results, good, index = {}, {}, {}
-    for i = 1, #list do
-        local request, problem = calls.check(client, list[i])
-        if not request then
-            results[i] = { input = problem }
-        else
-            good[#good + 1] = list[i]
-            index[#good] = i
+-- @param n the value given
+-- @treturn ?string
+function calls.in_flight_problem(client, n)
+    local ok, err = pcall(client.bulk, client, {}, { max_in_flight = n })
+    if ok then
+        return nil
+    end
+    return "--in-flight: " .. tostring(err):gsub("^.-passage%.users: bulk: ", "")
+end
+
+--- One call, as the client's method makes it, but started and polled so
+-- that a SIGINT or SIGTERM ends the wait at once (the call is cancelled).
+-- @param client a `passage.users` client
+-- @tparam string operation
+-- @param ... its arguments
+-- @return the value, or nil and the error (`kind` "cancelled" when a
+--   signal stopped it)
+function calls.one(client, operation, ...)
+    signals.install()
+    local handle = client:start(operation, ...)
+    while not handle:done() do
+        client:poll(100)
+        if not handle:done() and signals.count() > 0 then
+            handle:cancel()
+            client:poll(0)
         end
     end
-    local refused = #list - #good
-    local opts = { max_in_flight = in_flight }
-    if progress then
-        opts.progress = function(p)
-            progress(refused + p.done, refused + p.failed)
-        end
-    end
-    for j, r in ipairs(client:bulk(good, opts)) do
-        results[index[j]] = r
-    end
-    return results
+    return handle:result()
 end
 
 return calls

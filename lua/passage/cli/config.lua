@@ -3,7 +3,8 @@
 --
 -- The key is registered as a secret of `passage.cli.output` before anything
 -- else happens, and only ever described as "from PASSAGE_API_KEY" or "from
--- --api-key". A base URL is described without its user and password.
+-- --api-key". A base URL is described as the library shows it, without
+-- its user and password.
 -- @module passage.cli.config
 local users = require "passage.users"
 local output = require "passage.cli.output"
@@ -19,13 +20,6 @@ local function from(flag_value, variable, flag)
         return v, variable
     end
     return nil
-end
-
---- A base URL as it may be shown: no credentials.
--- @tparam string url
--- @treturn string
-function config.shown_url(url)
-    return (url:gsub("^(%a[%w+.-]*://)[^/@]*@", "%1"))
 end
 
 --- Registers every secret the command line or the environment holds, before
@@ -48,6 +42,17 @@ function config.hide_secrets(argv)
     end
 end
 
+-- `-v`: one line on stderr per HTTP attempt, from the library's own hook:
+-- method, path, outcome, time, and whether another attempt follows.
+local function trace_attempt(a)
+    local outcome = a.status and ("HTTP " .. a.status) or a.kind or "no answer"
+    if a.kind and a.status then
+        outcome = outcome .. " " .. a.kind
+    end
+    output.say("%s %s: %s, %d ms%s", a.method, a.path, outcome, math.floor(a.ms + 0.5),
+        a.retry and ", retrying" or "")
+end
+
 --- The client and app id for parsed arguments.
 -- @tparam table args the parsed command line
 -- @return a `passage.users` client, the app id and a description for
@@ -68,13 +73,15 @@ function config.client(args)
         base_url = base_url,
         timeout_ms = args.timeout_ms,
         user_agent = "passage-users/" .. users._VERSION,
+        on_attempt = args.verbose and trace_attempt or nil,
     })
     if not ok then
         return nil, (tostring(client):gsub("^.-passage%.users: new: ", ""))
     end
-    local described = string.format("%s, app %s (from %s), API key from %s",
-        base_url and config.shown_url(base_url) or "the default base URL", app_id, app_source,
-        key_source)
+    -- The library shows a client's base URL without its user and password.
+    local shown = tostring(client):match("^passage%.users client %((.*)%)$") or "the API"
+    local described = string.format("%s, app %s (from %s), API key from %s", shown, app_id,
+        app_source, key_source)
     return client, app_id, described
 end
 

@@ -8,6 +8,7 @@
 -- @module passage.cli.json
 local users = require "passage.users"
 local cjson = require("cjson").new()
+local text = require "passage.cli.text"
 
 local json = {}
 
@@ -28,13 +29,39 @@ local function key_before(a, b)
     return a < b
 end
 
+-- A string with every byte that is not part of valid UTF-8 replaced by
+-- U+FFFD, so that every line written is valid UTF-8 JSON whatever a server
+-- or an input file held.
+local function valid_utf8(v)
+    return text.fix_utf8(v, function()
+        return "\239\191\189"
+    end)
+end
+
 -- Most strings need no escape and are quoted as they are (UTF-8 passes
 -- through, as lua-cjson passes it).
+-- C1 controls and bidi overrides are written as \u escapes too (the same
+-- string to a JSON reader), so JSON shown on a terminal cannot act on it.
+local TERMINAL_ACTIVE = { "\194[\128-\159]", "\226\128[\170-\174]", "\226\129[\166-\169]" }
+
+local function unicode_escape(c)
+    return string.format("\\u%04x", text.code_point(c))
+end
+
 local function string_text(v)
+    v = valid_utf8(v)
+    local quoted
     if v:find('[%c"\\]') then
-        return cjson.encode(v)
+        quoted = cjson.encode(v)
+    else
+        quoted = '"' .. v .. '"'
     end
-    return '"' .. v .. '"'
+    if quoted:find("\194", 1, true) or quoted:find("\226", 1, true) then
+        for _, pattern in ipairs(TERMINAL_ACTIVE) do
+            quoted = quoted:gsub(pattern, unicode_escape)
+        end
+    end
+    return quoted
 end
 
 local function is_integer(v)

@@ -7,6 +7,7 @@
 -- key into an error message cannot make it reach a terminal or a log.
 -- @module passage.cli.output
 local cjson = require("cjson").new()
+local text = require "passage.cli.text"
 
 local output = {}
 
@@ -67,6 +68,33 @@ function output.scrub(s)
     return s
 end
 
+-- Characters that would act on a terminal rather than show: C0 controls
+-- and DEL, the C1 controls as UTF-8 (U+0080..U+009F, such as CSI "c2 9b")
+-- or as single bytes, and the bidi embeddings, overrides and isolates
+-- (U+202A..U+202E, U+2066..U+2069) that reorder what follows them.
+local function escaped_code_point(c)
+    return string.format("\\u%04x", text.code_point(c))
+end
+
+--- A text as it may reach a terminal: every control and bidi character
+-- written as an escape (`\x1b`, `\u202e`), so no server and no input file
+-- can clear the screen, set the title or reorder a line.
+-- @tparam string s
+-- @treturn string
+function output.printable(s)
+    s = s:gsub("\194[\128-\159]", escaped_code_point)
+        :gsub("\226\128[\170-\174]", escaped_code_point)
+        :gsub("\226\129[\166-\169]", escaped_code_point)
+    -- Single bytes: C0, DEL, and 0x80..0x9F that are not part of a UTF-8
+    -- sequence (lead bytes 0xC2.. are followed by them legitimately).
+    s = s:gsub("[%z\1-\31\127]", function(c)
+        return string.format("\\x%02x", c:byte())
+    end)
+    return (text.fix_utf8(s, function(byte)
+        return string.format("\\x%02x", byte:byte())
+    end))
+end
+
 --- Writes to stdout.
 -- @tparam string s
 function output.out(s)
@@ -79,11 +107,24 @@ function output.err(s)
     io.stderr:write(output.scrub(s))
 end
 
---- Writes a message line to stderr, prefixed with the command's name.
+--- Writes a message line to stderr, prefixed with the command's name,
+-- every control character escaped (`printable`).
 -- @tparam string fmt a `string.format` pattern
 -- @param ... its values
 function output.say(fmt, ...)
-    output.err("passage-users: " .. string.format(fmt, ...) .. "\n")
+    output.err("passage-users: " .. output.printable(string.format(fmt, ...)) .. "\n")
+end
+
+--- Whether `--quiet` was given: `note` then writes nothing.
+output.quiet = false
+
+--- Writes an informational line (a summary) as `say` does, unless quiet.
+-- @tparam string fmt a `string.format` pattern
+-- @param ... its values
+function output.note(fmt, ...)
+    if not output.quiet then
+        output.say(fmt, ...)
+    end
 end
 
 --- A writer for a file, scrubbing like stdout.

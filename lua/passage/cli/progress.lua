@@ -6,7 +6,9 @@
 -- at most ten times a second, and `finish` leaves it complete, followed by
 -- a line break.
 -- @module passage.cli.progress
+local filters = require "passage.filters"
 local output = require "passage.cli.output"
+local signals = require "passage.cli.signals"
 
 local progress = {}
 
@@ -28,8 +30,17 @@ local REDRAW_SECONDS = 0.1
 local Bar = {}
 Bar.__index = Bar
 
+-- A count as a server could send it: a whole number that fits, or not
+-- one at all (1e300, 2.5, NaN), which is never drawn.
+local function sane_count(n)
+    return filters.is_whole(n) and n >= 0
+end
+
 local function thousands(n)
-    local digits = string.format("%d", n)
+    if not sane_count(n) then
+        return "?"
+    end
+    local digits = string.format("%d", math.floor(n))
     local head = (#digits - 1) % 3 + 1
     return digits:sub(1, head) .. digits:sub(head + 1):gsub("%d%d%d", ",%0")
 end
@@ -53,6 +64,8 @@ function progress.new(opts)
         label = opts.label,
         unit = opts.unit,
         enabled = opts.enabled ~= false and progress.isatty(io.stderr),
+        stdout_is_terminal = progress.isatty(io.stdout),
+        visible = false,
         started = now(),
         drawn_at = nil,
         done = 0,
@@ -60,7 +73,34 @@ function progress.new(opts)
     }, Bar)
 end
 
-function Bar:line()
+-- The terminal's width (stderr's), or 80 when it cannot be told.
+local function terminal_width()
+    local uv = signals.uv
+    if uv then
+        local ok, tty = pcall(uv.new_tty, 2, false)
+        if ok and tty then
+            local width = tty:get_winsize()
+            tty:close()
+            if type(width) == "number" and width > 0 then
+                return width
+            end
+        end
+    end
+    return tonumber(os.getenv("COLUMNS")) or 80
+end
+
+-- The line to draw, made to fit the terminal: without the bar when it is
+-- too narrow, then cut (a line that wraps could not be redrawn in place).
+function Bar:fitted()
+    local width = terminal_width() - 1
+    local text = self:line()
+    if #text > width then
+        text = self:line(true)
+    end
+    return text:sub(1, math.max(width, 1))
+end
+
+function Bar:line(no_bar)
     local elapsed = now() - self.started
     local rate = elapsed > 0 and self.done / elapsed or 0
     local parts = { self.label }
@@ -68,7 +108,9 @@ function Bar:line()
     if total and total > 0 then
         local fraction = math.min(1, self.done / total)
         local filled = math.floor(fraction * BAR_WIDTH + 0.5)
-        parts[#parts + 1] = "[" .. ("#"):rep(filled) .. ("."):rep(BAR_WIDTH - filled) .. "]"
+        if not no_bar then
+            parts[#parts + 1] = "[" .. ("#"):rep(filled) .. ("."):rep(BAR_WIDTH - filled) .. "]"
+        end
         parts[#parts + 1] = string.format("%s/%s %s %3d%%", thousands(self.done),
             thousands(total), self.unit, math.floor(fraction * 100))
     else
@@ -90,7 +132,9 @@ end
 -- @tparam[opt] number total
 function Bar:update(done, total)
     self.done = done
-    self.total = total or self.total
+    if total ~= nil and sane_count(total) then
+        self.total = total
+    end
     if not self.enabled then
         return
     end
@@ -99,7 +143,17 @@ function Bar:update(done, total)
         return
     end
     self.drawn_at = t
-    output.err("\r" .. self:line() .. "\27[K")
+    self.visible = true
+    output.err("\r" .. self:fitted() .. "\27[K")
+end
+
+--- Erases the bar before a line goes to stdout, when stdout is the same
+-- terminal (the next update draws it again).
+function Bar:clear()
+    if self.visible and self.stdout_is_terminal then
+        output.err("\r\27[K")
+        self.visible = false
+    end
 end
 
 --- Draws the last state and ends the line.
@@ -108,7 +162,7 @@ function Bar:finish()
         return
     end
     self.finished = true
-    output.err("\r" .. self:line() .. "\27[K\n")
+    output.err("\r" .. self:fitted() .. "\27[K\n")
 end
 
 return progress

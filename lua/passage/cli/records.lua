@@ -5,35 +5,60 @@
 -- updates that user and one without creates a user. In CSV the first line
 -- names the columns, an empty cell is an absent field and `user_metadata`
 -- is a JSON object. The read-only fields of an exported user (`status`,
--- `created_at`, ...) are ignored, so an export can be read back.
+-- `created_at`, ...) and fields no user has are ignored, so an export can
+-- be read back (`unknown_fields` names the latter, to report them).
 -- @module passage.cli.records
+local schema = require "passage.schema"
+local command_list = require "passage.cli.command_list"
 local csv = require "passage.cli.csv"
+local input = require "passage.cli.input"
 local json = require "passage.cli.json"
+local text = require "passage.cli.text"
 
 local records = {}
 
--- Operation names of a record, and the library operation each runs.
-local OPERATIONS = {
-    create = "create_user", update = "update_user", delete = "delete_user",
-    activate = "activate_user", deactivate = "deactivate_user",
-    ["revoke-tokens"] = "revoke_user_refresh_tokens",
-    ["delete-device"] = "delete_user_device",
-}
-for _, name in pairs(OPERATIONS) do
-    OPERATIONS[name] = name
+-- Operation names of a record, and the library operation each runs: the
+-- names of the commands that change users (passage.cli.command_list), and
+-- the library's own names.
+local OPERATIONS = {}
+for _, entry in ipairs(command_list) do
+    if entry.module == "change" or entry.name == "create" or entry.name == "update" then
+        OPERATIONS[entry.name] = entry.operation
+        OPERATIONS[entry.operation] = entry.operation
+    end
 end
 
--- The fields a request sets, and those that pick the call.
-local WRITABLE = { email = true, phone = true, user_metadata = true }
+-- The fields a request sets (passage.schema), and those that pick the call.
+local WRITABLE = schema.USER_REQUEST
 local KEYS = { op = true, id = true, device_id = true }
+local OTHER = {}
+for _, name in ipairs(schema.USER_OTHER) do
+    OTHER[name] = true
+end
 
--- Fields of a user as the API returns it that no request can set.
-local READ_ONLY = {
-    status = true, email_verified = true, phone_verified = true, login_count = true,
-    created_at = true, updated_at = true, last_login_at = true, external_id = true,
-    recent_events = true, social_connections = true, webauthn = true,
-    webauthn_devices = true, webauthn_types = true,
-}
+--- Whether a field is one of a user's, as the API returns users
+-- (`passage.schema`): read-only fields of an export are not reported as
+-- unknown when they are ignored.
+-- @tparam string name
+-- @treturn bool
+function records.is_user_field(name)
+    return schema.USER[name] ~= nil or WRITABLE[name] ~= nil or KEYS[name] ~= nil
+        or OTHER[name] ~= nil
+end
+
+--- What makes a line of input unreadable: too long (the reader's marker)
+-- or not UTF-8. Nil for a good line.
+-- @param line a string, or the `too_long` marker of `passage.cli.input`
+-- @treturn ?string
+function records.line_problem(line)
+    if type(line) == "table" then
+        return line.message
+    end
+    local bad = text.bad_byte(line)
+    if bad then
+        return string.format("not UTF-8 (byte %d)", bad)
+    end
+end
 
 --- The input format a file name suggests.
 -- @tparam string path
@@ -51,6 +76,10 @@ local function json_records(next_line)
                 return nil
             end
             line_no = line_no + 1
+            local problem = records.line_problem(line)
+            if problem then
+                return line_no, nil, problem
+            end
             if line:find("%S") then
                 local v, err = json.decode(line)
                 if type(v) ~= "table" then
@@ -62,9 +91,26 @@ local function json_records(next_line)
     end
 end
 
-local function csv_records(next_line)
-    local read = csv.records(next_line)
+-- Header names as a spreadsheet may write them: a UTF-8 byte order mark
+-- before the first, any case, spaces around.
+local BOM = "\239\187\191"
+
+local function header_names(fields)
+    if fields[1] and fields[1]:sub(1, 3) == BOM then
+        fields[1] = fields[1]:sub(4)
+    end
+    for i, name in ipairs(fields) do
+        fields[i] = name:match("^%s*(.-)%s*$"):lower()
+    end
+    return fields
+end
+
+local function csv_records(next_line, raw)
+    local read = csv.records(next_line, input.MAX_LINE_BYTES)
     local header_line, header = read()
+    if header then
+        header = header_names(header)
+    end
     if header_line and not header then
         return function()
             local n = header_line
@@ -80,6 +126,12 @@ local function csv_records(next_line)
             if line_no == nil or err then
                 return line_no, nil, err
             end
+            for _, field in ipairs(fields) do
+                local problem = records.line_problem(field)
+                if problem then
+                    return line_no, nil, problem
+                end
+            end
             if #fields > 1 or fields[1] ~= "" then
                 if #fields ~= #header then
                     return line_no, nil, string.format("%d fields, the header has %d",
@@ -88,7 +140,7 @@ local function csv_records(next_line)
                 local rec = {}
                 for i, column in ipairs(header) do
                     if fields[i] ~= "" then
-                        rec[column] = fields[i]
+                        rec[column] = raw and fields[i] or csv.restored(fields[i])
                     end
                 end
                 if rec.user_metadata then
@@ -108,13 +160,44 @@ end
 --- Reads records.
 -- @tparam function next_line a source of lines (as `file:lines()`)
 -- @tparam string format "jsonl" or "csv"
+-- @tparam[opt] bool raw CSV cells as they are (no undoing of the `'` an
+--   export puts before a formula-like value)
 -- @treturn function an iterator for a generic `for`: the line number of a
 --   record and the record (a table), or the line number, nil and a message
-function records.read(next_line, format)
+function records.read(next_line, format, raw)
     if format == "csv" then
-        return csv_records(next_line)
+        return csv_records(next_line, raw)
     end
     return json_records(next_line)
+end
+
+--- The request fields of a record: its writable fields (a null is
+-- absent); every other field is ignored.
+-- @tparam table rec
+-- @treturn table the request
+-- @treturn int how many fields it has
+function records.request(rec)
+    local req, n = {}, 0
+    for k, v in pairs(rec) do
+        if WRITABLE[k] and v ~= json.null then
+            req[k], n = v, n + 1
+        end
+    end
+    return req, n
+end
+
+--- The fields of a record that are not a user's (each ignored).
+-- @tparam table rec
+-- @treturn {string,...} their names, sorted
+function records.unknown_fields(rec)
+    local names = {}
+    for k in pairs(rec) do
+        if type(k) ~= "string" or not records.is_user_field(k) then
+            names[#names + 1] = tostring(k)
+        end
+    end
+    table.sort(names)
+    return names
 end
 
 --- The call a record stands for. Only the record's own rules are checked
@@ -125,18 +208,7 @@ end
 -- @return a call for `client:bulk` (`{ operation, app_id, ... }`) and the
 --   request part of it for a dry run; or nil and a message
 function records.call(app_id, rec)
-    local req, n = {}, 0
-    for k, v in pairs(rec) do
-        if v == json.null then
-            v = nil
-        end
-        if type(k) ~= "string" or not (WRITABLE[k] or KEYS[k] or READ_ONLY[k]) then
-            return nil, "unknown field " .. tostring(k)
-        end
-        if WRITABLE[k] and v ~= nil then
-            req[k], n = v, n + 1
-        end
-    end
+    local req, n = records.request(rec)
     local id = rec.id ~= json.null and rec.id or nil
     local op = rec.op and OPERATIONS[rec.op]
     if rec.op and not op then

@@ -1,15 +1,15 @@
 --- Users written as a table, JSON, JSON Lines or CSV.
 -- @module passage.cli.users_format
+local schema = require "passage.schema"
 local csv = require "passage.cli.csv"
 local json = require "passage.cli.json"
+local output = require "passage.cli.output"
 
 local users_format = {}
 
---- The CSV columns, in order; `user_metadata` is a JSON object text.
-users_format.CSV_COLUMNS = {
-    "id", "email", "phone", "status", "email_verified", "phone_verified", "login_count",
-    "created_at", "updated_at", "last_login_at", "user_metadata",
-}
+--- The CSV columns, in order (`passage.schema`'s); `user_metadata` is a
+-- JSON object text.
+users_format.CSV_COLUMNS = schema.USER_COLUMNS
 local NCOLUMNS = #users_format.CSV_COLUMNS
 
 --- The CSV header line.
@@ -18,10 +18,12 @@ function users_format.csv_header()
     return csv.line(users_format.CSV_COLUMNS, NCOLUMNS)
 end
 
---- One user as a CSV line.
+--- One user as a CSV line; cells that a spreadsheet would run as formulas
+-- are neutralised (`passage.cli.csv.neutralised`) unless `raw`.
 -- @tparam table user
+-- @tparam[opt] bool raw write every value as it is
 -- @treturn string
-function users_format.csv_line(user)
+function users_format.csv_line(user, raw)
     local row = {}
     for i, column in ipairs(users_format.CSV_COLUMNS) do
         local v = user[column]
@@ -29,6 +31,9 @@ function users_format.csv_line(user)
             v = json.encode(v)
         elseif type(v) ~= "string" and type(v) ~= "number" and type(v) ~= "boolean" then
             v = nil
+        end
+        if type(v) == "string" and not raw then
+            v = csv.neutralised(v)
         end
         row[i] = v
     end
@@ -77,7 +82,7 @@ function users_format.table(list)
         local row = {}
         for c, column in ipairs(TABLE_COLUMNS) do
             local v = column[2](user)
-            row[c] = v == nil and "" or tostring(v):gsub("%c", " ")
+            row[c] = v == nil and "" or output.printable(tostring(v))
             widths[c] = math.max(widths[c], #row[c])
         end
         rows[r] = row

@@ -12,19 +12,30 @@
 -- in the API's layout `2024-01-01T10:00:00.000000Z`; digits alone are Unix
 -- seconds.
 -- @module passage.cli.where
+local filters = require "passage.filters"
+
 local where = {}
 
---- The fields a filter can name, in the order options list them.
-where.FIELDS = {
-    "identifier", "id", "status", "login_count", "created_at", "updated_at", "last_login_at",
-}
+--- The fields a filter can name (`passage.filters.FIELDS`), sorted.
+where.FIELDS = {}
+for field in pairs(filters.FIELDS) do
+    where.FIELDS[#where.FIELDS + 1] = field
+end
+table.sort(where.FIELDS)
 
-local KIND = {
-    login_count = "count",
-    created_at = "time", updated_at = "time", last_login_at = "time",
-}
+-- The kind of each field's values ("count", "time", ...), as the library
+-- checks them.
+local function kind_of(field)
+    return filters.FIELDS[field].kind
+end
 
-local OPERATORS = { eq = true, ne = true, gt = true, lt = true, like = true, not_like = true }
+-- Every operator some field takes, and eq: (a plain value).
+local OPERATORS = { eq = true }
+for _, spec in pairs(filters.FIELDS) do
+    for op in pairs(spec.ops) do
+        OPERATORS[op] = true
+    end
+end
 
 local function time_value(text)
     if text:match("^%d+$") then
@@ -59,9 +70,9 @@ function where.value(field, text)
         op, rest = nil, text
     end
     local value = rest
-    if KIND[field] == "count" then
+    if kind_of(field) == "count" then
         value = rest:match("^%d+$") and tonumber(rest) or rest
-    elseif KIND[field] == "time" then
+    elseif kind_of(field) == "time" then
         value = time_value(rest)
     end
     if op == nil or op == "eq" then
@@ -81,7 +92,7 @@ function where.add(params, texts)
             return nil, string.format("--where %q: expected field=[op:]value", text)
         end
         field = field:gsub("%-", "_")
-        if not KIND[field] and field ~= "identifier" and field ~= "id" and field ~= "status" then
+        if not filters.FIELDS[field] then
             return nil, string.format("--where %q: unknown field %s (one of %s)", text, field,
                 table.concat(where.FIELDS, ", "))
         end

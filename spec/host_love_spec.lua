@@ -67,5 +67,6 @@ describe("a LÖVE game running examples/love", function()
             bounds.step, bounds.worst, hosts.describe(cpu), hosts.describe(wall),
             hosts.describe(walk.wall_late_ms), hosts.describe(idle.wall_late_ms)))
         hosts.check_steps(walk, idle, bounds, { "wall_late_ms" })
+        hosts.check_steps_see_a_blocked_step(walk, idle, bounds, { "wall_late_ms" }, 150)
     end)
 end)

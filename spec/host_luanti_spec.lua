@@ -100,5 +100,6 @@ describe("a Luanti server running examples/luanti's mod", function()
             hosts.describe(walk.wall_late_ms), hosts.describe(idle.wall_late_ms),
             hosts.describe(walk.dtime_late_ms), hosts.describe(idle.dtime_late_ms)))
         hosts.check_steps(walk, idle, bounds, { "wall_late_ms", "dtime_late_ms" })
+        hosts.check_steps_see_a_blocked_step(walk, idle, bounds, { "wall_late_ms", "dtime_late_ms" }, 150)
     end)
 end)

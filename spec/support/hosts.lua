@@ -222,6 +222,37 @@ function M.check_steps(walk, idle, bounds, keys)
     end
 end
 
+-- The checks would see a blocked step (the measure works): the same run
+-- with one step `blocked_ms` longer, as a blocking walk's page makes it,
+-- fails check_steps, whether only the library's time or only the host's
+-- lateness shows it.
+function M.check_steps_see_a_blocked_step(walk, idle, bounds, keys, blocked_ms)
+    local function with_one_step_longer(names)
+        local copy = {}
+        for k, v in pairs(walk) do
+            copy[k] = v
+        end
+        for _, name in ipairs(names) do
+            local values = {}
+            for i, ms in ipairs(list(walk[name])) do
+                values[i] = ms
+            end
+            local middle = math.max(1, math.floor(#values / 2))
+            values[middle] = (values[middle] or 0) + blocked_ms
+            copy[name] = values
+        end
+        return copy
+    end
+    assert.has_error(function()
+        M.check_steps(with_one_step_longer { "library_cpu_ms" }, idle, bounds, keys)
+    end)
+    for _, key in ipairs(keys) do
+        assert.has_error(function()
+            M.check_steps(with_one_step_longer { key }, idle, bounds, keys)
+        end)
+    end
+end
+
 -- "median 1.2, p90 3.4, max 5.6 ms"
 function M.describe(values)
     return string.format("median %.2f, p90 %.2f, max %.2f ms over %d", M.percentile(values, 0.5),

@@ -8,7 +8,7 @@ local shell = require "support.shell"
 local socket = require "socket"
 
 local APP, KEY = "host_luanti", "sk_host_luanti"
-local STEP_MS, BUDGET_MS, IN_FLIGHT, LIMIT = 50, 5, 4, 500
+local STEP_MS, BUDGET_MS, IN_FLIGHT, LIMIT = 50, 5, 8, 500
 local IDLE_STEPS = 40
 
 -- A UDP port nobody uses now, for the server's own listener.

@@ -1,7 +1,8 @@
 # passage-lua: build, run the demo, test.
 #   make demo   runs examples/admin.lua against the emulator (started and
 #               stopped around it unless one already answers on the port)
-#   make test   installs what is missing, builds, lints, runs every spec
+#   make test   installs what is missing, builds, lints, runs every spec on
+#               Lua 5.4 and on LuaJIT (make spec, make spec-luajit)
 #   make bench  decoder and call benchmarks against the emulator (BENCH_PORT)
 # Both install their missing Debian packages first (apt-get; root or sudo).
 
@@ -43,16 +44,19 @@ LUA_ENV      := LUA_PATH='lua/?.lua;lua/?/init.lua;emulator/lua/?.lua;spec/?.lua
 
 # openssl makes the specs' test certificates; dpkg-dev's dpkg-architecture
 # finds the multiarch folder where nginx's LuaJIT loads lua-cjson; procps's
-# pgrep finds an nginx worker for the benchmarks.
+# pgrep finds an nginx worker for the benchmarks; minetest-server and love
+# are the real hosts of examples/luanti and examples/love (their specs), and
+# lua-luv and lua-cqueues the loops of passage.loop's adapters.
 DEB_PACKAGES := gcc make dpkg-dev lua5.4 liblua5.4-dev libcurl4-openssl-dev lua-cjson \
                 lua-busted luarocks lua-check nginx-light libnginx-mod-http-lua lua-resty-core \
                 curl wrk openssl procps \
                 lua5.1 liblua5.1-0-dev lua5.3 liblua5.3-dev luajit2 libluajit2-5.1-dev \
                 valgrind clang libclang-rt-14-dev clang-format \
-                lua-argparse lua-term lua-socket lua-luv tmux lua-ldoc lua-markdown
+                lua-argparse lua-term lua-socket lua-luv tmux lua-ldoc lua-markdown \
+                minetest-server love lua-cqueues
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build deps demo test spec lint format format-check emulator emulator-stop clean \
+.PHONY: all build deps demo test spec spec-luajit lint format format-check emulator emulator-stop clean \
         bench asan valgrind fuzz fuzz-short fuzz-corpus docs
 
 all: build
@@ -121,17 +125,39 @@ bench: deps build $(RAW_CURL)
 
 # ---- tests ----------------------------------------------------------------
 # Portability (5.1, 5.3, LuaJIT builds) and the rock install are specs too.
+# The whole suite runs twice: on Lua 5.4, then with the library on LuaJIT
+# (about 75 s each).
 test: deps build lint format-check
 	@$(MAKE) --no-print-directory spec
+	@$(MAKE) --no-print-directory spec-luajit
 
 # The spec helper starts the emulator when it is not already answering and
 # stops what it started.
-# busted's own summary, restated as "N passed, N failed" for CI logs.
+# busted's own summary, restated as "N passed, N failed" for CI logs:
+# $(call spec_summary,log file,label).
+spec_summary = sed 's/\x1b\[[0-9;]*m//g' $(1) | \
+  awk '/ success(es)? \/ [0-9]+ failures? \/ [0-9]+ errors? / { printf "$(2): %d passed, %d failed\n", $$1, $$4 + $$7 }'
+
 spec: build
 	@mkdir -p $(BUILD)
 	@set -o pipefail; $(LUA_ENV) busted --lua=lua5.4 $(BUSTED_ARGS) | tee $(BUILD)/spec.log; rc=$$?; \
-	sed 's/\x1b\[[0-9;]*m//g' $(BUILD)/spec.log | \
-	  awk '/ success(es)? \/ [0-9]+ failures? \/ [0-9]+ errors? / { printf "spec: %d passed, %d failed\n", $$1, $$4 + $$7 }'; \
+	$(call spec_summary,$(BUILD)/spec.log,spec); \
+	exit $$rc
+
+# The whole suite again with the library under test on LuaJIT (what Luanti,
+# LÖVE and OpenResty run): busted re-runs itself with luajit, which loads
+# Debian's busted, luassert and luasocket from their Lua 5.1 folders, and the
+# LuaJIT build of the core. Helper processes (the emulator's command, raw
+# servers) stay on lua5.4; passage-users runs its LuaJIT build. busted
+# passes its arguments to luajit through a shell unquoted: in BUSTED_ARGS,
+# write a pattern's spaces as "." (--filter=walks.every.user).
+LUA_ENV_JIT  := LUA_PATH='lua/?.lua;lua/?/init.lua;emulator/lua/?.lua;spec/?.lua;;' LUA_CPATH='$(BUILD)/jit/?.so;;'
+
+spec-luajit:
+	@$(MAKE) --no-print-directory build LUA_VERSION=jit
+	@mkdir -p $(BUILD)
+	@set -o pipefail; $(LUA_ENV_JIT) busted --lua=luajit $(BUSTED_ARGS) | tee $(BUILD)/spec-luajit.log; rc=$$?; \
+	$(call spec_summary,$(BUILD)/spec-luajit.log,spec-luajit); \
 	exit $$rc
 
 lint:

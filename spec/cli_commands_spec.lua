@@ -64,7 +64,7 @@ package.preload["passage.operations"] = function()
         args = { "app_id", "params" }, query = "params", result = "list", idempotent = true }
     return ops
 end]]
-        local extra = { LUA_INIT_5_4 = init }
+        local extra = { LUA_INIT_5_4 = init, LUA_INIT = init } -- Lua 5.4's, LuaJIT's
         local help = cli.run({ "--help" }, { env = env(extra) })
         assert.matches("\n   count%-active%-users ", help)
         local out, err, code = cli.run({ "count-active-users", "--limit", "1" }, { env = env(extra) })

@@ -1,6 +1,7 @@
 -- passage-users as an administrator installs and uses it: the installed
 -- command from a private LuaRocks tree with no environment, --version,
 -- shell completion, --quiet, and no summary lost to a second stream.
+local shell = require "support.shell"
 local emulator = require "support.emulator"
 local cli = require "support.cli"
 
@@ -15,10 +16,7 @@ local function env(extra)
 end
 
 local function sh(cmd)
-    local p = assert(io.popen(cmd .. " 2>&1"))
-    local out = p:read("*a")
-    local _, _, code = p:close()
-    return out, code
+    return shell.capture(cmd .. " 2>&1")
 end
 
 describe("passage-users habits", function()
@@ -53,7 +51,8 @@ describe("passage-users habits", function()
     end)
 
     it("degrades cleanly without lua-luv: pipes read, SIGINT a clean exit 130", function()
-        local no_luv = { LUA_INIT_5_4 = 'package.preload.luv = function() error("absent") end' }
+        local hide_luv = 'package.preload.luv = function() error("absent") end'
+        local no_luv = { LUA_INIT_5_4 = hide_luv, LUA_INIT = hide_luv } -- Lua 5.4's, LuaJIT's
         local out, err, code = cli.run({ "import", "-" }, { env = env(no_luv),
             stdin = '{"email":"noluv1@example.com"}\n{"email":"noluv2@example.com"}\n' })
         assert.equal(0, code, err)

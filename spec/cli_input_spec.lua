@@ -2,6 +2,7 @@
 -- /dev/stdin, process substitution and FIFOs, with and without a terminal
 -- (`script` gives the command a pseudo-terminal), lines over the cap, and
 -- an endless input. Every file a run writes is in the spec's own folder.
+local shell = require "support.shell"
 local emulator = require "support.emulator"
 local cli = require "support.cli"
 local cjson = require("cjson").new()
@@ -17,10 +18,7 @@ end
 local function in_terminal(dir, bash_line)
     local wrapped = "script -qec " .. cli.quote("bash -c " .. cli.quote(bash_line)) .. " "
         .. dir .. "/typescript"
-    local p = assert(io.popen(wrapped .. " </dev/null 2>&1"))
-    local screen = p:read("*a")
-    local _, _, code = p:close()
-    return screen, code
+    return shell.capture(wrapped .. " </dev/null 2>&1")
 end
 
 local function ok_lines(text)
@@ -81,9 +79,7 @@ describe("passage-users import reads", function()
                 if terminal then
                     text, code = in_terminal(dir, line)
                 else
-                    local p = assert(io.popen("bash -c " .. cli.quote(line) .. " </dev/null 2>&1"))
-                    text = p:read("*a")
-                    code = select(3, p:close())
+                    text, code = shell.capture("bash -c " .. cli.quote(line) .. " </dev/null 2>&1")
                 end
                 assert.equal(0, code, text)
                 assert.equal(40, ok_lines(text))
@@ -115,9 +111,7 @@ describe("passage-users import reads", function()
         } do
             local line = "printf %s " .. cli.quote(case[1]) .. " | timeout 10 "
                 .. cli.command({ "import", "-", "--input-format", case[2] }, env("in_ends"))
-            local p = assert(io.popen("bash -c " .. cli.quote(line) .. " 2>&1"))
-            local text = p:read("*a")
-            local _, _, code = p:close()
+            local text, code = shell.capture("bash -c " .. cli.quote(line) .. " 2>&1")
             assert.equal(case[3], code, case[1] .. ": " .. text)
             assert.matches(case[4], text, 1, true)
         end

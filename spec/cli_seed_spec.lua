@@ -1,5 +1,6 @@
 -- passage-emulator seed: realistic users for an app of the running
 -- emulator, through its own seeding code, from the command line.
+local shell = require "support.shell"
 local emulator = require "support.emulator"
 local cli = require "support.cli"
 
@@ -9,10 +10,7 @@ local function seed(args)
     for _, a in ipairs(args) do
         cmd = cmd .. " " .. cli.quote(a)
     end
-    local p = assert(io.popen(cmd .. " 2>&1"))
-    local out = p:read("*a")
-    local _, _, code = p:close()
-    return out, code
+    return shell.capture(cmd .. " 2>&1")
 end
 
 local function total(app, key)

@@ -172,10 +172,10 @@ describe("lifetimes", function()
                 local value, err = during(function()
                     -- Garbage at once: the collector runs it at the next
                     -- allocation, somewhere inside the call.
-                    setmetatable({}, { __gc = function()
+                    torture.finalizer(function()
                         closes = closes + 1
                         c:close()
-                    end })
+                    end)
                     return c[op](c, args[1], args[2])
                 end)
                 assert.equal(1, closes)
@@ -288,7 +288,7 @@ describe("lifetimes", function()
             local outcome = during(function()
                 local c = users.new(options())
                 local walk = paginator.start(c, APP, { limit = 20 }, { in_flight = 2 })
-                setmetatable({}, { __gc = function() c:close() end }) -- closes at some allocation
+                torture.finalizer(function() c:close() end) -- closes at some allocation
                 local reactor = require "support.select_reactor"
                 reactor.run(c, function() return walk:done() end)
                 for _ in walk:ready() do end

@@ -13,6 +13,25 @@ local function new_client(opts)
     return emulator.client(opts, { timeout_ms = 10000, retry_base_delay_ms = 10, retry_max_delay_ms = 50 })
 end
 
+-- Lua 5.4's generic for closes the walk when the loop is left early (a
+-- to-be-closed variable); Lua 5.1 and LuaJIT have none.
+local LOOPS_CLOSE_WALKS = load("local x <close> = nil") ~= nil
+
+-- After a walk was left early (break, an error): on 5.4 the loop closed it,
+-- so none of its pages is in flight; on 5.1 and LuaJIT its pages finish
+-- unread, and none of them comes out of the client's poll.
+local function assert_walk_left(client)
+    if LOOPS_CLOSE_WALKS then
+        assert.equal(0, client:pending())
+        return
+    end
+    local deadline = socket.gettime() + 10
+    while client:pending() > 0 and socket.gettime() < deadline do
+        assert.same({}, client:poll(50))
+    end
+    assert.equal(0, client:pending())
+end
+
 local function copy(t, extra)
     local c = {}
     for k, v in pairs(t or {}) do
@@ -391,9 +410,7 @@ describe("passage.paginator", function()
                 end
             end
             assert.equal(120, n)
-            if _VERSION ~= "Lua 5.1" then
-                assert.equal(0, client:pending())
-            end
+            assert_walk_left(client)
             -- The client still works.
             assert.equal(#all, #assert(paginator.collect(client, APP, nil, { in_flight = 3 })))
         end)
@@ -408,9 +425,7 @@ describe("passage.paginator", function()
             end)
             assert.is_false(ok)
             assert.matches("stop here", err)
-            if _VERSION ~= "Lua 5.1" then
-                assert.equal(0, client:pending())
-            end
+            assert_walk_left(client)
         end)
 
         it("raises on bad arguments before any request", function()
@@ -771,9 +786,7 @@ describe("passage.paginator", function()
                 assert.equal(1, err.attempts)
                 -- With prefetch, a later page may be the one that failed.
                 assert.is_true(n >= 1 and n <= k)
-                if _VERSION ~= "Lua 5.1" then
-                    assert.equal(0, client:pending())
-                end
+                assert_walk_left(client)
             end)
         end
 
@@ -831,9 +844,7 @@ describe("passage.paginator", function()
                 end
             end
             assert.equal(3, n)
-            if _VERSION ~= "Lua 5.1" then
-                assert.equal(0, client:pending())
-            end
+            assert_walk_left(client)
             assert.equal(1, emulator.count(emulator.stats(), "GET /apps/{app_id}/users", 503))
         end)
     end)

@@ -534,6 +534,16 @@ describe("passage.core transport", function()
                 assert.are.equal("passage.transport: closed", tostring(tr))
                 assert.are.equal("passage.request: closed", tostring(req))
             end)
+        else
+            it("is closed by close() where there are no to-be-closed variables", function()
+                assert.is_nil(load("local x <close> = nil")) -- so none of the above applies
+                local tr = core.transport()
+                local req = tr:start("GET", server.url("/slow?ms=2000"), {})
+                req:close()
+                tr:close()
+                assert.are.equal("passage.transport: closed", tostring(tr))
+                assert.are.equal("passage.request: closed", tostring(req))
+            end)
         end
     end)
 

@@ -1,8 +1,14 @@
 -- Runs passage-users (the build's wrapper, `make build`) as a process for
 -- specs: what it wrote to stdout and stderr, and its exit status.
+local shell = require "support.shell"
+
 local M = {}
 
-M.BIN = "build/5.4/bin/passage-users"
+-- The command built for the interpreter that runs the specs (make spec:
+-- Lua 5.4; make spec-luajit: LuaJIT), so the command line is checked on
+-- each. jit is LuaJIT's module, nil elsewhere.
+local BUILD = jit and "jit" or _VERSION:match("%d+%.%d+") -- luacheck: globals jit
+M.BIN = "build/" .. BUILD .. "/bin/passage-users"
 
 function M.quote(s)
     return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
@@ -44,9 +50,7 @@ function M.run(args, opts)
         f:close()
     end
     local cmd = command .. " <" .. (in_file or "/dev/null") .. " 2>" .. err_file
-    local p = assert(io.popen(cmd, "r"))
-    local out = p:read("*a")
-    local _, _, code = p:close()
+    local out, code = shell.capture(cmd)
     local f = assert(io.open(err_file, "rb"))
     local err = f:read("*a")
     f:close()

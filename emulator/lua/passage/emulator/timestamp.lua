@@ -37,9 +37,14 @@ local function civil_from_days(z)
   return y, m, d
 end
 
--- Renders integer microseconds; nil renders the zero time.
+-- Renders integer microseconds; nil renders the zero time. A value that is
+-- not finite raises, on every Lua: Lua 5.4's string.format refuses it by
+-- itself, LuaJIT's (the one nginx runs) would render garbage.
 function M.format(us)
   if us == nil then return M.ZERO end
+  if us ~= us or us == math.huge or us == -math.huge then
+    error("timestamp.format: not a finite number of microseconds: " .. tostring(us), 2)
+  end
   local secs = floor(us / US)
   local frac = us - secs * US
   local days = floor(secs / 86400)

@@ -63,6 +63,7 @@ function calls.check(client, call)
     if ok then
         return request
     end
+    signals.pass_interrupt(request)
     return nil, (tostring(request):gsub("^.-passage%.users: ", ""))
 end
 

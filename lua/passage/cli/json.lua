@@ -10,6 +10,8 @@ local users = require "passage.users"
 local cjson = require("cjson").new()
 local text = require "passage.cli.text"
 
+local signals = require "passage.cli.signals"
+
 local json = {}
 
 local FIRST = {
@@ -223,6 +225,7 @@ end
 function json.decode(s)
     local ok, v = pcall(cjson.decode, s)
     if not ok then
+        signals.pass_interrupt(v)
         return nil, (tostring(v):gsub("^.-:%d+: ", ""))
     end
     return v

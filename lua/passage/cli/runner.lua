@@ -48,6 +48,7 @@ end
 function Runner:start(entry)
     local ok, handle = pcall(self.client.start, self.client, unpack(entry.call, 1, 4))
     if not ok then
+        signals.pass_interrupt(handle)
         entry.result = calls.input_error((tostring(handle):gsub("^.-passage%.users: ", "")))
         return
     end

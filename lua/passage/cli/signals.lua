@@ -75,6 +75,16 @@ function signals.name()
     return received[1] and received[1]:upper()
 end
 
+--- Raises `problem` again when it is the interpreter's own "interrupted!"
+-- (lua-luv missing): a `pcall` that guards one record must not take a
+-- Ctrl-C for that record's failure and go on with the next.
+-- @param problem what a `pcall` caught
+function signals.pass_interrupt(problem)
+    if type(problem) == "string" and problem:find("interrupted!$") then
+        error(problem, 0)
+    end
+end
+
 --- Records a signal the interpreter reported itself (its "interrupted!"
 -- error, when lua-luv is missing).
 -- @tparam string name "sigint" or "sigterm"

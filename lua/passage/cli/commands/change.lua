@@ -168,6 +168,7 @@ local function by_filter(ctx, op)
     local ok, run, counts = pcall(run_calls, ctx, source, bar)
     bar:finish()
     if not ok then
+        signals.pass_interrupt(run)
         output.say("%s stopped: %s", args.command, tostring(run))
         return 1
     end

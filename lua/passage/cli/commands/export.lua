@@ -98,6 +98,9 @@ function export.run(ctx)
         if not ok and type(count) == "string" and count:find("passage.users: ", 1, true) then
             error(count, 0) -- a bad argument: main reports it as usage
         end
+        if not ok then
+            signals.pass_interrupt(count)
+        end
         if stopped then
             output.say("export stopped by %s after %d users", signals.name(), count)
         else

@@ -303,6 +303,24 @@ describe("passage-users", function()
             { env = env("cli_rerun") })
         assert.equal(1, code)
         assert.matches("are not records of", err)
+        -- Another input of the same length: the records that differ from
+        -- those that failed are not run.
+        local same_length = tmp .. ".same-length.jsonl"
+        local changed = {}
+        for n = 1, 100 do
+            changed[n] = cjson.encode { email = "other" .. n .. "@example.com" }
+        end
+        write_file(same_length, changed)
+        emulator.reset_stats()
+        out, err, code = cli.run({ "import", same_length, "--rerun", results_file },
+            { env = env("cli_rerun") })
+        assert.equal(1, code)
+        assert.matches("differ from those that failed", err)
+        for _, r in ipairs(decode_lines(out)) do
+            assert.is_false(r.ok)
+            assert.equal("input", r.kind)
+        end
+        assert.equal(0, stats_count(CREATE))
         -- A results file that is the input is refused before anything is written.
         _, err, code = cli.run({ "import", other, "--results", other }, { env = env("cli_rerun") })
         assert.equal(2, code)

@@ -67,6 +67,23 @@ function records.format_of(path)
     return path:lower():match("%.csv$") and "csv" or "jsonl"
 end
 
+--- A short fingerprint of a record's text: what `--rerun` compares to be
+-- sure a results file belongs to this input (the same line numbers of
+-- another file would otherwise run other records). Eight hex digits; the
+-- same on every Lua (no bit operations).
+-- @tparam string line the record's text
+-- @treturn string
+function records.fingerprint(line)
+    local h = 5381
+    for at = 1, #line, 4096 do
+        local bytes = { line:byte(at, at + 4095) }
+        for i = 1, #bytes do
+            h = (h * 33 + bytes[i]) % 4294967296
+        end
+    end
+    return string.format("%08x", h)
+end
+
 local function json_records(next_line)
     local line_no = 0
     return function()
@@ -85,7 +102,7 @@ local function json_records(next_line)
                 if type(v) ~= "table" then
                     return line_no, nil, err and ("not JSON: " .. err) or "not a JSON object"
                 end
-                return line_no, v
+                return line_no, v, nil, records.fingerprint(line)
             end
         end
     end
@@ -151,7 +168,7 @@ local function csv_records(next_line, raw)
                     end
                     rec.user_metadata = md
                 end
-                return line_no, rec
+                return line_no, rec, nil, records.fingerprint(table.concat(fields, "\0"))
             end
         end
     end
@@ -163,7 +180,8 @@ end
 -- @tparam[opt] bool raw CSV cells as they are (no undoing of the `'` an
 --   export puts before a formula-like value)
 -- @treturn function an iterator for a generic `for`: the line number of a
---   record and the record (a table), or the line number, nil and a message
+--   record, the record (a table), nil and its `fingerprint`; or the line
+--   number, nil and a message
 function records.read(next_line, format, raw)
     if format == "csv" then
         return csv_records(next_line, raw)

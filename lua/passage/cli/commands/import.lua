@@ -64,7 +64,9 @@ local function failed_lines(path)
                     text_line)
             end
             if not r.ok and not failed[r.line] then
-                failed[r.line], n = true, n + 1
+                -- The record's fingerprint when the line has one, to check
+                -- the input is the one these results came from.
+                failed[r.line], n = type(r.record) == "string" and r.record or true, n + 1
             end
         end
     end
@@ -230,20 +232,29 @@ local function new_run(ctx, state)
         in_flight = ctx.args.in_flight,
         next = function()
             while true do
-                local line_no, rec, problem = next_record()
+                local line_no, rec, problem, fingerprint = next_record()
                 if line_no == nil then
                     return nil
                 end
                 counts.last_line = line_no
-                if state.only == nil or state.only[line_no] then
+                local wanted = state.only == nil or state.only[line_no]
+                if wanted then
                     state.seen[line_no] = true
-                    return entry_of(ctx, line_no, rec, problem)
+                    if type(wanted) == "string" and fingerprint and wanted ~= fingerprint then
+                        state.differ = (state.differ or 0) + 1
+                        problem, rec = "not the record that failed on this line in "
+                            .. ctx.args.rerun .. " (results of another input?)", nil
+                    end
+                    local entry = entry_of(ctx, line_no, rec, problem)
+                    entry.fingerprint = fingerprint
+                    return entry
                 end
             end
         end,
         write = function(entry)
             local r = entry.result
             r.line = entry.line
+            r.record = entry.fingerprint
             if r.ok then
                 counts.ok = counts.ok + 1
             else
@@ -334,6 +345,11 @@ function import.run(ctx)
         output.say("--rerun: %d failed lines of %s are not records of %s (first: line %d): "
             .. "are these the results of another input?", #missing, args.rerun, args.file,
             missing[1])
+        return 1
+    end
+    if state.differ then
+        output.say("--rerun: %d records of %s differ from those that failed in %s: not run",
+            state.differ, args.file, args.rerun)
         return 1
     end
     return status

@@ -25,6 +25,37 @@ describe("passage.users", function()
         client:close()
     end)
 
+    it("makes an operation of four arguments from its entry alone", function()
+        -- passage.users loaded again over an operations table with one more
+        -- entry: three path arguments and a fourth for the query.
+        local saved_users, saved_ops = package.loaded["passage.users"],
+            package.loaded["passage.operations"]
+        finally(function()
+            package.loaded["passage.users"], package.loaded["passage.operations"] =
+                saved_users, saved_ops
+        end)
+        local ops = {}
+        for name, op in pairs(saved_ops) do
+            ops[name] = op
+        end
+        ops.get_user_device_page = {
+            method = "GET", path = "/apps/{app_id}/users/{user_id}/devices/{device_id}",
+            args = { "app_id", "user_id", "device_id", "params" }, query = "params",
+            result = "list", idempotent = true,
+        }
+        package.loaded["passage.operations"], package.loaded["passage.users"] = ops, nil
+        local fresh = require "passage.users"
+        local c = fresh.new { api_key = "k", base_url = "http://127.0.0.1:9/v1" }
+        finally(function() c:close() end)
+        local request = c:check("get_user_device_page", "a p", "u/1", "d?2", { limit = 7 })
+        assert.equal("http://127.0.0.1:9/v1/apps/a%20p/users/u%2F1/devices/d%3F2?limit=7",
+            request.url)
+        assert.is_function(c.get_user_device_page)
+        local ok, err = pcall(function() c:check("get_user_device_page", "a", "u", "", {}) end)
+        assert.is_false(ok)
+        assert.matches("users_spec.lua:%d+: passage.users: device_id", err)
+    end)
+
     it("matches the rockspec version", function()
         local f = assert(io.open("rockspec/passage-lua-" .. users._VERSION .. "-1.rockspec"))
         local text = f:read("*a")

@@ -7,7 +7,7 @@
 --   path        under base_url; {name} is an argument, sent as one
 --               percent-encoded path segment (the path's arguments come
 --               first in args, in the same order)
---   args        the arguments after the client, in order (at most three);
+--   args        the arguments after the client, in order (any number);
 --               how each is checked is in passage.users (ARGUMENTS)
 --   query       the argument whose filters make the query string, or a
 --               function(args...) -> list params

@@ -64,7 +64,7 @@ if core._VERSION ~= users._VERSION then
 end
 
 local argerror, guard = errors.argument, errors.guard
-local unpack_args = table.unpack or unpack -- luacheck: globals unpack
+local unpack = table.unpack or unpack -- luacheck: globals unpack
 
 -- Arguments ---------------------------------------------------------------
 -- How each argument named in passage.operations is checked; each check
@@ -159,26 +159,18 @@ local ARGUMENTS = {
 -- with the checks of its arguments, its path as a function of the checked
 -- path arguments, and its result's reader.
 
--- "/apps/{app_id}/users/{user_id}" -> function(a, b) return "/apps/" .. a
--- .. "/users/" .. b end, in one concatenation.
-local function path_function(name, op)
-    local s, holes = {}, 0
-    local at = 1
-    for before, arg, stop in op.path:gmatch("()({[%w_]+})()") do
+-- "/apps/{app_id}/users/{user_id}" -> "/apps/%s/users/%s" and 2: a format
+-- that builds the path from the checked path arguments in one step, and
+-- how many it takes. Path arguments come first, in order.
+local function path_format(name, op)
+    local holes = 0
+    local format = op.path:gsub("%%", "%%%%"):gsub("{([%w_]+)}", function(arg)
         holes = holes + 1
-        assert(op.args[holes] == arg:sub(2, -2),
+        assert(op.args[holes] == arg,
             "operation " .. name .. ": path arguments come first, in order")
-        s[#s + 1] = op.path:sub(at, before - 1)
-        at = stop
-    end
-    s[#s + 1] = op.path:sub(at)
-    if holes == 1 then
-        return function(a) return s[1] .. a .. s[2] end
-    elseif holes == 2 then
-        return function(a, b) return s[1] .. a .. s[2] .. b .. s[3] end
-    end
-    assert(holes == 3, "operation " .. name .. ": 1 to 3 path arguments")
-    return function(a, b, c) return s[1] .. a .. s[2] .. b .. s[3] .. c .. s[4] end
+        return "%s"
+    end)
+    return format, holes
 end
 
 local function position(op, arg)
@@ -192,7 +184,6 @@ end
 -- Each operation as the client runs it (see above), by name.
 local RUNNABLE = {}
 for name, op in pairs(operations) do
-    assert(#op.args <= 3, "operation " .. name .. ": at most three arguments")
     local checks = {}
     for i, arg in ipairs(op.args) do
         checks[i] = assert(ARGUMENTS[arg], "operation " .. name .. ": no check for " .. arg)
@@ -202,7 +193,8 @@ for name, op in pairs(operations) do
         method = op.method,
         args = op.args,
         checks = checks,
-        path = path_function(name, op),
+        path = path_format(name, op),
+        holes = select(2, path_format(name, op)),
         query = type(op.query) == "string" and position(op, op.query) or op.query,
         body = op.body and position(op, op.body),
         result = assert(schema.results[op.result],
@@ -225,15 +217,6 @@ table.sort(users.OPERATIONS)
 -- and base_url may hold a password, so dumping a client shows neither.
 local private = setmetatable({}, { __mode = "k" })
 
-local function pick(i, a, b, c)
-    if i == 1 then
-        return a
-    elseif i == 2 then
-        return b
-    end
-    return c
-end
-
 -- The transport for a call made now: nginx's cosockets where nginx allows
 -- them, else libcurl; raises when the client was made for cosockets only.
 local function transport_now(p)
@@ -250,49 +233,53 @@ local function transport_now(p)
     return p.curl
 end
 
--- The engine call of `op` with the arguments a, b, c of the client's
--- method; raises an argument error (errors.argument) on a bad one.
+-- The engine call of `op` with the arguments of the client's method (any
+-- number, as passage.operations declares them); raises an argument error
+-- (errors.argument) on a bad one.
 local prepare
-function prepare(p, op, a, b, c)
+function prepare(p, op, ...)
     local names, checks = op.args, op.checks
     local n = #names
-    -- Raw arguments kept for the query, body and continuation; checked ones
-    -- (ids as path segments) for the path.
-    local ra, rb, rc = a, b, c
-    if n >= 1 then a = checks[1](names[1], a) end
-    if n >= 2 then b = checks[2](names[2], b) end
-    if n >= 3 then c = checks[3](names[3], c) end
-    local target = p.base_url .. op.path(a, b, c)
+    -- Raw arguments are kept for the query, body and continuation; checked
+    -- ones (ids as path segments) make the path.
+    local raw = { ... }
+    local checked = {}
+    for i = 1, n do
+        checked[i] = checks[i](names[i], raw[i])
+    end
+    local target = p.base_url .. op.path:format(unpack(checked, 1, op.holes))
     local query = op.query
     if query then
         local params
         if type(query) == "function" then
-            params = query(ra, rb, rc)
+            params = query(unpack(raw, 1, n))
         else
-            params = pick(query, ra, rb, rc)
+            params = raw[query]
         end
         query = url.query(filters.to_query(params))
         if query ~= "" then
             target = target .. "?" .. query
         end
     end
-    local body = op.body and cjson.encode(pick(op.body, ra, rb, rc))
+    local body = op.body and cjson.encode(raw[op.body])
     local continue = op.next
     if continue then
         -- The next request comes from the server's answer: an id the checks
         -- refuse is a bad response, not a bad argument of the caller.
-        continue = function(value)
-            local next_op, x, y, z = op.next(value, ra, rb, rc)
+        local function next_call(next_op, ...)
             if not next_op then
-                return nil, x
+                return nil, ...
             end
-            local ok, call = pcall(prepare, p, RUNNABLE[next_op], x, y, z)
+            local ok, call = pcall(prepare, p, RUNNABLE[next_op], ...)
             if not ok then
                 return nil, errors.new("decode", {
                     message = "response: listed user has an unusable id: " .. tostring(call),
                 })
             end
             return call
+        end
+        continue = function(value)
+            return next_call(op.next(value, unpack(raw, 1, n)))
         end
     end
     local transport = transport_now(p)
@@ -416,7 +403,7 @@ Client.__close = Client.close
 
 -- The call of operation `name` with its arguments, checked; raises an
 -- argument error.
-local function call_of(self, what, name, a, b, c)
+local function call_of(self, what, name, ...)
     if self.engine.closed then
         argerror("%s on a closed client", what)
     end
@@ -424,12 +411,12 @@ local function call_of(self, what, name, a, b, c)
     if not op then
         argerror("%s: unknown operation %s", what, tostring(name))
     end
-    return prepare(private[self], op, a, b, c)
+    return prepare(private[self], op, ...)
 end
 
 for name in pairs(RUNNABLE) do
-    Client[name] = guard(function(self, a, b, c)
-        return self.engine:run(call_of(self, name, name, a, b, c))
+    Client[name] = guard(function(self, ...)
+        return self.engine:run(call_of(self, name, name, ...))
     end)
 end
 
@@ -450,8 +437,8 @@ end
 -- local h = client:start("get_user", app_id, user_id)
 -- repeat client:poll(100) until h:done()
 -- local user, err = h:result()
-Client.start = guard(function(self, operation, a, b, c)
-    return self.engine:start(call_of(self, "start", operation, a, b, c))
+Client.start = guard(function(self, operation, ...)
+    return self.engine:start(call_of(self, "start", operation, ...))
 end)
 
 --- Checks an operation's arguments as its method does, and tells what
@@ -470,8 +457,8 @@ end)
 -- @within Calls without waiting
 -- @usage
 -- local ok, problem = pcall(client.check, client, "create_user", app_id, record)
-Client.check = guard(function(self, operation, a, b, c)
-    local call = call_of(self, "check", operation, a, b, c)
+Client.check = guard(function(self, operation, ...)
+    local call = call_of(self, "check", operation, ...)
     return { operation = call.operation, method = call.method, url = printable_url(call.url),
         body = call.body }
 end)
@@ -486,11 +473,11 @@ end
 -- (a function called with the handle, which must not raise), never into
 -- the host's poll. Returns nil, err (kind "cancelled") on a closed client;
 -- raises a bad argument as `start` does.
-function users.start_owned(client, sink, operation, a, b, c)
+function users.start_owned(client, sink, operation, ...)
     if client.engine.closed then
         return nil, errors.new("cancelled", { operation = operation, message = "client closed" })
     end
-    return client.engine:start(call_of(client, "start", operation, a, b, c), sink)
+    return client.engine:start(call_of(client, "start", operation, ...), sink)
 end
 
 local function check_bulk(self, what, calls, opts)
@@ -526,7 +513,7 @@ local function check_bulk(self, what, calls, opts)
         if not op then
             argerror("%s: call %d: unknown operation %s", what, i, tostring(name))
         end
-        local ok, call = pcall(prepare, p, op, unpack_args(c, 2))
+        local ok, call = pcall(prepare, p, op, unpack(c, 2, 1 + #op.args))
         if not ok then
             argerror("%s: call %d: %s", what, i, (tostring(call):gsub("^passage%.users: ", "")))
         end

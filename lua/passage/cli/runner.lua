@@ -46,7 +46,7 @@ function runner.new(opts)
 end
 
 function Runner:start(entry)
-    local ok, handle = pcall(self.client.start, self.client, unpack(entry.call, 1, 4))
+    local ok, handle = pcall(self.client.start, self.client, unpack(entry.call))
     if not ok then
         signals.pass_interrupt(handle)
         entry.result = calls.input_error((tostring(handle):gsub("^.-passage%.users: ", "")))

@@ -16,7 +16,7 @@ local DRIVER = "spec/support/passage_node.js"
 
 -- Every operation on passage.user in that version; a spec below checks this
 -- list against what the SDK offers, so a new one cannot go untested.
-local OPERATIONS = { "activate", "create", "deactivate", "delete", "get", "getByIdentifier",
+local SDK_METHODS = { "activate", "create", "deactivate", "delete", "get", "getByIdentifier",
     "getUserByIdentifier", "listDevices", "revokeDevice", "revokeRefreshTokens", "signOut", "update" }
 
 local function installed_version()
@@ -80,7 +80,7 @@ describe("the official Node SDK against the emulator", function()
     end)
 
     it("offers exactly the user operations this spec covers", function()
-        assert.are.same(OPERATIONS, ok(sdk({ { "methods" } })[1]))
+        assert.are.same(SDK_METHODS, ok(sdk({ { "methods" } })[1]))
     end)
 
     it("creates, gets, updates, deactivates, activates and deletes a user", function()

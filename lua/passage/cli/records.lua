@@ -20,11 +20,11 @@ local records = {}
 -- Operation names of a record, and the library operation each runs: the
 -- names of the commands that change users (passage.cli.command_list), and
 -- the library's own names.
-local OPERATIONS = {}
+local OPERATION_OF_RECORD = {}
 for _, entry in ipairs(command_list) do
     if entry.module == "change" or entry.name == "create" or entry.name == "update" then
-        OPERATIONS[entry.name] = entry.operation
-        OPERATIONS[entry.operation] = entry.operation
+        OPERATION_OF_RECORD[entry.name] = entry.operation
+        OPERATION_OF_RECORD[entry.operation] = entry.operation
     end
 end
 
@@ -228,7 +228,7 @@ end
 function records.call(app_id, rec)
     local req, n = records.request(rec)
     local id = rec.id ~= json.null and rec.id or nil
-    local op = rec.op and OPERATIONS[rec.op]
+    local op = rec.op and OPERATION_OF_RECORD[rec.op]
     if rec.op and not op then
         return nil, "op: unknown operation " .. tostring(rec.op)
     end

@@ -711,6 +711,17 @@ describe("reliability", function()
             end
         end)
 
+        it("lets the interpreter's Ctrl-C through, where any other raise stays in", function()
+            -- lua.c and LuaJIT raise "interrupted!" from a hook, wherever
+            -- the program is: here, inside the hook that settling calls.
+            local c = new_client { on_attempt = function() error("stdin:1: interrupted!", 0) end }
+            finally(function() c:close() end)
+            local ok, problem = pcall(c.list_paginated_users, c, APP, { limit = 1 })
+            assert.is_false(ok)
+            assert.equal("stdin:1: interrupted!", problem)
+            assert.equal(0, c:pending())
+        end)
+
         it("cannot break a call by raising", function()
             local c = new_client { on_attempt = function() error("hook bug") end }
             finally(function() c:close() end)

@@ -240,7 +240,7 @@ local function tell(self, h, response, err, retrying)
         return
     end
     local call, status = h.call, response.status
-    pcall(hook, {
+    local ok, problem = pcall(hook, {
         operation = h.operation,
         method = call.method,
         path = call.url:match("^%a+://[^/]*(/.*)$") or "/",
@@ -250,6 +250,9 @@ local function tell(self, h, response, err, retrying)
         attempt = h.attempts,
         retry = retrying,
     })
+    if not ok and errors.is_interrupt(problem) then
+        error(problem, 0)
+    end
 end
 
 -- The one place a finished transfer of `h` is settled: succeed, fail,
@@ -281,15 +284,23 @@ end
 -- A raise while settling (out of memory while decoding, say) ends that call
 -- with an error instead of escaping: the other finished transfers are still
 -- settled, and nobody waits forever for a handle that can no longer finish.
+-- The interpreter's Ctrl-C ends the call as cancelled and goes on up.
 local function collect(self, h, req)
     self.in_flight[req] = nil
     h.request = nil
     local ok, problem = pcall(settle, self, h, req)
     if not ok and h.state == "running" and h.request == nil then
         pcall(req.close, req)
-        finish(self, h, nil, errors.new("decode", {
-            message = "could not read the response: " .. tostring(problem),
+        local interrupted = errors.is_interrupt(problem)
+        finish(self, h, nil, errors.new(interrupted and "cancelled" or "decode", {
+            message = interrupted and "interrupted" or
+                "could not read the response: " .. tostring(problem),
         }))
+        if interrupted then
+            error(problem, 0)
+        end
+    elseif not ok and errors.is_interrupt(problem) then
+        error(problem, 0)
     end
 end
 

@@ -231,6 +231,14 @@ function errors.guard(fn)
     end
 end
 
+-- Whether a caught error is the standalone interpreter's Ctrl-C (lua.c
+-- and LuaJIT raise "interrupted!" from a hook, wherever the program is):
+-- a guard that turns failures into one call's err must let it through, or
+-- the Ctrl-C would be taken for that call's failure and lost.
+function errors.is_interrupt(v)
+    return type(v) == "string" and v:find("interrupted!$") ~= nil
+end
+
 -- The message of an argument error caught with pcall, or nil for any other
 -- error.
 function errors.argument_message(v)

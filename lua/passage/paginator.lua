@@ -469,6 +469,11 @@ function inner.advance(self)
     end)
     self.advancing = false
     if not ok then
+        if errors.is_interrupt(problem) then
+            inner.fail(self, errors.new("cancelled", { operation = "paginator",
+                message = "interrupted" }))
+            error(problem, 0)
+        end
         inner.fail(self, errors.is_error(problem) and problem
             or errors.new("decode", { operation = "paginator", message = tostring(problem) }))
     end

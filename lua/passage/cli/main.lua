@@ -8,6 +8,7 @@
 -- Whatever goes wrong, the command prints `passage-users: ...`, never a
 -- Lua traceback or a path of its own files.
 -- @module passage.cli.main
+local errors = require "passage.errors"
 local command_list = require "passage.cli.command_list"
 local config = require "passage.cli.config"
 local output = require "passage.cli.output"
@@ -86,7 +87,7 @@ function main.run(argv)
         return status
     end
     -- Without lua-luv, the interpreter's own SIGINT handler raises this.
-    if tostring(status):find("interrupted!$") then
+    if errors.is_interrupt(status) then
         signals.note("sigint")
         io.stdout:flush()
         output.say("stopped by SIGINT")

@@ -10,6 +10,8 @@
 -- default stays and `passage.cli.main` turns its "interrupted!" into a
 -- clean exit.
 -- @module passage.cli.signals
+local errors = require "passage.errors"
+
 local signals = {}
 
 local ok_uv, uv = pcall(require, "luv")
@@ -80,7 +82,7 @@ end
 -- Ctrl-C for that record's failure and go on with the next.
 -- @param problem what a `pcall` caught
 function signals.pass_interrupt(problem)
-    if type(problem) == "string" and problem:find("interrupted!$") then
+    if errors.is_interrupt(problem) then
         error(problem, 0)
     end
 end

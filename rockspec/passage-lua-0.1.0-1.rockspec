@@ -59,6 +59,7 @@ build = {
       ["passage.cosocket"] = "lua/passage/cosocket.lua",
       ["passage.loop.luv"] = "lua/passage/loop/luv.lua",
       ["passage.loop.cqueues"] = "lua/passage/loop/cqueues.lua",
+      ["passage.loop.attach"] = "lua/passage/loop/attach.lua",
       ["passage.cosocket.deadline"] = "lua/passage/cosocket/deadline.lua",
       ["passage.cosocket.http1"] = "lua/passage/cosocket/http1.lua",
       ["passage.cosocket.pool"] = "lua/passage/cosocket/pool.lua",

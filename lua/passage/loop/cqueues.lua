@@ -21,7 +21,7 @@
 local cqueues = require "cqueues"
 local condition = require "cqueues.condition"
 local errors = require "passage.errors"
-local users = require "passage.users"
+local attach = require "passage.loop.attach"
 
 local M = {}
 
@@ -114,36 +114,11 @@ local function drive(self)
     self:detach()
 end
 
-local OPTIONS = { on_finished = true, max_ms = true }
-
-local function check_attach(client, cq, opts)
-    if not users.is_client(client) then
-        argerror("expected a passage.users client, got %s", type(client))
-    end
+-- The controller, checked here (the rest is passage.loop.attach's).
+local function check_controller(cq)
     if not cqueues.type(cq) then
         argerror("expected a cqueues controller, got %s", type(cq))
     end
-    opts = opts or {}
-    if type(opts) ~= "table" then
-        argerror("expected an options table, got %s", type(opts))
-    end
-    for k in pairs(opts) do
-        if not OPTIONS[k] then
-            argerror("unknown option %s", tostring(k))
-        end
-    end
-    if opts.on_finished ~= nil and type(opts.on_finished) ~= "function" then
-        argerror("on_finished must be a function")
-    end
-    local budget = opts.max_ms ~= nil and { max_ms = opts.max_ms } or nil
-    local ok, problem = pcall(users.check_budget, "attach", budget)
-    if not ok then
-        argerror("%s", errors.argument_message(problem) or tostring(problem))
-    end
-    if client.engine.wake then
-        argerror("the client is attached to a loop already")
-    end
-    return opts, budget
 end
 
 --- Attaches a client to a cqueues controller: a thread of `cq` drives it
@@ -158,7 +133,8 @@ end
 -- @treturn Attached the attachment, for `Attached:detach`
 -- @raise a bad argument, or a client already attached to a loop
 M.attach = errors.guard(function(client, cq, opts)
-    local checked, budget = check_attach(client, cq, opts)
+    local checked, budget = attach.check("passage.loop.cqueues", client, opts)
+    check_controller(cq)
     local self = setmetatable({
         client = client,
         watched = {}, -- fd -> Watched
@@ -169,9 +145,9 @@ M.attach = errors.guard(function(client, cq, opts)
     }, Attached)
     -- A call started outside the thread (a script, a walk's next page)
     -- changes the sockets and the timer: the thread polls again at once.
-    client.engine.wake = function()
+    attach.on_wake(client, function()
         self.wakeup:signal()
-    end
+    end)
     cq:wrap(drive, self)
     return self
 end)
@@ -186,9 +162,7 @@ function Attached:detach()
         return
     end
     self.detached = true
-    if self.client.engine.wake then
-        self.client.engine.wake = nil
-    end
+    attach.on_wake(self.client, nil)
     self.wakeup:signal()
 end
 

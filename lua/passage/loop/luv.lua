@@ -17,11 +17,10 @@
 
 local uv = require "luv"
 local errors = require "passage.errors"
-local users = require "passage.users"
+local attach = require "passage.loop.attach"
 
 local M = {}
 
-local argerror = errors.argument_in("passage.loop.luv")
 
 local TO_UV = { ["in"] = "r", out = "w", inout = "rw" }
 local FROM_UV = { r = "in", w = "out", rw = "inout" }
@@ -82,35 +81,6 @@ function act(self, fd, events)
     end
 end
 
-local OPTIONS = { on_finished = true, max_ms = true }
-
-local function check_attach(client, opts)
-    if not users.is_client(client) then
-        argerror("expected a passage.users client, got %s", type(client))
-    end
-    opts = opts or {}
-    if type(opts) ~= "table" then
-        argerror("expected an options table, got %s", type(opts))
-    end
-    for k in pairs(opts) do
-        if not OPTIONS[k] then
-            argerror("unknown option %s", tostring(k))
-        end
-    end
-    if opts.on_finished ~= nil and type(opts.on_finished) ~= "function" then
-        argerror("on_finished must be a function")
-    end
-    local budget = opts.max_ms ~= nil and { max_ms = opts.max_ms } or nil
-    local ok, problem = pcall(users.check_budget, "attach", budget)
-    if not ok then
-        argerror("%s", errors.argument_message(problem) or tostring(problem))
-    end
-    if client.engine.wake then
-        argerror("the client is attached to a loop already")
-    end
-    return opts, budget
-end
-
 --- Attaches a client to luv's default loop.
 -- @param client a `passage.users` client (libcurl's transport)
 -- @tparam[opt] table opts
@@ -121,7 +91,7 @@ end
 -- @treturn Attached the attachment, for `Attached:detach`
 -- @raise a bad argument, or a client already attached to a loop
 M.attach = errors.guard(function(client, opts)
-    local checked, budget = check_attach(client, opts)
+    local checked, budget = attach.check("passage.loop.luv", client, opts)
     local self = setmetatable({
         client = client,
         polls = {}, -- fd -> uv_poll
@@ -135,9 +105,9 @@ M.attach = errors.guard(function(client, opts)
     end
     -- Calls started from outside the loop's callbacks (a script, a walk's
     -- next page) change the sockets and the timer: resync at once.
-    client.engine.wake = function()
+    attach.on_wake(client, function()
         sync(self)
-    end
+    end)
     sync(self)
     return self
 end)
@@ -153,7 +123,7 @@ function Attached:detach()
         return
     end
     self.detached = true
-    self.client.engine.wake = nil
+    attach.on_wake(self.client, nil)
     for fd, poll in pairs(self.polls) do
         self.polls[fd] = nil
         poll:stop()

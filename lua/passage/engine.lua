@@ -289,45 +289,36 @@ local function collect(self, h, req)
     self.in_flight[req] = nil
     h.request = nil
     local ok, problem = pcall(settle, self, h, req)
-    if not ok and h.state == "running" and h.request == nil then
+    if ok then
+        return
+    end
+    local interrupted = errors.is_interrupt(problem)
+    if h.state == "running" and h.request == nil then
         pcall(req.close, req)
-        local interrupted = errors.is_interrupt(problem)
         finish(self, h, nil, errors.new(interrupted and "cancelled" or "decode", {
             message = interrupted and "interrupted" or
                 "could not read the response: " .. tostring(problem),
         }))
-        if interrupted then
-            error(problem, 0)
-        end
-    elseif not ok and errors.is_interrupt(problem) then
+    end
+    if interrupted then
         error(problem, 0)
     end
 end
 
--- Transfers that finished are settled (decoded) in arrival order. A
--- budget ({ ends = ms, settled = n }, from poll's max_ms) stops settling
--- once its time is spent, after at least one: the rest wait in
--- self.arrived, ahead of what arrives later, and timer_ms() says 0 so a
--- reactor host comes back for them.
--- Whether settling `req` now would overrun the budget: its time is spent,
--- or the response's expected cost (its size at the rate settling has
--- cost so far, the collector's share included) does not fit in what is
--- left. The first response of a budget always goes.
-local function over_budget(self, budget, req)
+-- Whether settling a response of `size` bytes now would overrun the
+-- budget: its time is spent, or the response's expected cost (its size at
+-- the rate settling has cost so far, the collector's share included) does
+-- not fit in what is left. The first response of a budget always goes.
+local function over_budget(self, budget, size)
     if budget.settled == 0 then
         return false
     end
     local now = now_ms()
-    if now >= budget.ends then
-        return true
-    end
-    local size = req.size and req:size()
-    return size ~= nil and now + size * self.ms_per_byte > budget.ends
+    return now >= budget.ends or (size ~= nil and now + size * self.ms_per_byte > budget.ends)
 end
 
 -- Settles one arrived request within a budget, learning what a byte costs.
-local function settle_within(self, budget, h, req)
-    local size = req.size and req:size()
+local function settle_within(self, budget, h, req, size)
     local t = now_ms()
     collect(self, h, req)
     if size and size > 4096 then -- small answers are mostly fixed cost
@@ -337,30 +328,39 @@ local function settle_within(self, budget, h, req)
     budget.settled = budget.settled + 1
 end
 
+-- Transfers that finished are settled (decoded) in arrival order. A
+-- budget ({ ends = ms, settled = n }, from poll's max_ms) stops settling
+-- once it is spent, after at least one: the rest wait in self.arrived,
+-- ahead of what arrives later, and timer_ms() says 0 so a reactor host
+-- comes back for them.
 local function settle_arrived(self, budget)
     local arrived, in_flight = self.arrived, self.in_flight
     local n, i = #arrived, 1
     while i <= n do
         local req = arrived[i]
         local h = in_flight[req]
-        if h and budget and over_budget(self, budget, req) then
-            break
-        end
-        arrived[i] = false
-        i = i + 1
         if h and budget then
-            settle_within(self, budget, h, req)
-        elseif h then
-            collect(self, h, req)
+            local size = req.size and req:size()
+            if over_budget(self, budget, size) then
+                break
+            end
+            i = i + 1
+            settle_within(self, budget, h, req, size)
+        else
+            i = i + 1
+            if h then
+                collect(self, h, req)
+            end
         end
     end
-    -- Drop what was settled (a settle may have appended more meanwhile).
-    local left, k = {}, 0
-    for j = i, #arrived do
-        k = k + 1
-        left[k] = arrived[j]
+    -- Keep what is left, in place (a settle may have appended more).
+    local total = #arrived
+    for j = i, total do
+        arrived[j - i + 1] = arrived[j]
     end
-    self.arrived = left
+    for j = total - i + 2, total do
+        arrived[j] = nil
+    end
 end
 
 -- Tells the owner of `h` (a walk) that its answer is in, before it is

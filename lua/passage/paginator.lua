@@ -446,27 +446,31 @@ function inner.accept(self, page_number, page)
 end
 
 -- Accepts the finished pages at the head of the queue, in page order, and
--- requests more. Runs as each page finishes (the sink of the walk's
--- handles) and as the host reads: never raises, never re-entered.
+-- requests more.
+function inner.accept_finished(self)
+    local queue = self.queue
+    while queue[1] and queue[1].handle:done() do
+        local q = table.remove(queue, 1)
+        local page, err = q.handle:result()
+        if page then
+            inner.accept(self, q.page, page)
+        else
+            inner.fail(self, err)
+        end
+        queue = self.queue -- a step back replaces it
+    end
+    inner.fill(self)
+end
+
+-- Runs as each page finishes (the sink of the walk's handles) and as the
+-- host reads; never re-entered. What goes wrong ends the walk, except the
+-- interpreter's Ctrl-C, which goes on up.
 function inner.advance(self)
     if self.advancing then
         return
     end
     self.advancing = true
-    local ok, problem = pcall(function()
-        local queue = self.queue
-        while queue[1] and queue[1].handle:done() do
-            local q = table.remove(queue, 1)
-            local page, err = q.handle:result()
-            if page then
-                inner.accept(self, q.page, page)
-            else
-                inner.fail(self, err)
-            end
-            queue = self.queue -- a step back replaces it
-        end
-        inner.fill(self)
-    end)
+    local ok, problem = pcall(inner.accept_finished, self)
     self.advancing = false
     if not ok then
         if errors.is_interrupt(problem) then

@@ -28,14 +28,7 @@ end
 describe("a walk that never blocks", function()
     local client, ids
     setup(function()
-        emulator.reset()
-        emulator.seed(APP, 2345, 11)
-        local c = emulator.client()
-        ids = {}
-        for user in paginator.users(c, APP, nil, { in_flight = 4 }) do
-            ids[#ids + 1] = user.id
-        end
-        c:close()
+        ids = emulator.seeded_ids(APP, 2345, 11)
     end)
     before_each(function()
         client = emulator.client()
@@ -158,14 +151,7 @@ end)
 describe("a bulk job that never blocks", function()
     local client, ids
     setup(function()
-        emulator.reset()
-        emulator.seed(APP, 60, 5)
-        local c = emulator.client()
-        ids = {}
-        for user in paginator.users(c, APP) do
-            ids[#ids + 1] = user.id
-        end
-        c:close()
+        ids = emulator.seeded_ids(APP, 60, 5)
     end)
     before_each(function()
         client = emulator.client()

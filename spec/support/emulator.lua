@@ -157,6 +157,20 @@ function M.seed(app_id, n, seed)
   return admin("seed", { app_id = app_id, count = n, seed = seed })
 end
 
+-- A fresh emulator holding only app_id's n seeded users; returns their ids
+-- in the order a walk gives them.
+function M.seeded_ids(app_id, n, seed)
+  M.reset()
+  M.seed(app_id, n, seed)
+  local client = M.client()
+  local ids = {}
+  for user in require("passage.paginator").users(client, app_id, nil, { in_flight = 4 }) do
+    ids[#ids + 1] = user.id
+  end
+  client:close()
+  return ids
+end
+
 -- POST /__emulator/faults with tbl; returns the fault state after the change.
 function M.faults(tbl)
   return admin("faults", tbl or {})

@@ -205,7 +205,6 @@ struct psg_request {
  * the table at the top of the stack. */
 void psg_transport_register(lua_State *L);
 
-psg_transport *psg_transport_check_open(lua_State *L, int idx);
 /* *plain tells whether the handle is a plain one (see the pool). */
 CURL *psg_transport_take_easy(psg_transport *tr, int *plain);
 void psg_transport_put_easy(psg_transport *tr, CURL *easy, int plain);

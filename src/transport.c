@@ -51,13 +51,17 @@
  *   For hosts with their own event loop (luv, cqueues, epoll, ...):
  *   transport:socket_changes() -> { { fd = n, events = e }, ... }
  *     The socket states libcurl asked for since the last call, the last one
- *     per fd; events is "in", "out", "inout" or "remove".
+ *     per fd; events is "in", "out", "inout" or "remove". The fds are the
+ *     host's own duplicates of libcurl's sockets (sockets.c): one is closed
+ *     only at the host's call after its "remove" was read.
  *   transport:timer_ms() -> ms until libcurl wants socket_action() called
- *     with no fd, or -1 when it wants no timer.
+ *     with no fd, 0 while a finished request waits to be collected, or -1
+ *     when it wants no timer.
  *   transport:socket_action([fd, events]) -> { request, ... }
- *     fd ready for events ("in", "out", "inout", "err"; omitted: let libcurl
- *     check); with no fd this is the timer action. Returns the requests that
- *     finished. A host uses either perform() or this interface.
+ *     fd (one socket_changes() gave) ready for events ("in", "out", "inout",
+ *     "err"; omitted: let libcurl check); with no fd this is the timer
+ *     action. Returns the requests that finished. perform() and wait() may
+ *     be mixed with this interface.
  *
  *   transport:close(), __close (5.4): abort every transfer in flight (their
  *     requests report kind "cancelled") and free what libcurl holds; may be
@@ -252,7 +256,7 @@ static psg_transport *check_transport(lua_State *L, int idx)
     return (psg_transport *)luaL_checkudata(L, idx, PSG_TRANSPORT_MT);
 }
 
-psg_transport *psg_transport_check_open(lua_State *L, int idx)
+static psg_transport *check_open(lua_State *L, int idx)
 {
     psg_transport *tr = check_transport(L, idx);
     if (tr->closed)
@@ -579,7 +583,7 @@ static int l_wait(lua_State *L)
 
 static int l_headers(lua_State *L)
 {
-    (void)psg_transport_check_open(L, 1);
+    (void)check_open(L, 1);
     return psg_headers_new(L);
 }
 

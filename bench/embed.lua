@@ -88,12 +88,9 @@ local function reactor_runs()
         runs, (now_ms() - t) / 1000, hangs, hangs == 0 and "met" or "MISSED")
 end
 
--- One run of a loop: 100 calls, a walk and a 100-call bulk job, the client
--- closed after 3 ms when `close_early`. True when the loop ended cleanly.
-local function luv_run(ids, close_early)
-    local uv = require "luv"
-    local client = emulator.client()
-    local attached = require("passage.loop.luv").attach(client)
+-- The work of one run of a loop: 100 calls, a walk and a 100-call bulk job.
+-- Returns a function that reads the walk and tells whether all has ended.
+local function start_work(client, ids)
     for i = 1, 100 do
         client:start("get_user", APP, ids[i])
     end
@@ -103,14 +100,26 @@ local function luv_run(ids, close_early)
         calls[i] = { "get_user", APP, ids[i] }
     end
     local job = client:start_bulk(calls, { max_in_flight = 16 })
+    return function()
+        for _ in walk:ready() do end
+        return walk:done() and job:done() and client:pending() == 0
+    end
+end
+
+-- One run of a loop, the client closed after 3 ms when `close_early`. True
+-- when the loop ended cleanly.
+local function luv_run(ids, close_early)
+    local uv = require "luv"
+    local client = emulator.client()
+    local attached = require("passage.loop.luv").attach(client)
+    local ended = start_work(client, ids)
     local tick = uv.new_timer()
     if close_early then
         local closer = uv.new_timer()
         closer:start(3, 0, function() closer:close(); client:close() end)
     end
     tick:start(1, 2, function()
-        for _ in walk:ready() do end
-        if walk:done() and job:done() and (client:pending() == 0) then
+        if ended() then
             tick:stop()
             tick:close()
             attached:detach()
@@ -127,23 +136,14 @@ local function cqueues_run(ids, close_early)
     local client = emulator.client()
     local attached = require("passage.loop.cqueues").attach(client, cq)
     cq:wrap(function()
-        for i = 1, 100 do
-            client:start("get_user", APP, ids[i])
-        end
-        local walk = paginator.start(client, APP, nil, { in_flight = 4 })
-        local calls = {}
-        for i = 1, 100 do
-            calls[i] = { "get_user", APP, ids[i] }
-        end
-        local job = client:start_bulk(calls, { max_in_flight = 16 })
+        local ended = start_work(client, ids)
         if close_early then
             cqueues.sleep(0.003)
             client:close()
         end
         repeat
-            for _ in walk:ready() do end
             cqueues.sleep(0.002)
-        until walk:done() and job:done() and client:pending() == 0
+        until ended()
         attached:detach()
     end)
     local ok = cq:loop()
@@ -196,7 +196,7 @@ local function step(ids, decode, gc)
         collectgarbage(gc)
     end
     local client = emulator.client()
-    local walk = paginator.start(client, APP, { limit = 500 }, { in_flight = 4 })
+    local walk = paginator.start(client, APP, { limit = 500 }, { in_flight = 8 }) -- the guide's 50 ms step
     local calls = {}
     for i = 1, 1000 do
         calls[i] = { "get_user", APP, ids[i % #ids + 1] }

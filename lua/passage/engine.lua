@@ -318,12 +318,16 @@ local function over_budget(self, budget, size)
 end
 
 -- Settles one arrived request within a budget, learning what a byte costs.
+-- A sample is capped at twice the estimate: a decode that paid for a
+-- collection cycle says nothing of the next one, and an estimate swollen by
+-- it would let every later poll settle a single response.
 local function settle_within(self, budget, h, req, size)
     local t = now_ms()
     collect(self, h, req)
     if size and size > 4096 then -- small answers are mostly fixed cost
-        local rate = (now_ms() - t) / size
-        self.ms_per_byte = self.ms_per_byte * 0.75 + rate * 0.25
+        local estimate = self.ms_per_byte
+        local rate = math.min((now_ms() - t) / size, 2 * estimate)
+        self.ms_per_byte = estimate * 0.75 + rate * 0.25
     end
     budget.settled = budget.settled + 1
 end

@@ -345,23 +345,29 @@ describe("passage.cosocket", function()
             end
         end)
 
-        it("sends a GET once more on a new connection when its kept-alive one closes unanswered", function()
-            for _, run in ipairs { run_ngx, run_curl } do
-                emulator.request(raw.url("/count"))
-                local url = raw.url("/second_hangs")
-                local out = run(nil, { { url = url }, { url = url },
-                    { method = "POST", url = url, body = "{}" } })
-                assert.is_nil(out[1].kind)
-                assert.is_nil(out[2].kind, out[2].message)
-                assert.equal(200, out[2].status)
-                assert.equal(1, out[2].connects)
-                -- The POST after it still gets a connection of its own.
-                assert.is_nil(out[3].kind, out[3].message)
-                assert.equal(1, out[3].connects)
-                local _, count = emulator.request(raw.url("/count"))
-                assert.equal("4", count)
-            end
-        end)
+        -- The server ends the kept-alive connection as the second request
+        -- arrives: with an end of stream (/second_hangs) or a reset
+        -- (/second_resets), which libcurl alone would not send again.
+        for _, path in ipairs { "/second_hangs", "/second_resets" } do
+            it("sends a GET once more on a new connection when its kept-alive one ends unanswered: " .. path,
+                function()
+                for who, run in pairs { cosocket = run_ngx, curl = run_curl } do
+                    emulator.request(raw.url("/count"))
+                    local url = raw.url(path)
+                    local out = run(nil, { { url = url }, { url = url },
+                        { method = "POST", url = url, body = "{}" } })
+                    assert.is_nil(out[1].kind, who)
+                    assert.is_nil(out[2].kind, who .. ": " .. tostring(out[2].message))
+                    assert.equal(200, out[2].status, who)
+                    assert.equal(1, out[2].connects, who)
+                    -- The POST after it still gets a connection of its own.
+                    assert.is_nil(out[3].kind, who .. ": " .. tostring(out[3].message))
+                    assert.equal(1, out[3].connects, who)
+                    local _, count = emulator.request(raw.url("/count"))
+                    assert.equal("4", count, who)
+                end
+            end)
+        end
 
         it("never follows a redirect", function()
             emulator.reset_stats()
@@ -620,6 +626,26 @@ describe("passage.cosocket", function()
                 end
             end
             assert.matches("not HTTP", n[24].message)
+        end)
+
+        -- Any reply may come after a kept-alive connection died: its verdict
+        -- is its own, not the reset's that libcurl resent the request after.
+        it("gives a resent request the verdict of the reply it got", function()
+            local calls = {}
+            for i, path in ipairs { "/big_headers", "/http10", "/content_encoding", "/silent" } do
+                calls[2 * i - 1] = { url = raw.url("/then_reset") }
+                calls[2 * i] = { url = raw.url(path), timeout_ms = 500 }
+            end
+            for who, run in pairs { cosocket = run_ngx, curl = run_curl } do
+                local out = run(nil, calls)
+                local verdicts = {}
+                for i = 2, #out, 2 do
+                    verdicts[i / 2] = { out[i].kind, out[i].status, out[i].connects }
+                    assert.not_matches("reset", out[i].message or "", 1, true)
+                end
+                assert.same({ { "too_large", 200, 1 }, { nil, 200, 1 }, { nil, 200, 1 }, { "timeout", 0, 1 } },
+                    verdicts, who)
+            end
         end)
 
         it("headers of more than 300 KiB in all are too large, and Connection: close is honoured", function()

@@ -75,6 +75,10 @@ enum { PSG_END_NONE = 0, PSG_END_CANCELLED, PSG_END_TRANSPORT_CLOSED };
 
 #define PSG_RETRY_AFTER_MAX 64
 #define PSG_CONTENT_TYPE_MAX 256
+/* The most response header bytes libcurl takes (its
+ * MAX_HTTP_RESP_HEADER_SIZE, since 7.88 as patched and 8.3): the cosocket
+ * transport keeps the same cap. */
+#define PSG_LIBCURL_HEADERS_MAX (300 * 1024)
 #define PSG_EASY_POOL_MAX 16
 /* Receive buffers kept for the next responses, and the largest kept: a
  * walk's pages then land in memory that is already mapped, instead of
@@ -188,6 +192,7 @@ struct psg_request {
     long status;
     long request_size;
     long connects;
+    long header_bytes; /* of every response, the line libcurl refused included */
 
     /* Decoding happens in response(); the scratch buffer is owned here so a
      * Lua error inside the decoder leaks nothing. While `decoding`, the body

@@ -168,6 +168,21 @@ static size_t refuse(psg_request *r, const char *why)
     return 0;
 }
 
+#if LIBCURL_VERSION_NUM >= 0x075000
+/* Called as each attempt's request is about to go, on a connection made or
+ * reused. A message libcurl wrote before is from a step that did not end the
+ * transfer: the reset of a kept-alive connection it then left for a new one,
+ * an address that refused. libcurl writes only the first message of a
+ * transfer, so it is dropped and a later failure is told by its code. */
+static int prereq_cb(void *clientp, char *primary_ip, char *local_ip, int primary_port, int local_port)
+{
+    (void)primary_ip, (void)local_ip, (void)primary_port, (void)local_port;
+    if (clientp != NULL)
+        ((psg_request *)clientp)->errbuf[0] = '\0';
+    return CURL_PREREQFUNC_OK;
+}
+#endif
+
 static size_t header_cb(char *line, size_t size, size_t nitems, void *userdata)
 {
     psg_request *r = (psg_request *)userdata;
@@ -210,6 +225,9 @@ static void gather_info(psg_request *r)
     v = 0;
     if (curl_easy_getinfo(r->easy, CURLINFO_NUM_CONNECTS, &v) == CURLE_OK)
         r->connects = v;
+    v = 0;
+    if (curl_easy_getinfo(r->easy, CURLINFO_HEADER_SIZE, &v) == CURLE_OK)
+        r->header_bytes = v;
 }
 
 /* Takes r out of libcurl and gives its easy handle back to the pool. */
@@ -372,7 +390,9 @@ static int was_sent(const psg_request *r)
 /* libcurl's own caps: on a response header line (and on the request it
  * builds) it reports CURLE_OUT_OF_MEMORY (ours on the body sets
  * out_of_memory); on all the headers of a response, CURLE_TOO_LARGE since
- * 8.6, and before that a receive error whose message is the only sign. */
+ * 8.6, and before that a receive error after counting the line that went
+ * over (its message is no sign: libcurl keeps the first one of a transfer,
+ * which may be of a stale connection it left before this response). */
 static int over_libcurl_limit(const psg_request *r)
 {
     if (r->code == CURLE_OUT_OF_MEMORY && !r->out_of_memory)
@@ -381,7 +401,7 @@ static int over_libcurl_limit(const psg_request *r)
     if (r->code == CURLE_TOO_LARGE)
         return 1;
 #endif
-    return r->code == CURLE_RECV_ERROR && strncmp(r->errbuf, "Too large response headers", 26) == 0;
+    return r->code == CURLE_RECV_ERROR && r->header_bytes > PSG_LIBCURL_HEADERS_MAX;
 }
 
 static const char *kind_of(const psg_request *r)
@@ -536,6 +556,9 @@ static CURLcode setup_plain_get(CURL *easy, psg_request *r, const char *url, lon
     SETOPT(CURLOPT_WRITEDATA, (void *)r);
     SETOPT(CURLOPT_HEADERDATA, (void *)r);
     SETOPT(CURLOPT_ERRORBUFFER, r->errbuf);
+#if LIBCURL_VERSION_NUM >= 0x075000
+    SETOPT(CURLOPT_PREREQDATA, (void *)r);
+#endif
     SETOPT(CURLOPT_TIMEOUT_MS, timeout_ms);
     SETOPT(CURLOPT_HTTPHEADER, r->headers->list);
     return rc;
@@ -554,6 +577,10 @@ static CURLcode setup_easy(CURL *easy, psg_transport *tr, psg_request *r, const 
     SETOPT(CURLOPT_HEADERFUNCTION, header_cb);
     SETOPT(CURLOPT_HEADERDATA, (void *)r);
     SETOPT(CURLOPT_ERRORBUFFER, r->errbuf);
+#if LIBCURL_VERSION_NUM >= 0x075000
+    SETOPT(CURLOPT_PREREQFUNCTION, prereq_cb);
+    SETOPT(CURLOPT_PREREQDATA, (void *)r);
+#endif
     SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
 #if LIBCURL_VERSION_NUM >= 0x075500
     SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");

@@ -170,6 +170,9 @@ void psg_transport_put_easy(psg_transport *tr, CURL *easy, int plain)
             curl_easy_setopt(easy, CURLOPT_WRITEDATA, (void *)NULL);
             curl_easy_setopt(easy, CURLOPT_HEADERDATA, (void *)NULL);
             curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, (char *)NULL);
+#if LIBCURL_VERSION_NUM >= 0x075000
+            curl_easy_setopt(easy, CURLOPT_PREREQDATA, (void *)NULL);
+#endif
             curl_easy_setopt(easy, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
         } else {
             curl_easy_reset(easy);

@@ -11,7 +11,7 @@
 --
 -- Each connection is served in order: a request is read (head and a
 -- Content-Length body), its path picks the reply below. /count reads and
--- resets how many requests arrived on /second_hangs.
+-- resets how many requests arrived on /second_hangs and /second_resets.
 local socket = require "socket"
 
 local M = {}
@@ -29,7 +29,7 @@ for i = 1, 4000 do
     big_headers[i] = string.format("X-Filler-%04d: %s", i, string.rep("f", 100))
 end
 
--- path -> { bytes, then = "keep" | "close" | "hold" }
+-- path -> { bytes, then_ = "keep" | "close" | "hold" | "interim" | "reset_next" }
 local REPLIES = {
     ["/interim"] = { "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n"
         .. reply("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " .. #JSON, JSON),
@@ -52,6 +52,10 @@ local REPLIES = {
     ["/two_lengths"] = { reply("HTTP/1.1 200 OK\r\nContent-Length: 11\r\nContent-Length: 12", JSON),
         then_ = "close" },
     ["/silent"] = { "", then_ = "hold" },
+    -- Answered; the next request on the connection, whatever it asks, gets
+    -- a reset: a kept-alive connection that died under a client.
+    ["/then_reset"] = { reply("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " .. #JSON,
+        JSON), then_ = "reset_next" },
     -- Malformed framing and headers (each must be a network error on both
     -- transports), an unasked coding, long but legal chunk extensions and
     -- trailers, and an answer that never gets past its interim responses.
@@ -130,6 +134,12 @@ function M.serve(port)
                     st.buf = st.buf .. data
                 end
                 local path, used = parse_request(st.buf)
+                if path and st.reset_next then
+                    s:setoption("linger", { on = true, timeout = 0 })
+                    s:close()
+                    conns[s] = nil
+                    path = nil
+                end
                 while path and conns[s] do
                     st.buf = st.buf:sub(used + 1)
                     st.served = st.served + 1
@@ -138,15 +148,19 @@ function M.serve(port)
                         local n = tostring(second_hangs)
                         second_hangs = 0
                         r = { reply("HTTP/1.1 200 OK\r\nContent-Length: " .. #n, n), then_ = "keep" }
-                    elseif path == "/second_hangs" then
+                    elseif path == "/second_hangs" or path == "/second_resets" then
                         -- The first request on a connection is answered; a
-                        -- second one on the same connection gets a close.
+                        -- second one on the same connection gets a close,
+                        -- or a reset (linger 0) on /second_resets.
                         second_hangs = second_hangs + 1
                         if st.served == 1 then
                             r = { reply("HTTP/1.1 200 OK\r\nContent-Length: " .. #JSON, JSON),
                                 then_ = "keep" }
                         else
                             r = { "", then_ = "close" }
+                            if path == "/second_resets" then
+                                s:setoption("linger", { on = true, timeout = 0 })
+                            end
                         end
                     end
                     r = r or { reply("HTTP/1.1 404 Not Found\r\nContent-Length: 0"), then_ = "keep" }
@@ -163,6 +177,9 @@ function M.serve(port)
                         path = nil
                     elseif r.then_ == "keep" then
                         path, used = parse_request(st.buf)
+                    elseif r.then_ == "reset_next" then
+                        st.reset_next = true
+                        path = nil
                     else
                         path = nil -- hold: answer nothing more
                     end

@@ -174,7 +174,8 @@ static size_t refuse(psg_request *r, const char *why)
  * transfer: the reset of a kept-alive connection it then left for a new one,
  * an address that refused. libcurl writes only the first message of a
  * transfer, so it is dropped and a later failure is told by its code. */
-static int prereq_cb(void *clientp, char *primary_ip, char *local_ip, int primary_port, int local_port)
+static int prereq_cb(void *clientp, char *primary_ip, char *local_ip, int primary_port,
+                     int local_port)
 {
     (void)primary_ip, (void)local_ip, (void)primary_port, (void)local_port;
     if (clientp != NULL)

@@ -643,7 +643,8 @@ describe("passage.cosocket", function()
                     verdicts[i / 2] = { out[i].kind, out[i].status, out[i].connects }
                     assert.not_matches("reset", out[i].message or "", 1, true)
                 end
-                assert.same({ { "too_large", 200, 1 }, { nil, 200, 1 }, { nil, 200, 1 }, { "timeout", 0, 1 } },
+                assert.same({ { "too_large", 200, 1 }, { nil, 200, 1 }, { nil, 200, 1 },
+                    { "timeout", 0, 1 } },
                     verdicts, who)
             end
         end)

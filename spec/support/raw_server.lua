@@ -54,8 +54,8 @@ local REPLIES = {
     ["/silent"] = { "", then_ = "hold" },
     -- Answered; the next request on the connection, whatever it asks, gets
     -- a reset: a kept-alive connection that died under a client.
-    ["/then_reset"] = { reply("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " .. #JSON,
-        JSON), then_ = "reset_next" },
+    ["/then_reset"] = { reply("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+        .. #JSON, JSON), then_ = "reset_next" },
     -- Malformed framing and headers (each must be a network error on both
     -- transports), an unasked coding, long but legal chunk extensions and
     -- trailers, and an answer that never gets past its interim responses.

@@ -263,6 +263,23 @@ describe("passage.core transport", function()
             local t2 = core.transport({ user_agent = "custom/2" })
             local e = fetch(t2, "GET", "/echo").body
             assert.are.equal("custom/2", e.user_agent)
+            -- a header set carries the User-Agent of the transport that made it
+            local set = t2:headers({ "X-Test: 1" })
+            e = fetch(tr, "POST", "/echo", set, "{}").body
+            assert.are.same({ "custom/2", "1" }, { e.user_agent, e.x_test })
+            t2:close()
+        end)
+
+        -- The echo would show two User-Agent headers as a list.
+        it("sends a User-Agent of the caller's headers instead of its own, once", function()
+            local t2 = core.transport({ user_agent = "custom/2" })
+            local mine = { "user-agent: mine/3" }
+            for _, headers in ipairs { mine, t2:headers(mine) } do
+                for _, method in ipairs { "GET", "POST" } do
+                    local e = fetch(t2, method, "/echo", headers, method == "POST" and "{}" or nil).body
+                    assert.are.equal("mine/3", e.user_agent, method)
+                end
+            end
             t2:close()
         end)
 

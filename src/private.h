@@ -276,16 +276,21 @@ int psg_segment(lua_State *L);
 void psg_headers_register(lua_State *L);
 /* The header set of the array at index 2 (transport:headers(list), whose
  * transport.c checks the transport at index 1 first). */
-int psg_headers_new(lua_State *L);
+int psg_headers_new(lua_State *L, const char *user_agent);
 /* Whether s[0..len) holds a CR, LF or NUL. */
 int psg_has_ctl(const char *s, size_t len);
+/* Which headers an array has, of those a list gets when it lacks them. */
+#define PSG_HEADER_CONTENT_TYPE 1
+#define PSG_HEADER_USER_AGENT 2
 /* Validates the array of "Name: value" strings at idx (raising on a bad
- * one, naming its position only) and returns its length; *has_content_type
- * tells whether one of them is a Content-Type. Allocates nothing. */
-int psg_headers_check(lua_State *L, int idx, int *has_content_type);
+ * one, naming its position only) and returns its length; *present gets the
+ * PSG_HEADER_* bits of the headers it has. Allocates nothing. */
+int psg_headers_check(lua_State *L, int idx, int *present);
 /* The libcurl list of the n checked headers at idx (none when idx is 0),
- * with one reference. NULL when out of memory. Never raises. */
-psg_headers *psg_headers_build(lua_State *L, int idx, int n, int has_content_type);
+ * with one reference, plus "Expect:" and, when the array lacks them,
+ * "Content-Type:" and the User-Agent (user_agent NULL: none). NULL when out
+ * of memory. Never raises. */
+psg_headers *psg_headers_build(lua_State *L, int idx, int n, int present, const char *user_agent);
 /* Drops one reference; the last one frees the list. */
 void psg_headers_release(psg_headers *h);
 

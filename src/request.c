@@ -598,7 +598,6 @@ static CURLcode setup_easy(CURL *easy, psg_transport *tr, psg_request *r, const 
         SETOPT(CURLOPT_CAINFO, tr->ca_file);
     if (tr->ca_path != NULL)
         SETOPT(CURLOPT_CAPATH, tr->ca_path);
-    SETOPT(CURLOPT_USERAGENT, tr->user_agent);
     SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
     /* Our sockets: a host reactor's view of them follows their numbers. */
     SETOPT(CURLOPT_OPENSOCKETFUNCTION, psg_transport_open_socket);
@@ -636,8 +635,8 @@ typedef struct start_args {
     const char *url;
     const char *body; /* NULL: none */
     size_t body_len;
-    psg_headers *shared; /* a header set given; else the array's n_headers */
-    int n_headers, has_content_type;
+    psg_headers *shared;    /* a header set given; else the array's n_headers */
+    int n_headers, present; /* PSG_HEADER_* bits of the array's headers */
     long timeout_ms;
 } start_args;
 
@@ -656,7 +655,7 @@ static void check_start_args(lua_State *L, const psg_transport *tr, start_args *
         if (box != NULL && *box != NULL)
             a->shared = *box;
         else
-            a->n_headers = psg_headers_check(L, 4, &a->has_content_type);
+            a->n_headers = psg_headers_check(L, 4, &a->present);
     }
     if (!lua_isnoneornil(L, 5))
         a->body = luaL_checklstring(L, 5, &a->body_len);
@@ -712,7 +711,7 @@ static const char *take_transfer(lua_State *L, psg_transport *tr, psg_request *r
         a->shared->refs++;
         r->headers = a->shared;
     } else if ((r->headers = psg_headers_build(L, a->n_headers > 0 ? 4 : 0, a->n_headers,
-                                               a->has_content_type)) == NULL) {
+                                               a->present, tr->user_agent)) == NULL) {
         return "out of memory";
     }
     if ((*easy = psg_transport_take_easy(tr, &plain)) == NULL)

@@ -586,8 +586,7 @@ static int l_wait(lua_State *L)
 
 static int l_headers(lua_State *L)
 {
-    (void)check_open(L, 1);
-    return psg_headers_new(L);
+    return psg_headers_new(L, check_open(L, 1)->user_agent);
 }
 
 static int l_socket_changes(lua_State *L)

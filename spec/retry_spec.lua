@@ -51,5 +51,14 @@ describe("retry policy", function()
     it("honours Retry-After up to its cap and gives up beyond it", function()
         assert.equal(2000, retry.delay_ms(policy, 1, "2"))
         assert.is_nil(retry.delay_ms(policy, 1, "60"))
+        -- found by the fuzzer: 18 digits of seconds wrapped to a negative
+        -- delay as milliseconds
+        assert.is_nil(retry.delay_ms(policy, 1, "200000000000000000"))
+        assert.is_nil(retry.delay_ms(policy, 1, string.rep("9", 40)))
+    end)
+
+    it("reads an HTTP date only in its fixed form (a year of four digits)", function()
+        assert.is_nil(retry.parse_retry_after("Wed, 21 Oct 99999999999999999999 07:30:00 GMT"))
+        assert.is_nil(retry.parse_retry_after("Wed, 210 Oct 2015 07:30:00 GMT"))
     end)
 end)

@@ -52,7 +52,7 @@ function retry.parse_retry_after(value, now_epoch)
         return tonumber(secs)
     end
     local d, mon, y, hh, mm, ss =
-        value:match("^%s*%a+,%s+(%d+)%s+(%a+)%s+(%d+)%s+(%d+):(%d+):(%d+)%s+GMT%s*$")
+        value:match("^%s*%a+,%s+(%d%d?)%s+(%a+)%s+(%d%d%d%d)%s+(%d%d):(%d%d):(%d%d)%s+GMT%s*$")
     if not d or not MONTHS[mon] then
         return nil
     end
@@ -70,11 +70,12 @@ end
 function retry.delay_ms(policy, attempt, retry_after_value, random)
     local asked = retry.parse_retry_after(retry_after_value)
     if asked then
-        local ms = asked * 1000
-        if ms > policy.retry_after_max_ms then
+        -- Seconds are compared before they become milliseconds: a huge
+        -- value (18 digits) would wrap around as a Lua 5.3+ integer.
+        if asked > policy.retry_after_max_ms / 1000 then
             return nil
         end
-        return ms
+        return asked * 1000
     end
     local step = policy.retry_base_delay_ms * 2 ^ (attempt - 1)
     if step > policy.retry_max_delay_ms then

@@ -35,16 +35,23 @@ local function command(args, app)
 end
 
 -- Starts `shell_cmd` in a new pane (kept open after it ends) and captures
--- the pane every `every` seconds until the command's exit line shows.
+-- the pane every `every` seconds until the command's exit line shows. The
+-- new session is made before the last one is killed: a server left with no
+-- session exits, and a session made meanwhile would go with it.
+local panes = 0
 local function run_in_pane(shell_cmd, every, width, height)
     local script = shell_cmd .. "; echo EXIT=$?; sleep 60"
-    tmux("kill-session -t bar")
-    tmux(string.format("new-session -d -s bar -x %d -y %d ", width or 110, height or 10)
+    panes = panes + 1
+    local session = "bar" .. panes
+    tmux(string.format("new-session -d -s %s -x %d -y %d ", session, width or 110, height or 10)
         .. cli.quote(script))
+    if panes > 1 then
+        tmux("kill-session -t bar" .. (panes - 1))
+    end
     local captures = {}
     for _ = 1, 200 do
         sleep(every)
-        local screen = tmux("capture-pane -p -t bar")
+        local screen = tmux("capture-pane -p -t " .. session)
         captures[#captures + 1] = screen
         if screen:find("EXIT=%d") then
             return captures, screen

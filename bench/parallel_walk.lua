@@ -125,10 +125,11 @@ local function peer_walk()
     return last / ((now_ms() - t) / 1000)
 end
 
--- wrk's requests/s for GET url with `connections` open, or nil without wrk.
+-- wrk's requests/s for GET url with `connections` open, or nil without wrk
+-- (its stderr joins the output read here, where the figure is looked for).
 local function wrk_rate(url, connections)
     local p = io.popen(string.format("wrk -t1 -c%d -d2s -H 'Authorization: Bearer test_key' "
-        .. "'%s' 2>/dev/null", connections, url))
+        .. "'%s' 2>&1", connections, url))
     local out = p:read("*a")
     p:close()
     return tonumber(out:match("Requests/sec:%s*([%d%.]+)"))

@@ -31,6 +31,10 @@ local function shell_quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
 end
 
+-- What the helper commands print and nobody reads: a temporary file, made
+-- once the emulator answers, removed at the end.
+local LOG
+
 local port = control.port()
 local root = "http://127.0.0.1:" .. port
 local base = root .. "/v1"
@@ -48,7 +52,7 @@ end
 
 local function save(url, file)
   assert(run(table.concat({ RAW_CURL, "-o", file, shell_quote(url), "1", KEY }, " ")
-    .. " >/dev/null"), "cannot fetch " .. url)
+    .. " >" .. shell_quote(LOG)), "cannot fetch " .. url)
   local f = assert(io.open(file, "rb"))
   local s = f:read("*a")
   f:close()
@@ -70,19 +74,21 @@ local function pin_emulator()
   local f = assert(io.open(control.paths(port).pid))
   local master = assert(tonumber(f:read("*l")), "no pid in the emulator's pid file")
   f:close()
-  local ok = run("taskset -a -cp " .. CPU .. " " .. master .. " >/dev/null && for w in $(pgrep -P "
-    .. master .. "); do taskset -a -cp " .. CPU .. " $w >/dev/null || exit 1; done")
+  local log = shell_quote(LOG)
+  local ok = run("taskset -a -cp " .. CPU .. " " .. master .. " >" .. log .. " && for w in $(pgrep -P "
+    .. master .. "); do taskset -a -cp " .. CPU .. " $w >" .. log .. " || exit 1; done")
   return ok and "pinned to CPU " .. CPU or "could not be pinned"
 end
 
 -- The get_user peer: Debian's lua-curl with lua-cjson under LuaJIT, when
 -- both are there.
 local function peer_command()
-  if run("luajit -e 'require \"curl\"; require \"cjson\"' >/dev/null 2>&1") then
+  if run("luajit -e 'require \"curl\"; require \"cjson\"' >" .. shell_quote(LOG) .. " 2>&1") then
     return "luajit bench/lua_curl_peer.lua"
   end
 end
 
+LOG = os.tmpname()
 local ok, err = pcall(function()
   admin("apps", { app_id = APP, api_key = KEY })
   local listing = save(base .. "/apps/" .. APP .. "/users?limit=1", PAGE)
@@ -113,6 +119,7 @@ local ok, err = pcall(function()
 end)
 
 if started then control.stop() end
+os.remove(LOG)
 if not ok then
   io.stderr:write("bench: " .. tostring(err) .. "\n")
   os.exit(1)

@@ -15,9 +15,11 @@ local function env()
 end
 
 local function file_type(path)
-    local p = assert(io.popen("stat -c %F " .. cli.quote(path) .. " 2>/dev/null"))
+    local err = os.tmpname() -- stat's complaint about a missing path, not wanted
+    local p = assert(io.popen("stat -c %F " .. cli.quote(path) .. " 2>" .. cli.quote(err)))
     local t = p:read("*l")
     p:close()
+    os.remove(err)
     return t
 end
 

@@ -55,8 +55,8 @@ local function fixed_server(dir, status, body)
     f:close()
     local port_file = dir .. "/port"
     os.remove(port_file)
-    local p = assert(io.popen(string.format("lua5.4 %s %d %s %s >/dev/null 2>&1 & echo $!",
-        script, status, cli.quote(body), port_file)))
+    local p = assert(io.popen(string.format("lua5.4 %s %d %s %s >%s 2>&1 & echo $!",
+        script, status, cli.quote(body), port_file, dir .. "/server.log")))
     local pid = p:read("*n")
     p:close()
     local port

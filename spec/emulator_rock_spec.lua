@@ -23,7 +23,7 @@ local function answers(port)
 end
 
 describe("the passage-emulator rock", function()
-    local tree, command, port, runtime, prefix
+    local tree, command, port, runtime, prefix, stats
 
     -- `<command> args`, from /, with no Lua paths; its output and exit status.
     local function emulator(args)
@@ -40,6 +40,7 @@ describe("the passage-emulator rock", function()
         runtime = require("passage.emulator.control").runtime_dir(port) -- the default
         prefix = os.tmpname() -- one given with --prefix
         os.remove(prefix)
+        stats = os.tmpname() -- where curl puts an answer nobody reads
     end)
 
     teardown(function()
@@ -47,7 +48,7 @@ describe("the passage-emulator rock", function()
             emulator("stop --port " .. port)
             emulator("stop --port " .. port .. " --prefix " .. prefix)
         end
-        run("rm -rf '" .. tree .. "' '" .. runtime .. "' '" .. prefix .. "'")
+        run("rm -rf '" .. tree .. "' '" .. runtime .. "' '" .. prefix .. "' '" .. stats .. "'")
     end)
 
     it("installs only the emulator, with its command", function()
@@ -106,8 +107,8 @@ describe("the passage-emulator rock", function()
         out, code = emulator("status --port " .. port)
         assert.are.equal(1, code, out)
         out, code = emulator(string.format("run --port %d --prefix %s -- sh -c "
-            .. "'curl -fsS -o /dev/null http://127.0.0.1:%d/__emulator/stats && exit 3'",
-            port, prefix, port))
+            .. "'curl -fsS -o %s http://127.0.0.1:%d/__emulator/stats && exit 3'",
+            port, prefix, stats, port))
         assert.are.equal(3, code, out) -- the command's own status, after it reached the emulator
         assert.is_false(answers(port))
         assert.is_truthy(io.open(prefix .. "/conf/nginx.conf"), "nginx's files under --prefix")

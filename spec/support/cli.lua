@@ -75,13 +75,13 @@ function M.remove_dir(path)
 end
 
 -- Runs a shell command line in the background (in its own folder `dir`):
--- stdout to dir/out, stderr to dir/err. Returns a job for M.signal and
--- M.wait. Job control is on in the shell that starts it, so the command
--- does not inherit an ignored SIGINT.
+-- stdout to dir/out, stderr to dir/err (what the shell around it says, to
+-- dir/launch). Returns a job for M.signal and M.wait. Job control is on in
+-- the shell that starts it, so the command does not inherit an ignored SIGINT.
 function M.start(shell_cmd, dir)
     local script = string.format("set -m; %s >%s/out 2>%s/err & echo $! >%s/pid; wait $!; "
         .. "echo $? >%s/rc", shell_cmd, dir, dir, dir, dir)
-    os.execute("bash -c " .. M.quote(script) .. " </dev/null >/dev/null 2>&1 &")
+    os.execute("bash -c " .. M.quote(script) .. " </dev/null >" .. M.quote(dir .. "/launch") .. " 2>&1 &")
     local job = { dir = dir }
     for _ = 1, 100 do
         local f = io.open(dir .. "/pid")

@@ -29,7 +29,9 @@ end
 -- which package provides it.
 function M.find_program(names, package)
     for _, name in ipairs(names) do
-        local out, code = shell.capture("command -v " .. name .. " 2>/dev/null")
+        local err = os.tmpname() -- what the probe says on stderr, not wanted
+        local out, code = shell.capture("command -v " .. name .. " 2>'" .. err .. "'")
+        os.remove(err)
         if code == 0 and out ~= "" then
             return (out:gsub("%s+$", ""))
         end

@@ -196,7 +196,7 @@ end
 
 -- ---- control from a spec ---------------------------------------------------
 
-local running -- { port, pid }
+local running -- { port, pid, log }
 
 function M.url(path)
     return "http://127.0.0.1:" .. running.port .. (path or "")
@@ -207,10 +207,12 @@ function M.start(port)
         return
     end
     local src = debug.getinfo(1, "S").source:gsub("^@", "")
-    local p = io.popen(string.format("lua5.4 %q %d >/dev/null 2>&1 & echo $!", src, port))
+    -- The server's own output goes to a log of ours, removed by stop().
+    local log = os.tmpname()
+    local p = io.popen(string.format("lua5.4 %q %d >%q 2>&1 & echo $!", src, port, log))
     local pid = tonumber(p:read("*l"))
     p:close()
-    running = { port = port, pid = pid }
+    running = { port = port, pid = pid, log = log }
     for _ = 1, 100 do
         local c = socket.tcp()
         c:settimeout(0.2)
@@ -227,7 +229,10 @@ end
 
 function M.stop()
     if running and running.pid then
-        os.execute("kill " .. running.pid .. " 2>/dev/null")
+        os.execute(string.format("kill %d 2>>%q", running.pid, running.log))
+    end
+    if running then
+        os.remove(running.log)
     end
     running = nil
 end

@@ -40,20 +40,25 @@ end
 -- POSTs params to path with curl in the background: a request that stays
 -- open while the spec does other things. Returns a function(seconds) that
 -- waits for it: the status, the seconds it took and the body (nil when it
--- has not ended by then).
+-- has not ended by then). curl's files are `file` and file.json, .body and
+-- .err; once the request has ended and been read, they are removed.
 function Nginx:post_in_background(path, params, file)
   local f = assert(io.open(file .. ".json", "w"))
   f:write(cjson.encode(params))
   f:close()
   assert(shell(string.format("(curl -s -o '%s.body' -w '%%{http_code} %%{time_total}' "
-    .. "--data-binary @'%s.json' '%s' > '%s' 2>/dev/null &)", file, file, self:url(path), file)))
+    .. "--data-binary @'%s.json' '%s' > '%s' 2>'%s.err' &)", file, file, self:url(path), file, file)))
   return function(seconds)
     local deadline = socket.gettime() + seconds
     while socket.gettime() < deadline do
       local s = M.read_file(file)
       local status, took = (s or ""):match("^(%d+) ([%d.]+)$")
       if status then
-        return tonumber(status), tonumber(took), M.read_file(file .. ".body")
+        local body = M.read_file(file .. ".body")
+        for _, name in ipairs { file, file .. ".json", file .. ".body", file .. ".err" } do
+          os.remove(name)
+        end
+        return tonumber(status), tonumber(took), body
       end
       socket.sleep(0.02)
     end
@@ -82,7 +87,8 @@ end
 -- this fills). Longer placeholder names are filled first, so PORT never
 -- eats into TLS_PORT.
 function M.start(opts)
-  assert(shell("make build LUA_VERSION=jit >/dev/null"), "could not build the LuaJIT core")
+  -- (make's output is captured by shell() and dropped)
+  assert(shell("make build LUA_VERSION=jit"), "could not build the LuaJIT core")
   local prefix = assert(launcher.temp_prefix(opts.name))
   local own_cert, own_key = prefix .. "/own_cert.pem", prefix .. "/own_key.pem"
   assert(shell(string.format("env -u LD_PRELOAD openssl req -x509 -newkey rsa:2048 -nodes -days 2"

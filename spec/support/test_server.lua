@@ -343,7 +343,7 @@ function M.start()
     local cert, key = prefix .. "/cert.pem", prefix .. "/key.pem"
     local tls = os.execute(string.format("env -u LD_PRELOAD openssl req -x509 -newkey rsa:2048"
         .. " -nodes -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1"
-        .. " -keyout '%s' -out '%s' >/dev/null 2>&1", key, cert))
+        .. " -keyout '%s' -out '%s' >'%s/openssl.log' 2>&1", key, cert, prefix))
     tls = tls == true or tls == 0
     local tls_listen = tls and string.format("listen 127.0.0.1:%d ssl; ssl_certificate %s; "
         .. "ssl_certificate_key %s;", port + 1, cert, key) or ""

@@ -11,7 +11,7 @@
 --
 -- Each connection is served in order: a request is read (head and a
 -- Content-Length body), its path picks the reply below. /count reads and
--- resets how many requests arrived on /second_hangs and /second_resets.
+-- resets how many requests arrived on /second_hangs.
 local socket = require "socket"
 
 local M = {}
@@ -148,19 +148,15 @@ function M.serve(port)
                         local n = tostring(second_hangs)
                         second_hangs = 0
                         r = { reply("HTTP/1.1 200 OK\r\nContent-Length: " .. #n, n), then_ = "keep" }
-                    elseif path == "/second_hangs" or path == "/second_resets" then
+                    elseif path == "/second_hangs" then
                         -- The first request on a connection is answered; a
-                        -- second one on the same connection gets a close,
-                        -- or a reset (linger 0) on /second_resets.
+                        -- second one on the same connection gets a close.
                         second_hangs = second_hangs + 1
                         if st.served == 1 then
                             r = { reply("HTTP/1.1 200 OK\r\nContent-Length: " .. #JSON, JSON),
                                 then_ = "keep" }
                         else
                             r = { "", then_ = "close" }
-                            if path == "/second_resets" then
-                                s:setoption("linger", { on = true, timeout = 0 })
-                            end
                         end
                     end
                     r = r or { reply("HTTP/1.1 404 Not Found\r\nContent-Length: 0"), then_ = "keep" }

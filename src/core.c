@@ -37,6 +37,12 @@ int luaopen_passage_core(lua_State *L)
     psg_newlib(L, funcs);
     lua_pushliteral(L, PSG_VERSION);
     lua_setfield(L, -2, "_VERSION");
+    /* libcurl's caps on a response's headers, which the cosocket transport
+     * keeps too (passage.cosocket.http1). */
+    psg_pushwhole(L, PSG_LIBCURL_HEADERS_MAX);
+    lua_setfield(L, -2, "MAX_RESPONSE_HEADER_BYTES");
+    psg_pushwhole(L, CURL_MAX_HTTP_HEADER);
+    lua_setfield(L, -2, "MAX_RESPONSE_HEADER_LINE_BYTES");
     psg_json_register(L);
     psg_transport_register(L);
     return 1;

@@ -76,8 +76,8 @@ enum { PSG_END_NONE = 0, PSG_END_CANCELLED, PSG_END_TRANSPORT_CLOSED };
 #define PSG_RETRY_AFTER_MAX 64
 #define PSG_CONTENT_TYPE_MAX 256
 /* The most response header bytes libcurl takes (its
- * MAX_HTTP_RESP_HEADER_SIZE, since 7.88 as patched and 8.3): the cosocket
- * transport keeps the same cap. */
+ * MAX_HTTP_RESP_HEADER_SIZE, since 7.88 as patched and 8.3), exported as
+ * core.MAX_RESPONSE_HEADER_BYTES for the cosocket transport. */
 #define PSG_LIBCURL_HEADERS_MAX (300 * 1024)
 #define PSG_EASY_POOL_MAX 16
 /* Receive buffers kept for the next responses, and the largest kept: a

@@ -6,6 +6,7 @@
 -- takes) and the exchange's deadline (passage.cosocket.deadline). What each
 -- hostile reply gives is the same verdict as on the libcurl transport: the
 -- table in docs/reliability.md.
+local core = require "passage.core"
 local deadline = require "passage.cosocket.deadline"
 
 local M = {}
@@ -15,10 +16,11 @@ local concat = table.concat
 local fail, io_failure, read_some = deadline.fail, deadline.io_failure, deadline.read_some
 
 -- Bounds on what a reply may hold before its body, as much as libcurl
--- takes: the status line and headers of one response (interim ones each
--- count on their own), and any one line of them.
-local MAX_HEADER_BYTES = 300 * 1024
-local MAX_HEADER_LINE_BYTES = 100 * 1024
+-- takes (passage.core has libcurl's figures): the status line and headers
+-- of one response (interim ones each count on their own), and any one line
+-- of them.
+local MAX_HEADER_BYTES = core.MAX_RESPONSE_HEADER_BYTES
+local MAX_HEADER_LINE_BYTES = core.MAX_RESPONSE_HEADER_LINE_BYTES
 -- What is kept of a chunk-size or trailer line (the size and its start).
 local MAX_CHUNK_LINE = 4096
 -- The most a single read asks for; nginx returns what it has buffered.

@@ -66,7 +66,10 @@ describe("passage.core transport", function()
             assert.error_matches(function() core.transport({ ca_file = false }) end,
                 "'ca_file' must be a string")
             assert.error_matches(function() core.transport({ user_agent = "a\0b" }) end,
-                "'user_agent' must not contain NUL")
+                "'user_agent' must not contain CR, LF or NUL")
+            -- a header line of every request: no header may be smuggled in
+            assert.error_matches(function() core.transport({ user_agent = "a\r\nX-Evil: 1" }) end,
+                "'user_agent' must not contain CR, LF or NUL")
             assert.error_matches(function() core.transport({ max_depth = {} }) end,
                 "'max_depth' must be a whole number from 1 to 4096")
             assert.error_matches(function() core.transport({ [1] = true }) end,

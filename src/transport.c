@@ -691,10 +691,11 @@ static const char *opt_string(lua_State *L, const char *name)
         luaL_error(L, "transport option '%s' must be a string (got %s)", name,
                    luaL_typename(L, -1));
     s = lua_tolstring(L, -1, &len);
-    /* As a C string it would end at a NUL; passage.options refuses every
-     * control byte before it gets here. */
-    if (strlen(s) != len)
-        luaL_error(L, "transport option '%s' must not contain NUL", name);
+    /* As a C string it would end at a NUL, and the user_agent goes into a
+     * header line (headers.c): the same refusal as a request header's.
+     * passage.options refuses every control byte before it gets here. */
+    if (psg_has_ctl(s, len))
+        luaL_error(L, "transport option '%s' must not contain CR, LF or NUL", name);
     return s;
 }
 

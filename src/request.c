@@ -29,9 +29,11 @@
  *   request:cancel()      stops the transfer if it is in flight; response()
  *                         then reports kind "cancelled". perform() does not
  *                         return a cancelled request.
- *   request:close(), __gc, __close (5.4): cancel if in flight and release
- *                         the memory now. response() still returns a
- *                         response that was read before; otherwise raises.
+ *   request:close(), __close (5.4): cancel if in flight and release
+ *                         the memory now; response() then raises. Reading
+ *                         the response releases it too; a request neither
+ *                         read nor closed is released when its transport
+ *                         closes (there is no finalizer per request).
  *   request:size():       body bytes received so far (what response()
  *                         would decode; 0 once it was read)
  *   tostring(request):    "passage.request: GET in flight" / "... done" /
@@ -280,13 +282,8 @@ static psg_request *check_request(lua_State *L, int idx)
     return (psg_request *)luaL_checkudata(L, idx, PSG_REQUEST_MT);
 }
 
-/* Pushes the request's user value table. */
-static void push_companions(lua_State *L, int idx)
-{
-    psg_getuservalue(L, idx);
-}
-
-/* Cancels r if it is in flight and drops it from its transport's anchors. */
+/* Cancels r if it is in flight, takes it off its transport's lists and out
+ * of its anchors (the request's user value: the transport's anchor table). */
 static void detach(lua_State *L, int idx, psg_request *r)
 {
     if (r->tr == NULL || r->list == PSG_LIST_NONE)
@@ -295,11 +292,10 @@ static void detach(lua_State *L, int idx, psg_request *r)
         psg_request_abort(r, PSG_END_CANCELLED);
     else
         psg_transport_unlink(r->tr, r);
-    push_companions(L, idx);
-    lua_rawgeti(L, -1, 1);
-    if (psg_testudata(L, -1, PSG_TRANSPORT_MT) != NULL)
-        psg_transport_unanchor(L, lua_gettop(L), r);
-    lua_pop(L, 2);
+    psg_getuservalue(L, idx);
+    if (lua_istable(L, -1))
+        psg_transport_unanchor(L, -1, r);
+    lua_pop(L, 1);
 }
 
 static int l_done(lua_State *L)
@@ -332,12 +328,14 @@ static int l_close(lua_State *L)
     r->closed = 1;
     if (!r->decoding)
         free_memory(r);
+    r->tr = NULL;
     return 0;
 }
 
 /* Decodes the body into a value pushed on the stack (1), or fills *err (0).
- * The transport's shape cache outlives a close() of the transport (see its
- * __gc), so the pointer taken here stays good for the whole decode. */
+ * The transport's shape cache outlives a close() of the transport and is
+ * freed by its __gc, which cannot run while this request is reachable (its
+ * user value holds the transport): the pointer stays good for the decode. */
 static int decode_body(lua_State *L, psg_request *r, const psg_json_opts *opts, psg_json_error *err)
 {
     psg_json_shapes *shapes = r->tr != NULL ? r->tr->shapes : NULL;
@@ -349,24 +347,11 @@ static int decode_body(lua_State *L, psg_request *r, const psg_json_opts *opts, 
     return ok;
 }
 
-/* Finalizer: the anchor table is unreachable too (it is what kept r alive),
- * so only C state is touched; r->tr, if still set, is a transport that has
- * not been closed yet and therefore still exists. */
-static int l_gc(lua_State *L)
+void psg_request_detach(psg_request *r)
 {
-    psg_request *r = check_request(L, 1);
-    if (r->tr != NULL) {
-        if (r->list == PSG_LIST_INFLIGHT)
-            psg_request_abort(r, PSG_END_CANCELLED);
-        else if (r->list != PSG_LIST_NONE)
-            psg_transport_unlink(r->tr, r);
-    }
     r->tr = NULL;
-    psg_headers_release(r->headers);
-    r->headers = NULL;
-    r->closed = 1;
-    free_memory(r);
-    return 0;
+    if (!r->decoding)
+        free_memory(r);
 }
 
 static int l_tostring(lua_State *L)
@@ -533,10 +518,12 @@ static int l_response(lua_State *L)
             lua_setfield(L, -2, "raw");
         }
     }
-    /* Read once and not kept: a request waiting for its finalizer must not
-     * hold a decoded page alive for another collection cycle. */
+    /* Read once and not kept: the request is done with its transport, and
+     * a request held by the caller holds no decoded page alive. */
     r->response_read = 1;
+    detach(L, 1, r);
     free_memory(r);
+    r->tr = NULL;
     return 1;
 }
 
@@ -667,11 +654,11 @@ static void check_start_args(lua_State *L, const psg_transport *tr, start_args *
     }
 }
 
-/* Pushes the request userdata, owning everything from here on (its
- * finalizer copes with any partial state), and anchors it in the
- * transport. The Lua allocations come first: a finalizer they run may close
- * the transport, checked once they are done, before any C resource is
- * taken. NULL when the transport was closed meanwhile (nothing started). */
+/* Pushes the request userdata and anchors it in the transport (whose
+ * anchor table becomes its user value too). The Lua allocations come first:
+ * a finalizer they run may close the transport, checked once they are done,
+ * before any C resource is taken. NULL when the transport was closed
+ * meanwhile (nothing started). */
 static psg_request *new_request(lua_State *L, psg_transport *tr, const start_args *a)
 {
     psg_request *r = (psg_request *)psg_newuserdata(L, sizeof *r);
@@ -680,16 +667,16 @@ static psg_request *new_request(lua_State *L, psg_transport *tr, const start_arg
     luaL_getmetatable(L, PSG_REQUEST_MT);
     lua_setmetatable(L, top);
     strcpy(r->method, METHODS[a->method]);
-    lua_createtable(L, 1, 0); /* { transport } */
-    lua_pushvalue(L, 1);
-    lua_rawseti(L, -2, 1);
+    psg_getuservalue(L, 1); /* the transport's anchors: the request's too */
+    lua_pushvalue(L, -1);
     psg_setuservalue(L, top);
-    if (tr->closed)
-        return NULL;
-    psg_getuservalue(L, 1);
     lua_pushlightuserdata(L, r);
     lua_pushvalue(L, top);
     lua_rawset(L, -3); /* the anchor: may raise, before any C resource */
+    if (tr->closed) {
+        psg_transport_unanchor(L, -1, r);
+        return NULL;
+    }
     lua_pop(L, 1);
     r->tr = tr;
     r->max_body = tr->max_response_bytes;
@@ -745,7 +732,9 @@ static int fail_start(lua_State *L, psg_transport *tr, psg_request *r, CURL *eas
     r->tr = NULL;
     r->done = 1;
     r->closed = 1;
-    psg_transport_unanchor(L, 1, r);
+    psg_getuservalue(L, 1);
+    psg_transport_unanchor(L, -1, r);
+    lua_pop(L, 1);
     return luaL_error(L, "cannot start request: %s", why);
 }
 
@@ -782,8 +771,9 @@ void psg_request_register(lua_State *L)
     static const luaL_Reg methods[] = {{"done", l_done},         {"size", l_size},
                                        {"cancel", l_cancel},     {"close", l_close},
                                        {"response", l_response}, {NULL, NULL}};
+    /* No __gc: a request's memory is freed by whoever ends it (see
+     * private.h), so the collector has no finalizer to run per call. */
     static const luaL_Reg meta[] = {
-        {"__gc", l_gc},
 #if LUA_VERSION_NUM >= 504
         {"__close", l_close},
 #endif

@@ -119,6 +119,13 @@ void psg_transport_unlink(psg_transport *tr, psg_request *r)
         else
             tr->finished_tail = r->prev;
         tr->n_finished--;
+    } else if (r->list == PSG_LIST_HANDED) {
+        if (r->prev)
+            r->prev->next = r->next;
+        else
+            tr->handed = r->next;
+        if (r->next)
+            r->next->prev = r->prev;
     }
     r->prev = r->next = NULL;
     r->list = PSG_LIST_NONE;
@@ -146,6 +153,16 @@ void psg_transport_link_finished(psg_transport *tr, psg_request *r)
     tr->finished_tail = r;
     tr->n_finished++;
     r->list = PSG_LIST_FINISHED;
+}
+
+void psg_transport_link_handed(psg_transport *tr, psg_request *r)
+{
+    r->prev = NULL;
+    r->next = tr->handed;
+    if (tr->handed)
+        tr->handed->prev = r;
+    tr->handed = r;
+    r->list = PSG_LIST_HANDED;
 }
 
 CURL *psg_transport_take_easy(psg_transport *tr, int *plain)
@@ -203,15 +220,11 @@ void psg_transport_give_buffer(psg_transport *tr, psg_buf *b)
     }
 }
 
-void psg_transport_unanchor(lua_State *L, int tr_idx, psg_request *r)
+void psg_transport_unanchor(lua_State *L, int anchors_idx, psg_request *r)
 {
-    psg_getuservalue(L, tr_idx);
-    if (lua_istable(L, -1)) {
-        lua_pushlightuserdata(L, r);
-        lua_pushnil(L);
-        lua_rawset(L, -3); /* assigning nil to a key never allocates */
-    }
-    lua_pop(L, 1);
+    lua_pushlightuserdata(L, r);
+    lua_pushnil(L);
+    lua_rawset(L, anchors_idx < 0 ? anchors_idx - 2 : anchors_idx); /* never allocates */
 }
 
 /* ---- libcurl callbacks: C memory only ----------------------------------- */
@@ -288,9 +301,10 @@ static void collect_finished(psg_transport *tr)
     }
 }
 
-/* Pushes the finished requests as an array and drops them from the anchor
- * table. The array is presized, so filling it cannot raise; if creating it
- * raises, the finished list is intact and the next call returns them. */
+/* Pushes the finished requests as an array and hands them to Lua (they stay
+ * anchored until their response is read). The array is presized, so filling
+ * it cannot raise; if creating it raises, the finished list is intact and
+ * the next call returns them. */
 static int push_finished(lua_State *L, psg_transport *tr, int tr_idx)
 {
     psg_request *r;
@@ -298,19 +312,15 @@ static int push_finished(lua_State *L, psg_transport *tr, int tr_idx)
     luaL_checkstack(L, 4, "passage.transport");
     lua_createtable(L, (int)tr->n_finished, 0);
     psg_getuservalue(L, tr_idx);
-    for (r = tr->finished_head; r != NULL; r = r->next) {
+    while ((r = tr->finished_head) != NULL) {
         lua_pushlightuserdata(L, r);
         lua_rawget(L, -2);
         if (lua_isnil(L, -1)) /* cannot happen: every started request is anchored */
             lua_pop(L, 1);
         else
             lua_rawseti(L, -3, i++);
-    }
-    while ((r = tr->finished_head) != NULL) {
-        lua_pushlightuserdata(L, r);
-        lua_pushnil(L);
-        lua_rawset(L, -3);
         psg_transport_unlink(tr, r);
+        psg_transport_link_handed(tr, r);
     }
     lua_pop(L, 1);
     return 1;
@@ -442,25 +452,22 @@ static void drive(lua_State *L, psg_transport *tr, int wait_ms)
     multi_check(L, mc, "curl_multi_socket_action");
 }
 
-/* Frees everything the transport owns. C work first (libcurl, lists), then
- * the anchors, whose removal cannot raise; so close is safe from __gc, and
- * safe when the requests are being finalized in the same cycle (a request
- * finalized first has already unlinked itself). */
+/* Ends every transfer in flight (aborted, unanchored and detached: those
+ * requests report "cancelled") and frees what libcurl holds. Finished
+ * requests keep their responses, readable until their transport is
+ * collected. Nothing here allocates, so close is safe from __gc. */
 static void transport_close(lua_State *L, int idx, psg_transport *tr)
 {
     psg_request *r;
     if (tr->closed)
         return;
+    psg_getuservalue(L, idx);
     while ((r = tr->inflight) != NULL) {
         psg_request_abort(r, PSG_END_TRANSPORT_CLOSED);
-        psg_transport_unanchor(L, idx, r);
-        r->tr = NULL;
+        psg_transport_unanchor(L, -1, r);
+        psg_request_detach(r);
     }
-    while ((r = tr->finished_head) != NULL) {
-        psg_transport_unlink(tr, r);
-        psg_transport_unanchor(L, idx, r);
-        r->tr = NULL;
-    }
+    lua_pop(L, 1);
     tr->closed = 1;
     while (tr->n_pool > 0)
         curl_easy_cleanup(tr->pool[--tr->n_pool]);
@@ -496,7 +503,14 @@ static int l_close(lua_State *L)
 static int l_gc(lua_State *L)
 {
     psg_transport *tr = check_transport(L, 1);
+    psg_request *r;
     transport_close(L, 1, tr);
+    /* No request of this transport is reachable any more (each holds it
+     * through its user value): the unread responses go now. */
+    while ((r = tr->finished_head) != NULL || (r = tr->handed) != NULL) {
+        psg_transport_unlink(tr, r);
+        psg_request_detach(r);
+    }
     psg_sockets_free(&tr->sockets);
     psg_json_shapes_free(tr->shapes);
     tr->shapes = NULL;
@@ -547,12 +561,12 @@ static int l_perform(lua_State *L)
     return push_finished(L, tr, 1);
 }
 
-/* Hands r, finished, to Lua: off the finished list and out of the anchor
- * table (neither step can raise). */
-static void hand_over(lua_State *L, psg_transport *tr, psg_request *r)
+/* Hands r, finished, to Lua: off the finished list (it stays anchored until
+ * its response is read). */
+static void hand_over(psg_transport *tr, psg_request *r)
 {
-    psg_transport_unanchor(L, 1, r);
     psg_transport_unlink(tr, r);
+    psg_transport_link_handed(tr, r);
 }
 
 /* Blocks in C until one request is done: no Lua table per turn. Requests
@@ -578,7 +592,7 @@ static int l_wait(lua_State *L)
             break;
     }
     if (r->list == PSG_LIST_FINISHED && !keep)
-        hand_over(L, tr, r);
+        hand_over(tr, r);
     lua_pushboolean(L, r->done);
     psg_pushwhole(L, (long long)tr->n_finished);
     return 2;
@@ -836,7 +850,9 @@ static int l_new(lua_State *L)
     tr->closed = 1; /* until fully built; __gc then frees what exists */
     luaL_getmetatable(L, PSG_TRANSPORT_MT);
     lua_setmetatable(L, -2);
-    lua_newtable(L); /* anchors of started requests */
+    lua_createtable(L, 1, 0); /* anchors of started requests, and the transport */
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, 1);
     psg_setuservalue(L, -2);
 
     tr->connect_timeout_ms = o.connect_timeout_ms;

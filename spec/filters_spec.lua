@@ -78,4 +78,16 @@ describe("path segments", function()
         assert.same({ "a%20", true }, { segment("a ") })
         assert.same({ nil, false }, { segment(42) })
     end)
+
+    it("make a call's URL, each id one segment, or name the first bad id", function()
+        local path = require("passage.core").path
+        local pieces = { "/apps/", "/users/", "/devices" }
+        assert.equal("http://h/v1/apps/a%2Fb/users/%2E%2E/devices",
+            path("http://h/v1", pieces, 1024, "a/b", ".."))
+        assert.equal("b/x", path("b", { "/x" }, 1024))
+        assert.same({ nil, 2 }, { path("b", pieces, 1024, "a", " ") })
+        assert.same({ nil, 1 }, { path("b", pieces, 1024, 42, "a") })
+        assert.same({ nil, 2 }, { path("b", pieces, 1024, "a", nil) })
+        assert.same({ nil, 2 }, { path("b", pieces, 3, "abc", "abcd") })
+    end)
 end)

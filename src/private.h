@@ -2,7 +2,7 @@
  * The private header of the C core: what its files share. One libcurl
  * object a file, as the Lua face shows them:
  *   core.c       luaopen_passage_core, core.now_ms
- *   segment.c    core.segment: an id as a URL path segment
+ *   segment.c    core.segment, core.path: ids as URL path segments
  *   sockets.c    a transport's sockets as libcurl and a host reactor see them
  *   transport.c  a libcurl multi handle: core.transport(opts)
  *   request.c    a libcurl easy handle: transport:start(...) -> request
@@ -279,8 +279,9 @@ void psg_request_abort(psg_request *r, int why);
  * decode is using it (that decode's end frees it). C only. */
 void psg_request_detach(psg_request *r);
 
-/* segment.c: core.segment */
+/* segment.c: core.segment, core.path */
 int psg_segment(lua_State *L);
+int psg_path(lua_State *L);
 
 /* headers.c */
 void psg_headers_register(lua_State *L);

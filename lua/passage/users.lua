@@ -67,14 +67,16 @@ local argerror, guard = errors.argument, errors.guard
 local unpack = table.unpack or unpack -- luacheck: globals unpack
 
 -- Arguments ---------------------------------------------------------------
--- How each argument named in passage.operations is checked; each check
--- returns what the request uses (an id as a URL path segment).
+-- How each argument named in passage.operations is checked: a check raises
+-- an argument error on a bad value. Path arguments are ids, which
+-- core.path checks and encodes into the URL (each one path segment) in one
+-- step; check_id then tells what is wrong with a bad one.
 
-local c_segment = core.segment
+local c_segment, c_path = core.segment, core.path
 local MAX_TEXT_BYTES = filters.MAX_TEXT_BYTES
 
 local function check_id(what, v)
-    local segment, nonblank = c_segment(v)
+    local _, nonblank = c_segment(v)
     if not nonblank then
         if type(v) ~= "string" then
             argerror("%s: expected a string, got %s", what, type(v))
@@ -84,7 +86,6 @@ local function check_id(what, v)
     if #v > MAX_TEXT_BYTES then
         argerror("%s: longer than %d bytes", what, MAX_TEXT_BYTES)
     end
-    return segment
 end
 
 local function check_metadata(md)
@@ -132,45 +133,43 @@ local function check_user_request(what, req, need_identifier)
     if n == 0 then
         argerror("%s: nothing to update", what)
     end
-    return req
 end
 
 local ARGUMENTS = {
     app_id = check_id,
     user_id = check_id,
     device_id = check_id,
-    identifier = function(what, v)
-        check_id(what, v)
-        return v
-    end,
+    identifier = check_id,
     create = function(_, req)
-        return check_user_request("create_user", req, true)
+        check_user_request("create_user", req, true)
     end,
     update = function(_, req)
-        return check_user_request("update_user", req, false)
+        check_user_request("update_user", req, false)
     end,
     params = function(_, params)
         filters.to_query(params) -- checked here; the query is built in prepare
-        return params
     end,
 }
 
 -- Operations as the client runs them: each entry of passage.operations
--- with the checks of its arguments, its path as a function of the checked
--- path arguments, and its result's reader.
+-- with the checks of its arguments, its path as pieces around the path
+-- arguments, and its result's reader.
 
--- "/apps/{app_id}/users/{user_id}" -> "/apps/%s/users/%s" and 2: a format
--- that builds the path from the checked path arguments in one step, and
--- how many it takes. Path arguments come first, in order.
-local function path_format(name, op)
-    local holes = 0
-    local format = op.path:gsub("%%", "%%%%"):gsub("{([%w_]+)}", function(arg)
-        holes = holes + 1
-        assert(op.args[holes] == arg,
+-- "/apps/{app_id}/users/{user_id}" -> { "/apps/", "/users/", "" }: the
+-- literal parts around the path arguments, which come first, in order; the
+-- path is pieces[1] .. arg 1 .. pieces[2] .. arg 2 .. pieces[3].
+local function path_pieces(name, op)
+    local pieces, at = {}, 1
+    for start, arg, stop in op.path:gmatch("(){([%w_]+)}()") do
+        pieces[#pieces + 1] = op.path:sub(at, start - 1)
+        assert(op.args[#pieces] == arg,
             "operation " .. name .. ": path arguments come first, in order")
-        return "%s"
-    end)
-    return format, holes
+        assert(ARGUMENTS[arg] == check_id, "operation " .. name .. ": path argument "
+            .. arg .. " is not an id")
+        at = stop
+    end
+    pieces[#pieces + 1] = op.path:sub(at)
+    return pieces
 end
 
 local function position(op, arg)
@@ -193,8 +192,7 @@ for name, op in pairs(operations) do
         method = op.method,
         args = op.args,
         checks = checks,
-        path = path_format(name, op),
-        holes = select(2, path_format(name, op)),
+        path = path_pieces(name, op),
         query = type(op.query) == "string" and position(op, op.query) or op.query,
         body = op.body and position(op, op.body),
         result = assert(schema.results[op.result],
@@ -233,55 +231,61 @@ local function transport_now(p)
     return p.curl
 end
 
+local prepare
+
+-- The continuation of a call of `op` (see engine.lua): the next call, made
+-- from the server's answer and the call's arguments. An id the checks
+-- refuse is then a bad response, not a bad argument of the caller. Made
+-- here rather than in prepare, whose compiled code then makes no closure.
+local function continuation(p, op, ...)
+    local function next_call(next_op, ...)
+        if not next_op then
+            return nil, ...
+        end
+        local ok, call = pcall(prepare, p, RUNNABLE[next_op], ...)
+        if not ok then
+            return nil, errors.new("decode", {
+                message = "response: listed user has an unusable id: " .. tostring(call),
+            })
+        end
+        return call
+    end
+    local n, raw = #op.args, { ... }
+    return function(value)
+        return next_call(op.next(value, unpack(raw, 1, n)))
+    end
+end
+
 -- The engine call of `op` with the arguments of the client's method (any
 -- number, as passage.operations declares them); raises an argument error
 -- (errors.argument) on a bad one.
-local prepare
 function prepare(p, op, ...)
-    local names, checks = op.args, op.checks
-    local n = #names
-    -- Raw arguments are kept for the query, body and continuation; checked
-    -- ones (ids as path segments) make the path.
-    local raw = { ... }
-    local checked = {}
-    for i = 1, n do
-        checked[i] = checks[i](names[i], raw[i])
+    local names, checks, path = op.args, op.checks, op.path
+    -- The path arguments are ids, encoded into the URL in one step; a bad
+    -- one is told by its check. The query, body and continuation take the
+    -- other arguments as they are, once checked.
+    local target, bad = c_path(p.base_url, path, MAX_TEXT_BYTES, ...)
+    if not target then
+        check_id(names[bad], (select(bad, ...)))
     end
-    local target = p.base_url .. op.path:format(unpack(checked, 1, op.holes))
+    for i = #path, #names do
+        checks[i](names[i], (select(i, ...)))
+    end
     local query = op.query
     if query then
         local params
         if type(query) == "function" then
-            params = query(unpack(raw, 1, n))
+            params = query(...)
         else
-            params = raw[query]
+            params = (select(query, ...))
         end
         query = url.query(filters.to_query(params))
         if query ~= "" then
             target = target .. "?" .. query
         end
     end
-    local body = op.body and cjson.encode(raw[op.body])
-    local continue = op.next
-    if continue then
-        -- The next request comes from the server's answer: an id the checks
-        -- refuse is a bad response, not a bad argument of the caller.
-        local function next_call(next_op, ...)
-            if not next_op then
-                return nil, ...
-            end
-            local ok, call = pcall(prepare, p, RUNNABLE[next_op], ...)
-            if not ok then
-                return nil, errors.new("decode", {
-                    message = "response: listed user has an unusable id: " .. tostring(call),
-                })
-            end
-            return call
-        end
-        continue = function(value)
-            return next_call(op.next(value, unpack(raw, 1, n)))
-        end
-    end
+    local body = op.body and cjson.encode((select(op.body, ...)))
+    local continue = op.next and continuation(p, op, ...)
     local transport = transport_now(p)
     local sets = p.sets[transport]
     return {

@@ -55,6 +55,7 @@ build = {
       ["passage.retry"] = "lua/passage/retry.lua",
       ["passage.url"] = "lua/passage/url.lua",
       ["passage.bulk"] = "lua/passage/bulk.lua",
+      ["passage.clock"] = "lua/passage/clock.lua",
       ["passage.paginator"] = "lua/passage/paginator.lua",
       ["passage.cosocket"] = "lua/passage/cosocket.lua",
       ["passage.loop.luv"] = "lua/passage/loop/luv.lua",

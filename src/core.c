@@ -10,6 +10,7 @@
  * Lua-visible contract of this module:
  *   core._VERSION                       the package version (checked by users.lua)
  *   core.now_ms()                       monotonic clock, milliseconds (a number)
+ *   core.CLOCK_MONOTONIC                the clock_gettime id of that clock
  *   core.segment(s) -> seg, nonblank    an id as a URL path segment (segment.c)
  *   core.path(base, pieces, max, ...)   a call's URL from its ids (segment.c)
  *   core.checker(fields [, path])      response shape checks (json_check.c)
@@ -44,6 +45,10 @@ int luaopen_passage_core(lua_State *L)
     lua_setfield(L, -2, "MAX_RESPONSE_HEADER_BYTES");
     psg_pushwhole(L, CURL_MAX_HTTP_HEADER);
     lua_setfield(L, -2, "MAX_RESPONSE_HEADER_LINE_BYTES");
+    /* The clock core.now_ms reads, for passage.clock's reading of it
+     * through LuaJIT's FFI. */
+    psg_pushwhole(L, CLOCK_MONOTONIC);
+    lua_setfield(L, -2, "CLOCK_MONOTONIC");
     psg_json_register(L);
     psg_transport_register(L);
     return 1;

@@ -101,7 +101,7 @@ local pool = require "passage.cosocket.pool"
 local threads = require "passage.cosocket.threads"
 
 local byte, find, sub = string.byte, string.find, string.sub
-local now_ms = core.now_ms
+local now_ms = require("passage.clock").now_ms
 local running = coroutine.running
 local huge = math.huge
 local has_ctl = http1.has_ctl

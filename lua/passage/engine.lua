@@ -51,11 +51,10 @@
 -- running call keeps all it uses alive. close() may run at any allocation
 -- (a finalizer): it ends every call as "cancelled" and leaves a transport
 -- that does nothing, so the loops below end on their own.
-local core = require "passage.core"
 local errors = require "passage.errors"
 local retry = require "passage.retry"
 
-local now_ms = core.now_ms
+local now_ms = require("passage.clock").now_ms
 local floor, max = math.floor, math.max
 
 local engine = {}

@@ -2,11 +2,10 @@
 -- (a request of passage.cosocket, in its light thread). Every wait on a
 -- socket is bounded by the time left before the request's deadline, and
 -- every failure is recorded on the request as a kind and a message.
-local core = require "passage.core"
 
 local M = {}
 
-local now_ms = core.now_ms
+local now_ms = require("passage.clock").now_ms
 
 -- The longest socket timeout given to nginx (an exchange without a time
 -- limit waits this long per operation).

@@ -5,14 +5,13 @@
 -- one exchange over a connection: send, read (passage.cosocket.http1), keep
 -- the connection alive or close it, and send once more on a new connection
 -- when a kept-alive one turns out closed.
-local core = require "passage.core"
 local deadline = require "passage.cosocket.deadline"
 local http1 = require "passage.cosocket.http1"
 
 local M = {}
 
 local find, match = string.find, string.match
-local now_ms = core.now_ms
+local now_ms = require("passage.clock").now_ms
 local huge = math.huge
 local fail, timeout_message, time_left = deadline.fail, deadline.timeout_message, deadline.time_left
 local io_failure, read_some = deadline.io_failure, deadline.read_some

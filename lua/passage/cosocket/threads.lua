@@ -4,12 +4,11 @@
 -- only the parent may wait for it or kill it); a request moves from in
 -- flight (transport.requests) to finished (transport.finished) to handed
 -- over, and whoever waits on a semaphore is woken as it settles.
-local core = require "passage.core"
 local pool = require "passage.cosocket.pool"
 
 local M = {}
 
-local now_ms = core.now_ms
+local now_ms = require("passage.clock").now_ms
 local running = coroutine.running
 local huge = math.huge
 local fail = require("passage.cosocket.deadline").fail

@@ -182,11 +182,12 @@ struct psg_request {
     curl_off_t max_body;
     int too_large;
     int out_of_memory;
-    char retry_after[PSG_RETRY_AFTER_MAX];
-    int has_retry_after;
-    char content_type[PSG_CONTENT_TYPE_MAX];
-    int has_content_type;
-    char errbuf[CURL_ERROR_SIZE];
+    /* Outside the userdata, so that a request per call is a small object
+     * for the collector: the values of the final response's headers (NULL
+     * when absent), and libcurl's error buffer (CURL_ERROR_SIZE bytes). */
+    char *retry_after;
+    char *content_type;
+    char *errbuf;
     /* Why header_cb refused the reply's framing (a static message), so that
      * it ends as a "network" error whatever libcurl would make of it;
      * bad_status_line when it was the status line: no status then. */

@@ -79,6 +79,13 @@
 
 /* ---- libcurl callbacks: C memory only ----------------------------------- */
 
+/* Ends the transfer: no memory for what the response holds. */
+static size_t out_of_memory(psg_request *r)
+{
+    r->out_of_memory = 1;
+    return 0;
+}
+
 static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
     psg_request *r = (psg_request *)userdata;
@@ -90,17 +97,17 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
         r->too_large = 1;
         return 0;
     }
-    if (!psg_buf_append(&r->body, ptr, n)) {
-        r->out_of_memory = 1;
-        return 0;
-    }
+    if (!psg_buf_append(&r->body, ptr, n))
+        return out_of_memory(r);
     return n;
 }
 
-/* Copies a header value, trimmed of surrounding blanks and the line end,
- * truncated to the fixed-size field. */
-static void copy_value(char *dst, size_t cap, const char *v, size_t len)
+/* Keeps a header value in *dst (replacing any), trimmed of surrounding
+ * blanks and the line end, truncated to cap - 1 bytes; 0 when out of
+ * memory. */
+static int keep_value(char **dst, size_t cap, const char *v, size_t len)
 {
+    char *copy;
     while (len > 0 && (*v == ' ' || *v == '\t')) {
         v++;
         len--;
@@ -110,8 +117,22 @@ static void copy_value(char *dst, size_t cap, const char *v, size_t len)
         len--;
     if (len >= cap)
         len = cap - 1;
-    memcpy(dst, v, len);
-    dst[len] = '\0';
+    if ((copy = (char *)malloc(len + 1)) == NULL)
+        return 0;
+    memcpy(copy, v, len);
+    copy[len] = '\0';
+    free(*dst);
+    *dst = copy;
+    return 1;
+}
+
+/* Forgets the header values kept (a new response begins, or the request is
+ * released). */
+static void forget_values(psg_request *r)
+{
+    free(r->retry_after);
+    free(r->content_type);
+    r->retry_after = r->content_type = NULL;
 }
 
 /* Makes room for a declared Content-Length at once, so the body is not
@@ -180,7 +201,7 @@ static int prereq_cb(void *clientp, char *primary_ip, char *local_ip, int primar
                      int local_port)
 {
     (void)primary_ip, (void)local_ip, (void)primary_port, (void)local_port;
-    if (clientp != NULL)
+    if (clientp != NULL && ((psg_request *)clientp)->errbuf != NULL)
         ((psg_request *)clientp)->errbuf[0] = '\0';
     return CURL_PREREQFUNC_OK;
 }
@@ -197,13 +218,13 @@ static size_t header_cb(char *line, size_t size, size_t nitems, void *userdata)
         }
         /* A new response begins (after a 1xx, or a retry on a fresh
          * connection): only the final one's headers count. */
-        r->has_retry_after = r->has_content_type = 0;
+        forget_values(r);
     } else if (header_is(line, len, "retry-after", 11)) {
-        copy_value(r->retry_after, sizeof r->retry_after, line + 12, len - 12);
-        r->has_retry_after = 1;
+        if (!keep_value(&r->retry_after, PSG_RETRY_AFTER_MAX, line + 12, len - 12))
+            return out_of_memory(r);
     } else if (header_is(line, len, "content-type", 12)) {
-        copy_value(r->content_type, sizeof r->content_type, line + 13, len - 13);
-        r->has_content_type = 1;
+        if (!keep_value(&r->content_type, PSG_CONTENT_TYPE_MAX, line + 13, len - 13))
+            return out_of_memory(r);
     } else if (header_is(line, len, "content-length", 14)) {
         if (!is_length(line + 15, len - 15))
             return refuse(r, "bad Content-Length in the response");
@@ -269,10 +290,15 @@ void psg_request_abort(psg_request *r, int why)
     r->ended = why;
 }
 
+/* Frees what the request holds outside its userdata; never while libcurl
+ * may still write to it (the transfer has ended). */
 static void free_memory(psg_request *r)
 {
     psg_transport_give_buffer(r->tr, &r->body);
     psg_buf_free(&r->scratch);
+    forget_values(r);
+    free(r->errbuf);
+    r->errbuf = NULL;
 }
 
 /* ---- Lua side ----------------------------------------------------------- */
@@ -464,8 +490,8 @@ static void push_message(lua_State *L, const psg_request *r)
         lua_pushstring(L, was_sent(r) ? "response headers larger than libcurl accepts"
                                       : "request larger than libcurl accepts");
     else if (r->out_of_memory)
-        lua_pushliteral(L, "out of memory storing the response body");
-    else if (r->errbuf[0] != '\0')
+        lua_pushliteral(L, "out of memory storing the response");
+    else if (r->errbuf != NULL && r->errbuf[0] != '\0')
         lua_pushstring(L, r->errbuf);
     else
         lua_pushstring(L, curl_easy_strerror(r->code));
@@ -498,9 +524,9 @@ static int l_response(lua_State *L)
     lua_pushboolean(L, was_sent(r));
     lua_setfield(L, -2, "sent");
     set_whole(L, "status", r->status);
-    if (r->has_retry_after)
+    if (r->retry_after != NULL)
         set_string(L, "retry_after", r->retry_after);
-    if (r->has_content_type)
+    if (r->content_type != NULL)
         set_string(L, "content_type", r->content_type);
     set_whole(L, "body_size", (long long)r->body.len);
     set_whole(L, "connects", r->connects);
@@ -701,6 +727,9 @@ static const char *take_transfer(lua_State *L, psg_transport *tr, psg_request *r
                                                a->present, tr->user_agent)) == NULL) {
         return "out of memory";
     }
+    if ((r->errbuf = (char *)malloc(CURL_ERROR_SIZE)) == NULL)
+        return "out of memory";
+    r->errbuf[0] = '\0';
     if ((*easy = psg_transport_take_easy(tr, &plain)) == NULL)
         return "out of memory";
     if (plain && get) {
@@ -729,6 +758,7 @@ static int fail_start(lua_State *L, psg_transport *tr, psg_request *r, CURL *eas
     psg_headers_release(r->headers);
     r->headers = NULL;
     r->plain = 0;
+    free_memory(r);
     r->tr = NULL;
     r->done = 1;
     r->closed = 1;

@@ -26,7 +26,6 @@
 -- the body into the value.
 local bulk = require "passage.bulk"
 local core = require "passage.core"
-local cosocket = require "passage.cosocket"
 local engine = require "passage.engine"
 local errors = require "passage.errors"
 local filters = require "passage.filters"
@@ -220,7 +219,7 @@ local private = setmetatable({}, { __mode = "k" })
 local function transport_now(p)
     local ngx_transport = p.ngx
     if ngx_transport then
-        local usable, phase = cosocket.available()
+        local usable, phase = p.ngx_usable()
         if usable then
             return ngx_transport
         elseif not p.curl then
@@ -314,6 +313,13 @@ local function in_nginx()
     return type(n) == "table" and n.socket ~= nil
 end
 
+-- What every request carries besides its key and the transport's
+-- User-Agent (not in the reference; the benchmarks' peers send the same).
+users.REQUEST_HEADERS = {
+    "Accept: application/json",
+    "Passage-Version: passage-lua " .. users._VERSION,
+}
+
 local function new_client(opts)
     local layers = options.resolve(opts)
     local choice = layers.client.transport
@@ -321,12 +327,9 @@ local function new_client(opts)
         argerror("new: transport \"ngx\" needs nginx's Lua module")
     end
     local key = layers.client.api_key
-    local common = {
-        "Authorization: Bearer " .. key,
-        "Accept: application/json",
-        "Passage-Version: passage-lua " .. users._VERSION,
-    }
-    local with_body = { common[1], common[2], common[3], "Content-Type: application/json" }
+    local common = { "Authorization: Bearer " .. key, unpack(users.REQUEST_HEADERS) }
+    local with_body = { unpack(common) }
+    with_body[#with_body + 1] = "Content-Type: application/json"
     -- Per transport, its header sets: checked and built once, shared by
     -- every request.
     local p = { base_url = layers.client.base_url:gsub("/+$", ""), sets = {} }
@@ -340,6 +343,10 @@ local function new_client(opts)
         p.curl = add(core.transport(layers.transport), function() return true end)
     end
     if choice ~= "curl" and in_nginx() then
+        -- Loaded only here: outside nginx the cosocket transport is never
+        -- used, and its code would only weigh on the collector.
+        local cosocket = require "passage.cosocket"
+        p.ngx_usable = cosocket.available
         p.ngx = add(cosocket.new(layers.transport), cosocket.available)
     end
     local self = setmetatable({

@@ -1,10 +1,10 @@
 /*
  * The raw libcurl loop the call benchmark (bench/calls.lua) compares the
  * client against: N GETs of one URL on one reused easy handle (keep-alive),
- * with the headers passage.users sends, each body appended to a buffer and
- * dropped unparsed.
+ * with the header lines given (bench/calls.lua gives those passage.users
+ * sends), each body appended to a buffer and dropped unparsed.
  *
- *   build/bench/raw_curl [-o FILE] URL N API_KEY [USER_AGENT]
+ *   build/bench/raw_curl [-o FILE] URL N HEADER...
  *
  * One untimed request first opens the connection; then prints
  *   cpu_us_per_request <us> bytes <body bytes of the last response> libcurl <version>
@@ -73,12 +73,12 @@ static int get(CURL *easy, sink *s)
 
 int main(int argc, char **argv)
 {
-    static char auth[1024];
     struct curl_slist *headers = NULL;
     sink s = {NULL, 0, 0};
     const char *out = NULL;
     CURL *easy;
     long n, i;
+    int h;
     double t0, t1;
 
     if (argc > 2 && strcmp(argv[1], "-o") == 0) {
@@ -86,22 +86,16 @@ int main(int argc, char **argv)
         argc -= 2;
         argv += 2;
     }
-    if (argc < 4 || argc > 5 || (n = strtol(argv[2], NULL, 10)) < 1) {
-        fprintf(stderr, "usage: raw_curl [-o FILE] URL N API_KEY [USER_AGENT]\n");
+    if (argc < 3 || (n = strtol(argv[2], NULL, 10)) < 1) {
+        fprintf(stderr, "usage: raw_curl [-o FILE] URL N HEADER...\n");
         return 2;
     }
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", argv[3]);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || (easy = curl_easy_init()) == NULL)
         return 1;
-    headers = curl_slist_append(headers, auth);
-    headers = curl_slist_append(headers, "Accept: application/json");
-    headers = curl_slist_append(headers, "Passage-Version: passage-lua 0.1.0");
-    headers = curl_slist_append(headers, "Expect:");
-    headers = curl_slist_append(headers, "Content-Type:");
+    for (h = 3; h < argc; h++)
+        headers = curl_slist_append(headers, argv[h]);
     curl_easy_setopt(easy, CURLOPT_URL, argv[1]);
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(easy, CURLOPT_USERAGENT, argc == 5 ? argv[4] : "passage-lua/0.1.0");
-    curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);

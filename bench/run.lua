@@ -51,7 +51,8 @@ local function admin(path, body)
 end
 
 local function save(url, file)
-  assert(run(table.concat({ RAW_CURL, "-o", file, shell_quote(url), "1", KEY }, " ")
+  assert(run(table.concat({ RAW_CURL, "-o", file, shell_quote(url), "1",
+    shell_quote("Authorization: Bearer " .. KEY) }, " ")
     .. " >" .. shell_quote(LOG)), "cannot fetch " .. url)
   local f = assert(io.open(file, "rb"))
   local s = f:read("*a")

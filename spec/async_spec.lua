@@ -195,6 +195,34 @@ describe("passage.users concurrent calls", function()
         assert.equal(u.id, (h:wait()).id) -- waiting again returns the same
     end)
 
+    -- A blocking call's handle and call tables serve the client's next
+    -- blocking call; a started call's must never be among them.
+    it("keeps each call's own result when blocking calls reuse their tables", function()
+        local a = assert(client:create_user(APP, { email = "a@example.com" }))
+        local b = assert(client:create_user(APP, { email = "b@example.com" }))
+        local h = client:start("get_user", APP, a.id)
+        for i = 1, 20 do
+            local id = i % 2 == 0 and a.id or b.id
+            assert.equal(id, assert(client:get_user(APP, id)).id)
+            local _, err = client:get_user(APP, "missing" .. i)
+            assert.equal(404, err.status)
+        end
+        assert.equal(a.id, (h:wait()).id)
+        assert.equal("get_user", h.operation)
+        -- A blocking call made inside another's hook gets its own tables.
+        local inner = {}
+        local hooked = new_client { on_attempt = function(attempt)
+            if attempt.operation == "get_user" and #inner < 3 then
+                inner[#inner + 1] = assert(client:get_user(APP, b.id)).id
+            end
+        end }
+        for _ = 1, 3 do
+            assert.equal(a.id, assert(hooked:get_user(APP, a.id)).id)
+        end
+        assert.same({ b.id, b.id, b.id }, inner)
+        hooked:close()
+    end)
+
     -- wait() hands back its own call first; a walk then asks for its next
     -- page before it pays for decoding the pages that arrived meanwhile.
     it("leaves calls that finish during wait(h) to the next poll or wait", function()

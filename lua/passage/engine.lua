@@ -81,6 +81,7 @@ function engine.new(transports, reactor, policy, redact)
         ms_per_byte = 1 / 1e6, -- what settling has cost (about 1 ms a MB to start)
         backing_off = {}, -- handles waiting for their next attempt
         finished = {},    -- the host's queue: started handles not yet polled
+        spare = nil,      -- the handle of the last blocking call, for the next
         closed = false,
     }, Engine)
 end
@@ -156,33 +157,33 @@ local function wake(self)
     end
 end
 
--- sink: nil for the host's queue, false for none, a list to append to, or
--- a function called with the handle (which must not raise).
-function Engine:start(call, sink)
-    local now = now_ms()
-    -- Every field a handle can get is named here, the nil ones too: the
-    -- constructor then sizes the table once.
-    local h = setmetatable({
-        engine = self,
-        call = call,
-        operation = call.operation,
-        sink = sink,
-        attempts = 0,
-        connects = 0, -- new connections its attempts opened (0: kept-alive ones served)
-        deadline = now + self.policy.timeout_ms,
-        state = "running",
-        request = nil,
-        value = nil,
-        err = nil,
-        taken = nil,
-        due = nil,
-        last_err = nil,
-        attempt_started = nil,
-        on_arrival = nil, -- set by a walk: called once, when an answer is in
-    }, Handle)
+-- A new handle with every field it can get (so the table is sized once),
+-- each set by begin(): a handle kept for another call (Engine:run) is then
+-- as good as a new one.
+local function new_handle()
+    return setmetatable({ engine = false, call = false, operation = false, sink = false,
+        attempts = false, connects = false, deadline = false, state = false, request = false,
+        value = false, err = false, taken = false, due = false, last_err = false,
+        attempt_started = false, on_arrival = false }, Handle)
+end
+
+local function begin(self, h, call, sink, now)
+    h.engine, h.call, h.operation, h.sink = self, call, call.operation, sink
+    h.attempts = 0
+    h.connects = 0 -- new connections its attempts opened (0: kept-alive ones served)
+    h.deadline, h.state = now + self.policy.timeout_ms, "running"
+    h.request, h.value, h.err, h.taken, h.due, h.last_err = nil, nil, nil, nil, nil, nil
+    h.attempt_started = nil
+    h.on_arrival = nil -- set by a walk: called once, when an answer is in
     attempt(self, h, now)
     wake(self)
     return h
+end
+
+-- sink: nil for the host's queue, false for none, a list to append to, or
+-- a function called with the handle (which must not raise).
+function Engine:start(call, sink)
+    return begin(self, new_handle(), call, sink, now_ms())
 end
 
 -- What one finished transfer means for `call`, with no I/O, clock or policy:
@@ -518,9 +519,16 @@ function Engine:wait(h)
     return h:result()
 end
 
--- A blocking call.
+-- A blocking call. Its handle never leaves here (no queue, and no caller
+-- holds it), so once the call is done the table is kept for the engine's
+-- next blocking call: a table less per call for the collector.
 function Engine:run(call)
-    return self:wait(self:start(call, false))
+    local h = self.spare or new_handle()
+    self.spare = nil
+    local value, err = self:wait(begin(self, h, call, false, now_ms()))
+    h.call, h.value, h.err, h.last_err = nil, nil, nil, nil -- it holds nothing of the call
+    self.spare = h
+    return value, err
 end
 
 -- Blocks until the current attempt of `h` has its response, without turning

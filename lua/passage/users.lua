@@ -287,18 +287,17 @@ function prepare(p, op, ...)
     local continue = op.next and continuation(p, op, ...)
     local transport = transport_now(p)
     local sets = p.sets[transport]
-    return {
-        operation = op.name,
-        transport = transport,
-        method = op.method,
-        url = target,
-        headers = body and sets.body or sets.plain,
-        body = body,
-        idempotent = op.idempotent,
-        result = op.result,
-        check = op.result.check,
-        next = continue,
-    }
+    -- The last blocking call's table, else a new one with every field (so
+    -- it is sized once); either way every field is set here.
+    local call = p.spare_call or { operation = false, transport = false, method = false,
+        url = false, headers = false, idempotent = false, result = false, body = false,
+        check = false, next = false }
+    p.spare_call = nil
+    call.operation, call.transport, call.method, call.url = op.name, transport, op.method, target
+    call.headers = body and sets.body or sets.plain
+    call.idempotent, call.result, call.check = op.idempotent, op.result, op.result.check
+    call.body, call.next = body, continue
+    return call
 end
 
 -- The client ---------------------------------------------------------------
@@ -425,9 +424,15 @@ local function call_of(self, what, name, ...)
     return prepare(private[self], op, ...)
 end
 
+-- A blocking method's call is done with once the engine returns (its
+-- handle let go of it), so its table serves the client's next call.
 for name in pairs(RUNNABLE) do
     Client[name] = guard(function(self, ...)
-        return self.engine:run(call_of(self, name, name, ...))
+        local call = call_of(self, name, name, ...)
+        local value, err = self.engine:run(call)
+        call.body, call.next = nil, nil -- it holds nothing of the call
+        private[self].spare_call = call
+        return value, err
     end)
 end
 

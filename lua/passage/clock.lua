@@ -14,16 +14,19 @@ local function ffi_clock()
     if not ok or not ffi.abi("64bit") or ffi.os == "Windows" or not core.CLOCK_MONOTONIC then
         return nil
     end
-    -- A type name of our own, so no other module's declarations clash.
+    -- Names of our own, clock_gettime bound through asm(): the FFI's
+    -- declarations are shared by the whole process, and a host (a game, a
+    -- mod) may declare clock_gettime with a struct of its own.
     local declared = pcall(ffi.cdef, [[
         typedef struct { long sec; long nsec; } passage_clock_timespec;
-        int clock_gettime(int clock_id, passage_clock_timespec *tp);
+        int passage_clock_gettime(int clock_id, passage_clock_timespec *tp)
+            asm("clock_gettime");
     ]])
     if not declared then
         return nil
     end
     local found, clock_gettime = pcall(function()
-        return ffi.C.clock_gettime
+        return ffi.C.passage_clock_gettime
     end)
     if not found then
         return nil

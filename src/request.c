@@ -461,16 +461,45 @@ static const char *kind_of(const psg_request *r)
     }
 }
 
-static void set_string(lua_State *L, const char *k, const char *v)
+/* The response table's field names, made once as upvalues of response():
+ * setting a field then costs no lookup of its name among the strings. */
+enum {
+    F_KIND = 1,
+    F_MESSAGE,
+    F_SENT,
+    F_STATUS,
+    F_RETRY_AFTER,
+    F_CONTENT_TYPE,
+    F_BODY_SIZE,
+    F_CONNECTS,
+    F_BODY,
+    F_CHECKED,
+    F_DECODE_ERROR,
+    F_RAW,
+    F_COUNT = F_RAW
+};
+static const char *const FIELD_NAMES[F_COUNT] = {
+    "kind",      "message",  "sent", "status",  "retry_after",  "content_type",
+    "body_size", "connects", "body", "checked", "decode_error", "raw"};
+
+/* Sets field f of the table under the value at the top, popping the value. */
+static void set_field(lua_State *L, int f)
 {
-    lua_pushstring(L, v);
-    lua_setfield(L, -2, k);
+    lua_pushvalue(L, lua_upvalueindex(f));
+    lua_insert(L, -2);
+    lua_rawset(L, -3);
 }
 
-static void set_whole(lua_State *L, const char *k, long long v)
+static void set_string(lua_State *L, int f, const char *v)
+{
+    lua_pushstring(L, v);
+    set_field(L, f);
+}
+
+static void set_whole(lua_State *L, int f, long long v)
 {
     psg_pushwhole(L, v);
-    lua_setfield(L, -2, k);
+    set_field(L, f);
 }
 
 static void push_message(lua_State *L, const psg_request *r)
@@ -517,31 +546,31 @@ static int l_response(lua_State *L)
     /* Room for the fields of a JSON answer; a failure's few more grow it. */
     lua_createtable(L, 0, 8);
     if (kind != NULL) {
-        set_string(L, "kind", kind);
+        set_string(L, F_KIND, kind);
         push_message(L, r);
-        lua_setfield(L, -2, "message");
+        set_field(L, F_MESSAGE);
     }
     lua_pushboolean(L, was_sent(r));
-    lua_setfield(L, -2, "sent");
-    set_whole(L, "status", r->status);
+    set_field(L, F_SENT);
+    set_whole(L, F_STATUS, r->status);
     if (r->retry_after != NULL)
-        set_string(L, "retry_after", r->retry_after);
+        set_string(L, F_RETRY_AFTER, r->retry_after);
     if (r->content_type != NULL)
-        set_string(L, "content_type", r->content_type);
-    set_whole(L, "body_size", (long long)r->body.len);
-    set_whole(L, "connects", r->connects);
+        set_string(L, F_CONTENT_TYPE, r->content_type);
+    set_whole(L, F_BODY_SIZE, (long long)r->body.len);
+    set_whole(L, F_CONNECTS, r->connects);
     if (kind == NULL && r->body.len > 0) {
         psg_json_error err;
         psg_json_opts opts = r->json;
         opts.check = check;
         if (decode_body(L, r, &opts, &err)) {
-            lua_setfield(L, -2, "body");
+            set_field(L, F_BODY);
             lua_pushboolean(L, check != NULL && !err.check_failed);
-            lua_setfield(L, -2, "checked");
+            set_field(L, F_CHECKED);
         } else {
-            set_string(L, "decode_error", err.message);
+            set_string(L, F_DECODE_ERROR, err.message);
             lua_pushlstring(L, r->body.data, r->body.len);
-            lua_setfield(L, -2, "raw");
+            set_field(L, F_RAW);
         }
     }
     /* Read once and not kept: the request is done with its transport, and
@@ -798,9 +827,9 @@ int psg_request_start(lua_State *L)
 
 void psg_request_register(lua_State *L)
 {
-    static const luaL_Reg methods[] = {{"done", l_done},         {"size", l_size},
-                                       {"cancel", l_cancel},     {"close", l_close},
-                                       {"response", l_response}, {NULL, NULL}};
+    static const luaL_Reg methods[] = {
+        {"done", l_done}, {"size", l_size}, {"cancel", l_cancel}, {"close", l_close}, {NULL, NULL}};
+    int f;
     /* No __gc: a request's memory is freed by whoever ends it (see
      * private.h), so the collector has no finalizer to run per call. */
     static const luaL_Reg meta[] = {
@@ -811,4 +840,11 @@ void psg_request_register(lua_State *L)
         {NULL, NULL}
     };
     psg_newclass(L, PSG_REQUEST_MT, meta, methods);
+    luaL_getmetatable(L, PSG_REQUEST_MT);
+    lua_getfield(L, -1, "__index");
+    for (f = 0; f < F_COUNT; f++)
+        lua_pushstring(L, FIELD_NAMES[f]);
+    lua_pushcclosure(L, l_response, F_COUNT);
+    lua_setfield(L, -2, "response");
+    lua_pop(L, 2);
 }

@@ -149,7 +149,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     r->done = 1;
 
     lua_rawgeti(FL, LUA_REGISTRYINDEX, check_ref);
-    lua_pushcfunction(FL, l_response);
+    /* response() as requests have it: its upvalues name the fields. */
+    luaL_getmetatable(FL, PSG_REQUEST_MT);
+    lua_getfield(FL, -1, "__index");
+    lua_getfield(FL, -1, "response");
+    lua_replace(FL, -3);
+    lua_pop(FL, 1);
     lua_pushvalue(FL, top + 1);
     if (lua_pcall(FL, 1, 1, 0) != LUA_OK)
         die("response()");

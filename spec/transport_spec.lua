@@ -753,10 +753,9 @@ describe("passage.core transport", function()
     end)
 
     describe("socket interface", function()
-        -- A host event loop in miniature: luasocket's select over raw fds
-        -- (known: the fds the host watches already, and for what).
-        local function drive(tr, limit_ms, known)
-            local fds, finished = known or {}, {}
+        -- A host event loop in miniature: luasocket's select over raw fds.
+        local function drive(tr, limit_ms)
+            local fds, finished = {}, {}
             local deadline = now() + limit_ms * SLOW
             local function take(list)
                 for _, r in ipairs(list) do finished[#finished + 1] = r end
@@ -800,30 +799,6 @@ describe("passage.core transport", function()
             local c = tr:start("GET", server.url("/json"), {})
             assert.are.equal(1, #drive(tr, 5000))
             assert.are.equal(0, c:response().connects)
-            tr:close()
-        end)
-
-        -- Until a host asks, libcurl drives itself (curl_multi_perform) and
-        -- tells no socket; the host's first call must still hear of every
-        -- socket of the transfers in flight, or they would hang.
-        it("hands a host the transfers the transport drove until then", function()
-            local tr = core.transport()
-            local reqs = {}
-            for i = 1, 3 do reqs[i] = tr:start("GET", server.url("/slow?ms=300"), {}) end
-            assert.are.same({}, tr:perform(50)) -- sent, not answered yet
-            local watched = {}
-            for _, c in ipairs(tr:socket_changes()) do
-                watched[c.fd] = c.events
-            end
-            local n = 0
-            for _, events in pairs(watched) do
-                assert.are.equal("in", events)
-                n = n + 1
-            end
-            assert.are.equal(3, n) -- one connection each, all awaiting the answer
-            local finished = drive(tr, 5000, watched)
-            assert.are.equal(3, #finished)
-            for i = 1, 3 do assert.are.equal(200, reqs[i]:response().status) end
             tr:close()
         end)
 

@@ -156,11 +156,6 @@ struct psg_transport {
     psg_buf spare[PSG_SPARE_BUFS];
     int n_spare;
 
-    /* Whether libcurl is driven through its socket interface (a host
-     * reactor asked for the sockets); until then it drives itself in
-     * curl_multi_perform (see transport.c). */
-    int socket_interface;
-
     /* What libcurl's socket callbacks reported (sockets.c). */
     psg_sockets sockets;
     struct pollfd *pollfds; /* scratch for poll(), cap_pollfds entries */

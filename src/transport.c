@@ -356,39 +356,10 @@ static CURLMcode run_due_timer(psg_transport *tr)
     return mc;
 }
 
-/* How libcurl is driven. Until a host reactor first asks for the sockets
- * (socket_changes, timer_ms, socket_action), libcurl drives itself:
- * curl_multi_perform, and curl_multi_wait to wait. That costs it about
- * 4,000 fewer instructions a request than its socket interface, whose
- * callbacks only a host needs. From the host's first call on, the socket
- * interface drives everything, the transport's own loops included. */
-static void use_socket_interface(psg_transport *tr)
-{
-    int running;
-    if (tr->socket_interface || tr->closed)
-        return;
-    tr->socket_interface = 1;
-    tr->sockets.reactor = 1;
-    /* libcurl told no socket of the transfers it drove itself: each one
-     * tells its sockets now. This is what curl_multi_socket_all() does, and
-     * nothing else does it (libcurl deprecates it for
-     * curl_multi_socket_action(), which acts on one socket or the timer). */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-    (void)curl_multi_socket_all(tr->multi, &running);
-#pragma GCC diagnostic pop
-    collect_finished(tr);
-}
-
 void psg_transport_kick(psg_transport *tr)
 {
     /* A failure here shows again, and is reported, at the next perform(). */
-    if (tr->socket_interface) {
-        (void)run_due_timer(tr);
-    } else {
-        int running;
-        (void)curl_multi_perform(tr->multi, &running);
-    }
+    (void)run_due_timer(tr);
     collect_finished(tr);
 }
 
@@ -420,37 +391,11 @@ static int select_bits(short revents)
  * (less when its timer comes sooner), an action per ready socket, the timer
  * again; finished transfers go to the finished list. Raises only before
  * libcurl is entered (out of memory) or after it returned. */
-/* One turn of libcurl driving itself: what is ready, then (when nothing
- * finished) a wait of up to wait_ms for its sockets or its timer, and what
- * became ready; with nothing in flight the wait is a sleep. */
-static void drive_itself(lua_State *L, psg_transport *tr, int wait_ms)
-{
-    int running = 0;
-    size_t n_finished = tr->n_finished;
-    CURLMcode mc = curl_multi_perform(tr->multi, &running);
-    collect_finished(tr);
-    multi_check(L, mc, "curl_multi_perform");
-    if (tr->n_finished > n_finished || wait_ms <= 0)
-        return;
-    if (tr->n_inflight == 0) {
-        (void)poll(NULL, 0, wait_ms);
-        return;
-    }
-    multi_check(L, curl_multi_wait(tr->multi, NULL, 0, wait_ms, NULL), "curl_multi_wait");
-    mc = curl_multi_perform(tr->multi, &running);
-    collect_finished(tr);
-    multi_check(L, mc, "curl_multi_perform");
-}
-
 static void drive(lua_State *L, psg_transport *tr, int wait_ms)
 {
     size_t i, n, n_finished;
     int ready, running;
     CURLMcode mc;
-    if (!tr->socket_interface) {
-        drive_itself(L, tr, wait_ms);
-        return;
-    }
     psg_sockets_close_reported(&tr->sockets);
     if (tr->sockets.lost && !tr->sockets.reactor) {
         tr->sockets.lost = 0;
@@ -660,16 +605,13 @@ static int l_headers(lua_State *L)
 
 static int l_socket_changes(lua_State *L)
 {
-    psg_transport *tr = check_transport(L, 1);
-    use_socket_interface(tr);
-    return psg_sockets_push_changes(L, &tr->sockets);
+    return psg_sockets_push_changes(L, &check_transport(L, 1)->sockets);
 }
 
 static int l_timer_ms(lua_State *L)
 {
     psg_transport *tr = check_transport(L, 1);
     double left;
-    use_socket_interface(tr);
     if (!tr->closed && tr->n_finished > 0) {
         /* Finished already (within start(), or during a wait for another
          * request): the host must come back at once to collect it, though
@@ -708,7 +650,6 @@ static int l_socket_action(lua_State *L)
         tr->timer_set = 0;
     }
     luaL_checkstack(L, 4, "passage.transport");
-    use_socket_interface(tr);
     psg_sockets_close_reported(&tr->sockets);
     if (tr->closed) {
         lua_newtable(L);

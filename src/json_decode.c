@@ -475,6 +475,18 @@ static int parse_key(dec *d, uint32_t pos, uint32_t ordinal)
     return 1;
 }
 
+/* The bytes of the key at the top of the stack: its key cache slot's C
+ * copy when it has one, else from Lua. */
+static const char *key_bytes(dec *d, size_t *len)
+{
+    int slot = d->key_slot_used;
+    if (slot >= 0) {
+        *len = d->keys[slot].len;
+        return d->keys[slot].s;
+    }
+    return lua_tolstring(d->L, -1, len);
+}
+
 /* ---- the member check ----------------------------------------------------
  * Which checked field the key at the top of the stack is (-1: none). A key
  * from the key cache is looked up once per document. */
@@ -485,7 +497,7 @@ static int check_field(dec *d, const psg_json_check *ck)
     const char *key;
     if (slot >= 0 && d->slot_field[slot] != -2)
         return d->slot_field[slot];
-    key = lua_tolstring(d->L, -1, &klen);
+    key = key_bytes(d, &klen);
     for (f = 0; f < ck->n; f++)
         if (ck->len[f] == klen && memcmp(ck->name[f], key, klen) == 0)
             break;
@@ -626,7 +638,7 @@ static int parse_object(dec *d, uint32_t pos)
             uint32_t child = 0;
             if (d->p < d->end && (*d->p == '{' || *d->p == '[')) {
                 size_t klen;
-                const char *key = lua_tolstring(L, -1, &klen);
+                const char *key = key_bytes(d, &klen);
                 child = psg_json_pos_member(pos, key, klen);
             }
             if (!parse_value(d, child))

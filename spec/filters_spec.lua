@@ -89,5 +89,10 @@ describe("path segments", function()
         assert.same({ nil, 1 }, { path("b", pieces, 1024, 42, "a") })
         assert.same({ nil, 2 }, { path("b", pieces, 1024, "a", nil) })
         assert.same({ nil, 2 }, { path("b", pieces, 3, "abc", "abcd") })
+        assert.same({ nil, 2 }, { path("b", pieces, 1024, "a") }) -- an id not given
+        -- Longer than a URL usually is: all the same.
+        local long = string.rep("/", 1024)
+        assert.equal("b/apps/" .. string.rep("%2F", 1024) .. "/users/" .. string.rep("%2F", 1024)
+            .. "/devices", path("b", pieces, 1024, long, long))
     end)
 end)

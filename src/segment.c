@@ -15,6 +15,8 @@
  * a nonblank string of at most max_bytes bytes (whose check in Lua then
  * says what is wrong with it).
  */
+#include <string.h>
+
 #include "private.h"
 
 /* 1: kept as is in a path segment, 0: percent-encoded. */
@@ -39,25 +41,28 @@ static size_t scan(const char *s, size_t len, int *nonblank)
     return n_escaped;
 }
 
-static void add_encoded(luaL_Buffer *b, const char *s, size_t len)
+/* Writes s into dst as a path segment (dst has room for len plus two bytes
+ * per byte to encode); returns the bytes written. */
+static size_t encode_into(char *dst, const char *s, size_t len)
 {
     static const char hex[] = "0123456789ABCDEF";
-    size_t i;
+    size_t i, n = 0;
     for (i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if (unreserved(c)) {
-            luaL_addchar(b, (char)c);
+            dst[n++] = (char)c;
         } else {
-            luaL_addchar(b, '%');
-            luaL_addchar(b, hex[c >> 4]);
-            luaL_addchar(b, hex[c & 15]);
+            dst[n++] = '%';
+            dst[n++] = hex[c >> 4];
+            dst[n++] = hex[c & 15];
         }
     }
+    return n;
 }
 
 int psg_segment(lua_State *L)
 {
-    size_t len;
+    size_t len, n_escaped;
     const char *s;
     int nonblank;
     if (lua_type(L, 1) != LUA_TSTRING) {
@@ -66,22 +71,22 @@ int psg_segment(lua_State *L)
         return 2;
     }
     s = lua_tolstring(L, 1, &len);
-    if (scan(s, len, &nonblank) == 0) {
+    n_escaped = scan(s, len, &nonblank);
+    if (n_escaped == 0) {
         lua_settop(L, 1);
     } else {
-        luaL_Buffer b;
-        luaL_buffinit(L, &b);
-        add_encoded(&b, s, len);
-        luaL_pushresult(&b);
+        char *out = (char *)lua_newuserdata(L, len + 2 * n_escaped);
+        lua_pushlstring(L, out, encode_into(out, s, len));
     }
     lua_pushboolean(L, nonblank);
     return 2;
 }
 
-/* Whether the value at idx is a nonblank string of at most max_bytes. */
-static int usable_id(lua_State *L, int idx, size_t max_bytes)
+/* Whether the value at idx is a nonblank string of at most max_bytes; adds
+ * the bytes it takes encoded to *size. */
+static int usable_id(lua_State *L, int idx, size_t max_bytes, size_t *size)
 {
-    size_t len;
+    size_t len, n_escaped;
     int nonblank;
     const char *id;
     if (lua_type(L, idx) != LUA_TSTRING)
@@ -89,37 +94,54 @@ static int usable_id(lua_State *L, int idx, size_t max_bytes)
     id = lua_tolstring(L, idx, &len);
     if (len > max_bytes)
         return 0;
-    scan(id, len, &nonblank);
+    n_escaped = scan(id, len, &nonblank);
+    *size += len + 2 * n_escaped;
     return nonblank;
 }
 
+/* The URL is written into a buffer on the C stack when it fits (a call's
+ * URL is short), else into a userdata, and made a Lua string once. */
+#define PATH_STACK_BYTES 2048
+
 int psg_path(lua_State *L)
 {
-    size_t n_pieces, i, max_bytes;
-    luaL_Buffer b;
+    size_t n_pieces, i, max_bytes, size, len, n;
+    char stack[PATH_STACK_BYTES], *out = stack;
+    const char *s;
+    int first;
     luaL_checkstring(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     max_bytes = (size_t)luaL_checknumber(L, 3);
     n_pieces = (size_t)psg_rawlen(L, 2);
-    for (i = 1; i < n_pieces; i++) {
-        if (!usable_id(L, 3 + (int)i, max_bytes)) {
+    luaL_checkstack(L, (int)n_pieces + 2, "core.path");
+    size = (size_t)psg_rawlen(L, 1);
+    /* The pieces go above the arguments, kept there while they are copied;
+     * an id not given is one the pieces' places must not stand in for. */
+    first = lua_gettop(L) + 1;
+    for (i = 1; i <= n_pieces; i++) {
+        lua_rawgeti(L, 2, (int)i);
+        luaL_checktype(L, -1, LUA_TSTRING);
+        size += (size_t)psg_rawlen(L, -1);
+        if (i < n_pieces && (3 + (int)i >= first || !usable_id(L, 3 + (int)i, max_bytes, &size))) {
             lua_pushnil(L);
             psg_pushwhole(L, (long long)i);
             return 2;
         }
     }
-    luaL_buffinit(L, &b);
-    lua_pushvalue(L, 1);
-    luaL_addvalue(&b);
+    if (size > PATH_STACK_BYTES)
+        out = (char *)lua_newuserdata(L, size);
+    s = lua_tolstring(L, 1, &len);
+    memcpy(out, s, len);
+    n = len;
     for (i = 1; i <= n_pieces; i++) {
-        lua_rawgeti(L, 2, (int)i);
-        luaL_addvalue(&b);
+        s = lua_tolstring(L, first + (int)i - 1, &len);
+        memcpy(out + n, s, len);
+        n += len;
         if (i < n_pieces) {
-            size_t len;
-            const char *id = lua_tolstring(L, 3 + (int)i, &len);
-            add_encoded(&b, id, len);
+            s = lua_tolstring(L, 3 + (int)i, &len);
+            n += encode_into(out + n, s, len);
         }
     }
-    luaL_pushresult(&b);
+    lua_pushlstring(L, out, n);
     return 1;
 }

@@ -4,7 +4,10 @@
 -- bodies kept but never parsed), on the same server and URLs.
 --
 --   make bench            (starts and seeds an emulator; see bench/run.lua)
---   lua5.4 bench/calls.lua BASE_URL APP_ID API_KEY USER_ID RAW_CURL [PAGE_FILE [PEER]]
+--   lua5.4 bench/calls.lua BASE_URL APP_ID API_KEY USER_IDS RAW_CURL [PAGE_FILE [PEER]]
+--
+-- USER_IDS: one user id, or several separated by commas; each gets its own
+-- get_user rows (answers of different sizes weigh the decode differently).
 --
 -- PEER, when given, is the command of a get_user peer (bench/lua_curl_peer.lua
 -- under LuaJIT: Debian's lua-curl and lua-cjson), run in each round too and
@@ -26,7 +29,7 @@ local users = require("passage.users")
 local core = require("passage.core")
 
 local unpack_args = table.unpack or unpack -- luacheck: globals unpack
-local base_url, app_id, api_key, user_id, raw_curl, page_file, peer_cmd = unpack_args(arg or {}, 1, 7)
+local base_url, app_id, api_key, user_ids, raw_curl, page_file, peer_cmd = unpack_args(arg or {}, 1, 7)
 if page_file == "" then
   page_file = nil
 end
@@ -75,7 +78,7 @@ local function raw(url, n)
 end
 
 -- The peer's CPU microseconds per get_user (its own process, as raw()).
-local function peer(n)
+local function peer(user_id, n)
   local cmd = table.concat({ peer_cmd, shell_quote(base_url), shell_quote(app_id),
     shell_quote(user_id), tostring(n), quoted_headers }, " ")
   local p = assert(io.popen(cmd))
@@ -100,11 +103,21 @@ end
 
 local client = users.new({ api_key = api_key, base_url = base_url, max_attempts = 1 })
 
-local function get_user()
-  local u, err = client:get_user(app_id, user_id)
-  if not u then
-    error("get_user: " .. tostring(err))
-  end
+-- Each user whose get_user is measured: its id, URL, the client's call,
+-- and the best CPU per call of each side.
+local targets = {}
+for user_id in user_ids:gmatch("[^,]+") do
+  targets[#targets + 1] = {
+    id = user_id,
+    url = base_url .. "/apps/" .. app_id .. "/users/" .. user_id,
+    call = function()
+      local u, err = client:get_user(app_id, user_id)
+      if not u then
+        error("get_user: " .. tostring(err))
+      end
+    end,
+    raw = math.huge, ours = math.huge, peer = math.huge,
+  }
 end
 
 local function list()
@@ -115,8 +128,6 @@ local function list()
   assert(#page.users == LIMIT, "the page is not full: seed more users")
 end
 
--- The URLs the client requests for those two calls.
-local get_url = base_url .. "/apps/" .. app_id .. "/users/" .. user_id
 local list_url = base_url .. "/apps/" .. app_id .. "/users?limit=" .. LIMIT
 
 local page
@@ -128,29 +139,32 @@ end
 local decoder = core.decoder()
 
 -- Warm up both sides (connection, caches) before the first round.
-get_user()
+for _, t in ipairs(targets) do
+  t.call()
+  t.bytes = select(2, raw(t.url, 10))
+end
 list()
-local _, user_bytes = raw(get_url, 10)
 local _, page_bytes = raw(list_url, 2)
 
-local best = { raw_get = math.huge, get = math.huge, raw_list = math.huge, list = math.huge,
-  decode = math.huge, peer_get = math.huge }
-local function keep(name, v)
-  if v < best[name] then
-    best[name] = v
+local best = { raw_list = math.huge, list = math.huge, decode = math.huge }
+local function keep(where, name, v)
+  if v < where[name] then
+    where[name] = v
   end
 end
 
 for _ = 1, ROUNDS do
-  keep("raw_get", raw(get_url, GETS))
-  keep("get", ours(get_user, GETS))
-  if peer_cmd then
-    keep("peer_get", peer(GETS))
+  for _, t in ipairs(targets) do
+    keep(t, "raw", raw(t.url, GETS))
+    keep(t, "ours", ours(t.call, GETS))
+    if peer_cmd then
+      keep(t, "peer", peer(t.id, GETS))
+    end
   end
-  keep("raw_list", raw(list_url, LISTS))
-  keep("list", ours(list, LISTS))
+  keep(best, "raw_list", raw(list_url, LISTS))
+  keep(best, "list", ours(list, LISTS))
   if page then
-    keep("decode", ours(function()
+    keep(best, "decode", ours(function()
       decoder:decode(page)
     end, LISTS))
   end
@@ -160,11 +174,13 @@ local lua_name = rawget(_G, "jit") and rawget(_G, "jit").version or _VERSION
 print(string.format("%s, libcurl %s; %d rounds of %d get_user and %d list calls each side, "
   .. "best round, CPU per call", lua_name, libcurl,
   ROUNDS, GETS, LISTS))
-print(string.format("get_user (%d B body)          passage %8.1f us   raw libcurl %8.1f us"
-  .. "   passage/raw %.2fx", user_bytes, best.get, best.raw_get, best.get / best.raw_get))
-if peer_cmd then
-  print(string.format("get_user                      passage %8.1f us   lua-curl+cjson %5.1f us"
-    .. "   passage/peer %.2fx", best.get, best.peer_get, best.get / best.peer_get))
+for _, t in ipairs(targets) do
+  print(string.format("get_user (%5d B body)        passage %8.1f us   raw libcurl %8.1f us"
+    .. "   passage/raw %.2fx", t.bytes, t.ours, t.raw, t.ours / t.raw))
+  if peer_cmd then
+    print(string.format("get_user (%5d B body)        passage %8.1f us   lua-curl+cjson %5.1f us"
+      .. "   passage/peer %.2fx", t.bytes, t.ours, t.peer, t.ours / t.peer))
+  end
 end
 print(string.format("list_paginated_users (%d KB)  passage %8.1f us   raw libcurl %8.1f us"
   .. "   passage/raw %.2fx", math.floor(page_bytes / 1024), best.list, best.raw_list,

@@ -99,47 +99,56 @@ static void global_init(void)
 
 /* ---- list and pool helpers (C only, used by request.c too) -------------- */
 
+/* Every list of requests is doubly linked; the finished one also keeps its
+ * tail (it is kept in finishing order), and the ones counted their length. */
 void psg_transport_unlink(psg_transport *tr, psg_request *r)
 {
-    if (r->list == PSG_LIST_INFLIGHT) {
-        if (r->prev)
-            r->prev->next = r->next;
-        else
-            tr->inflight = r->next;
-        if (r->next)
-            r->next->prev = r->prev;
-        tr->n_inflight--;
-    } else if (r->list == PSG_LIST_FINISHED) {
-        if (r->prev)
-            r->prev->next = r->next;
-        else
-            tr->finished_head = r->next;
-        if (r->next)
-            r->next->prev = r->prev;
-        else
-            tr->finished_tail = r->prev;
-        tr->n_finished--;
-    } else if (r->list == PSG_LIST_HANDED) {
-        if (r->prev)
-            r->prev->next = r->next;
-        else
-            tr->handed = r->next;
-        if (r->next)
-            r->next->prev = r->prev;
+    psg_request **head, **tail = NULL;
+    size_t *count = NULL;
+    switch (r->list) {
+    case PSG_LIST_INFLIGHT:
+        head = &tr->inflight;
+        count = &tr->n_inflight;
+        break;
+    case PSG_LIST_FINISHED:
+        head = &tr->finished_head;
+        tail = &tr->finished_tail;
+        count = &tr->n_finished;
+        break;
+    case PSG_LIST_HANDED:
+        head = &tr->handed;
+        break;
+    default:
+        return;
     }
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        *head = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    else if (tail != NULL)
+        *tail = r->prev;
+    if (count != NULL)
+        (*count)--;
     r->prev = r->next = NULL;
     r->list = PSG_LIST_NONE;
 }
 
-void psg_transport_link_inflight(psg_transport *tr, psg_request *r)
+static void push_front(psg_request **head, psg_request *r, int list)
 {
     r->prev = NULL;
-    r->next = tr->inflight;
-    if (tr->inflight)
-        tr->inflight->prev = r;
-    tr->inflight = r;
+    r->next = *head;
+    if (*head)
+        (*head)->prev = r;
+    *head = r;
+    r->list = list;
+}
+
+void psg_transport_link_inflight(psg_transport *tr, psg_request *r)
+{
+    push_front(&tr->inflight, r, PSG_LIST_INFLIGHT);
     tr->n_inflight++;
-    r->list = PSG_LIST_INFLIGHT;
 }
 
 void psg_transport_link_finished(psg_transport *tr, psg_request *r)
@@ -157,12 +166,7 @@ void psg_transport_link_finished(psg_transport *tr, psg_request *r)
 
 void psg_transport_link_handed(psg_transport *tr, psg_request *r)
 {
-    r->prev = NULL;
-    r->next = tr->handed;
-    if (tr->handed)
-        tr->handed->prev = r;
-    tr->handed = r;
-    r->list = PSG_LIST_HANDED;
+    push_front(&tr->handed, r, PSG_LIST_HANDED);
 }
 
 CURL *psg_transport_take_easy(psg_transport *tr, int *plain)

@@ -602,6 +602,10 @@ describe("passage.core transport", function()
             for _ = 1, 5 do
                 local tr = core.transport()
                 for _ = 1, 4 do tr:start("GET", server.url("/json"), {}) end
+                local cancelled = tr:start("GET", server.url("/slow?ms=2000"), {})
+                cancelled:cancel() -- and dropped
+                assert.are.equal("cancelled", cancelled:response().kind)
+                tr:start("GET", server.url("/slow?ms=2000"), {}):cancel()
                 local got, deadline = 0, now() + 5000 * SLOW
                 while got < 4 and now() < deadline do
                     got = got + #tr:perform(20)

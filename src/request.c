@@ -336,11 +336,16 @@ static int l_size(lua_State *L)
     return 1;
 }
 
+/* A cancelled request answers "cancelled" from what its struct holds, so
+ * its memory goes now: nothing else would free it if it is then dropped. */
 static int l_cancel(lua_State *L)
 {
     psg_request *r = check_request(L, 1);
-    if (r->list == PSG_LIST_INFLIGHT)
+    if (r->list == PSG_LIST_INFLIGHT) {
         detach(L, 1, r);
+        free_memory(r);
+        r->tr = NULL;
+    }
     return 0;
 }
 

@@ -28,11 +28,11 @@
  *     value of each of the transport's requests, so a held request keeps
  *     its transport alive, and a transport is finalized only once none of
  *     its requests is reachable: no decode is running then.
- *   - r->tr is set while r is on one of its transport's lists. Closing the
- *     transport ends the transfers in flight, detaching and freeing their
- *     requests (a decode in progress keeps its memory until it ends);
- *     finished requests stay readable, and those never read nor closed are
- *     freed by the transport's __gc.
+ *   - r->tr is set while r is anchored. Closing the transport ends the
+ *     transfers in flight, detaching and freeing their requests (a decode in
+ *     progress keeps its memory until it ends); finished requests stay
+ *     readable, and those still anchored when the transport is collected
+ *     (never read nor closed) are freed by its __gc.
  *   - libcurl callbacks touch C memory only; Lua objects are built after
  *     libcurl returns.
  */
@@ -72,7 +72,7 @@ typedef struct psg_headers {
 } psg_headers;
 
 /* Which of the transport's lists a request is on. */
-enum { PSG_LIST_NONE = 0, PSG_LIST_INFLIGHT, PSG_LIST_FINISHED, PSG_LIST_HANDED };
+enum { PSG_LIST_NONE = 0, PSG_LIST_INFLIGHT, PSG_LIST_FINISHED };
 
 /* Why a request ended without libcurl finishing it. */
 enum { PSG_END_NONE = 0, PSG_END_CANCELLED, PSG_END_TRANSPORT_CLOSED };
@@ -141,8 +141,6 @@ struct psg_transport {
     size_t n_inflight;
     psg_request *finished_head, *finished_tail;
     size_t n_finished;
-    /* Finished requests handed to Lua whose response is not read yet. */
-    psg_request *handed;
 
     /* Easy handles ready for the next request. A "plain" one still holds
      * every transport option and last carried a bodyless GET, so another
@@ -227,7 +225,6 @@ void psg_transport_give_buffer(psg_transport *tr, psg_buf *b);
 void psg_transport_unlink(psg_transport *tr, psg_request *r);
 void psg_transport_link_inflight(psg_transport *tr, psg_request *r);
 void psg_transport_link_finished(psg_transport *tr, psg_request *r);
-void psg_transport_link_handed(psg_transport *tr, psg_request *r);
 /* Room to record n sockets, so that libcurl's socket
  * callback need not allocate; 0 when out of memory. */
 int psg_transport_reserve_sockets(psg_transport *tr, size_t n);
@@ -237,9 +234,9 @@ curl_socket_t psg_transport_open_socket(void *transport, curlsocktype purpose,
 /* Lets libcurl act on its due timer: a transfer just added is connected or
  * sent now, without waiting for the next perform(). C only; never blocks. */
 void psg_transport_kick(psg_transport *tr);
-/* Drops the anchor of r from the anchor table at anchors_idx (a transport's
- * user value; never allocates, so it cannot raise). */
-void psg_transport_unanchor(lua_State *L, int anchors_idx, psg_request *r);
+/* Drops the anchor of r from the anchor table at the top of the stack (a
+ * transport's user value; never allocates, so it cannot raise). */
+void psg_transport_unanchor(lua_State *L, psg_request *r);
 
 /* sockets.c */
 /* Room for n sockets in the lists libcurl's callbacks write, so that they
@@ -276,8 +273,9 @@ void psg_request_finish(psg_request *r, CURLcode code);
 /* End an in-flight r without libcurl's verdict (cancel, transport close):
  * gather what there is, release the easy handle, unlink. C only. */
 void psg_request_abort(psg_request *r, int why);
-/* The transport of r is closing: r forgets it and frees its memory, unless a
- * decode is using it (that decode's end frees it). C only. */
+/* r is done with its transport (it closes, or r was read, closed or
+ * cancelled): r frees its memory, unless a decode is using it (that decode's
+ * end frees it), and forgets the transport. C only. */
 void psg_request_detach(psg_request *r);
 
 /* segment.c: core.segment, core.path */

@@ -201,7 +201,7 @@ static int prereq_cb(void *clientp, char *primary_ip, char *local_ip, int primar
                      int local_port)
 {
     (void)primary_ip, (void)local_ip, (void)primary_port, (void)local_port;
-    if (clientp != NULL && ((psg_request *)clientp)->errbuf != NULL)
+    if (clientp != NULL) /* the error buffer exists while the transfer runs */
         ((psg_request *)clientp)->errbuf[0] = '\0';
     return CURL_PREREQFUNC_OK;
 }
@@ -308,20 +308,23 @@ static psg_request *check_request(lua_State *L, int idx)
     return (psg_request *)luaL_checkudata(L, idx, PSG_REQUEST_MT);
 }
 
-/* Cancels r if it is in flight, takes it off its transport's lists and out
- * of its anchors (the request's user value: the transport's anchor table). */
-static void detach(lua_State *L, int idx, psg_request *r)
+/* Ends r for good: cancels it if it is in flight, takes it off its
+ * transport's lists and out of its anchors (the request's user value: the
+ * transport's anchor table), and frees its memory, unless a decode is using
+ * it (that decode's end frees it). */
+static void release(lua_State *L, int idx, psg_request *r)
 {
-    if (r->tr == NULL || r->list == PSG_LIST_NONE)
-        return;
-    if (r->list == PSG_LIST_INFLIGHT)
-        psg_request_abort(r, PSG_END_CANCELLED);
-    else
-        psg_transport_unlink(r->tr, r);
-    psg_getuservalue(L, idx);
-    if (lua_istable(L, -1))
-        psg_transport_unanchor(L, -1, r);
-    lua_pop(L, 1);
+    if (r->tr != NULL) {
+        if (r->list == PSG_LIST_INFLIGHT)
+            psg_request_abort(r, PSG_END_CANCELLED);
+        else
+            psg_transport_unlink(r->tr, r);
+        psg_getuservalue(L, idx);
+        if (lua_istable(L, -1))
+            psg_transport_unanchor(L, r);
+        lua_pop(L, 1);
+    }
+    psg_request_detach(r);
 }
 
 static int l_done(lua_State *L)
@@ -341,11 +344,8 @@ static int l_size(lua_State *L)
 static int l_cancel(lua_State *L)
 {
     psg_request *r = check_request(L, 1);
-    if (r->list == PSG_LIST_INFLIGHT) {
-        detach(L, 1, r);
-        free_memory(r);
-        r->tr = NULL;
-    }
+    if (r->list == PSG_LIST_INFLIGHT)
+        release(L, 1, r);
     return 0;
 }
 
@@ -354,12 +354,9 @@ static int l_close(lua_State *L)
     psg_request *r = check_request(L, 1);
     if (r->closed)
         return 0;
-    detach(L, 1, r);
+    release(L, 1, r);
     r->done = 1;
     r->closed = 1;
-    if (!r->decoding)
-        free_memory(r);
-    r->tr = NULL;
     return 0;
 }
 
@@ -380,9 +377,9 @@ static int decode_body(lua_State *L, psg_request *r, const psg_json_opts *opts, 
 
 void psg_request_detach(psg_request *r)
 {
-    r->tr = NULL;
     if (!r->decoding)
         free_memory(r);
+    r->tr = NULL;
 }
 
 static int l_tostring(lua_State *L)
@@ -581,9 +578,7 @@ static int l_response(lua_State *L)
     /* Read once and not kept: the request is done with its transport, and
      * a request held by the caller holds no decoded page alive. */
     r->response_read = 1;
-    detach(L, 1, r);
-    free_memory(r);
-    r->tr = NULL;
+    release(L, 1, r);
     return 1;
 }
 
@@ -734,7 +729,7 @@ static psg_request *new_request(lua_State *L, psg_transport *tr, const start_arg
     lua_pushvalue(L, top);
     lua_rawset(L, -3); /* the anchor: may raise, before any C resource */
     if (tr->closed) {
-        psg_transport_unanchor(L, -1, r);
+        psg_transport_unanchor(L, r);
         return NULL;
     }
     lua_pop(L, 1);
@@ -797,7 +792,7 @@ static int fail_start(lua_State *L, psg_transport *tr, psg_request *r, CURL *eas
     r->done = 1;
     r->closed = 1;
     psg_getuservalue(L, 1);
-    psg_transport_unanchor(L, -1, r);
+    psg_transport_unanchor(L, r);
     lua_pop(L, 1);
     return luaL_error(L, "cannot start request: %s", why);
 }

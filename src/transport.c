@@ -99,56 +99,39 @@ static void global_init(void)
 
 /* ---- list and pool helpers (C only, used by request.c too) -------------- */
 
-/* Every list of requests is doubly linked; the finished one also keeps its
- * tail (it is kept in finishing order), and the ones counted their length. */
+/* Both lists of requests are doubly linked; the finished one also keeps its
+ * tail (it is kept in finishing order). */
 void psg_transport_unlink(psg_transport *tr, psg_request *r)
 {
-    psg_request **head, **tail = NULL;
-    size_t *count = NULL;
-    switch (r->list) {
-    case PSG_LIST_INFLIGHT:
-        head = &tr->inflight;
-        count = &tr->n_inflight;
-        break;
-    case PSG_LIST_FINISHED:
-        head = &tr->finished_head;
-        tail = &tr->finished_tail;
-        count = &tr->n_finished;
-        break;
-    case PSG_LIST_HANDED:
-        head = &tr->handed;
-        break;
-    default:
+    if (r->list == PSG_LIST_NONE)
         return;
-    }
     if (r->prev)
         r->prev->next = r->next;
+    else if (r->list == PSG_LIST_INFLIGHT)
+        tr->inflight = r->next;
     else
-        *head = r->next;
+        tr->finished_head = r->next;
     if (r->next)
         r->next->prev = r->prev;
-    else if (tail != NULL)
-        *tail = r->prev;
-    if (count != NULL)
-        (*count)--;
+    else if (r->list == PSG_LIST_FINISHED)
+        tr->finished_tail = r->prev;
+    if (r->list == PSG_LIST_INFLIGHT)
+        tr->n_inflight--;
+    else
+        tr->n_finished--;
     r->prev = r->next = NULL;
     r->list = PSG_LIST_NONE;
 }
 
-static void push_front(psg_request **head, psg_request *r, int list)
-{
-    r->prev = NULL;
-    r->next = *head;
-    if (*head)
-        (*head)->prev = r;
-    *head = r;
-    r->list = list;
-}
-
 void psg_transport_link_inflight(psg_transport *tr, psg_request *r)
 {
-    push_front(&tr->inflight, r, PSG_LIST_INFLIGHT);
+    r->prev = NULL;
+    r->next = tr->inflight;
+    if (tr->inflight)
+        tr->inflight->prev = r;
+    tr->inflight = r;
     tr->n_inflight++;
+    r->list = PSG_LIST_INFLIGHT;
 }
 
 void psg_transport_link_finished(psg_transport *tr, psg_request *r)
@@ -162,11 +145,6 @@ void psg_transport_link_finished(psg_transport *tr, psg_request *r)
     tr->finished_tail = r;
     tr->n_finished++;
     r->list = PSG_LIST_FINISHED;
-}
-
-void psg_transport_link_handed(psg_transport *tr, psg_request *r)
-{
-    push_front(&tr->handed, r, PSG_LIST_HANDED);
 }
 
 CURL *psg_transport_take_easy(psg_transport *tr, int *plain)
@@ -224,11 +202,11 @@ void psg_transport_give_buffer(psg_transport *tr, psg_buf *b)
     }
 }
 
-void psg_transport_unanchor(lua_State *L, int anchors_idx, psg_request *r)
+void psg_transport_unanchor(lua_State *L, psg_request *r)
 {
     lua_pushlightuserdata(L, r);
     lua_pushnil(L);
-    lua_rawset(L, anchors_idx < 0 ? anchors_idx - 2 : anchors_idx); /* never allocates */
+    lua_rawset(L, -3); /* assigning nil to a key never allocates */
 }
 
 /* ---- libcurl callbacks: C memory only ----------------------------------- */
@@ -305,8 +283,8 @@ static void collect_finished(psg_transport *tr)
     }
 }
 
-/* Pushes the finished requests as an array and hands them to Lua (they stay
- * anchored until their response is read). The array is presized, so filling
+/* Pushes the finished requests as an array and takes them off the finished
+ * list (they stay anchored until their response is read). The array is presized, so filling
  * it cannot raise; if creating it raises, the finished list is intact and
  * the next call returns them. */
 static int push_finished(lua_State *L, psg_transport *tr, int tr_idx)
@@ -324,7 +302,6 @@ static int push_finished(lua_State *L, psg_transport *tr, int tr_idx)
         else
             lua_rawseti(L, -3, i++);
         psg_transport_unlink(tr, r);
-        psg_transport_link_handed(tr, r);
     }
     lua_pop(L, 1);
     return 1;
@@ -468,7 +445,7 @@ static void transport_close(lua_State *L, int idx, psg_transport *tr)
     psg_getuservalue(L, idx);
     while ((r = tr->inflight) != NULL) {
         psg_request_abort(r, PSG_END_TRANSPORT_CLOSED);
-        psg_transport_unanchor(L, -1, r);
+        psg_transport_unanchor(L, r);
         psg_request_detach(r);
     }
     lua_pop(L, 1);
@@ -510,11 +487,21 @@ static int l_gc(lua_State *L)
     psg_request *r;
     transport_close(L, 1, tr);
     /* No request of this transport is reachable any more (each holds it
-     * through its user value): the unread responses go now. */
-    while ((r = tr->finished_head) != NULL || (r = tr->handed) != NULL) {
-        psg_transport_unlink(tr, r);
-        psg_request_detach(r);
+     * through its user value): those still anchored, whose responses nobody
+     * read, go now. Nothing here changes the table being walked. */
+    psg_getuservalue(L, 1);
+    if (lua_istable(L, -1)) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            lua_pop(L, 1);
+            if (lua_type(L, -1) == LUA_TLIGHTUSERDATA) {
+                r = (psg_request *)lua_touserdata(L, -1);
+                psg_transport_unlink(tr, r);
+                psg_request_detach(r);
+            }
+        }
     }
+    lua_pop(L, 1);
     psg_sockets_free(&tr->sockets);
     psg_json_shapes_free(tr->shapes);
     tr->shapes = NULL;
@@ -565,14 +552,6 @@ static int l_perform(lua_State *L)
     return push_finished(L, tr, 1);
 }
 
-/* Hands r, finished, to Lua: off the finished list (it stays anchored until
- * its response is read). */
-static void hand_over(psg_transport *tr, psg_request *r)
-{
-    psg_transport_unlink(tr, r);
-    psg_transport_link_handed(tr, r);
-}
-
 /* Blocks in C until one request is done: no Lua table per turn. Requests
  * that finish meanwhile stay on the finished list for perform(). */
 static int l_wait(lua_State *L)
@@ -596,7 +575,7 @@ static int l_wait(lua_State *L)
             break;
     }
     if (r->list == PSG_LIST_FINISHED && !keep)
-        hand_over(tr, r);
+        psg_transport_unlink(tr, r); /* handed over: anchored until read */
     lua_pushboolean(L, r->done);
     psg_pushwhole(L, (long long)tr->n_finished);
     return 2;

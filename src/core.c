@@ -11,7 +11,6 @@
  *   core._VERSION                       the package version (checked by users.lua)
  *   core.now_ms()                       monotonic clock, milliseconds (a number)
  *   core.CLOCK_MONOTONIC                the clock_gettime id of that clock
- *   core.segment(s) -> seg, nonblank    an id as a URL path segment (segment.c)
  *   core.path(base, pieces, max, ...)   a call's URL from its ids (segment.c)
  *   core.checker(fields [, path])      response shape checks (json_check.c)
  *   core.null, core.array_mt            the null sentinel and the array metatable
@@ -34,8 +33,7 @@ int luaopen_passage_core(lua_State *L);
 
 int luaopen_passage_core(lua_State *L)
 {
-    static const luaL_Reg funcs[] = {
-        {"now_ms", core_now_ms}, {"segment", psg_segment}, {"path", psg_path}, {NULL, NULL}};
+    static const luaL_Reg funcs[] = {{"now_ms", core_now_ms}, {"path", psg_path}, {NULL, NULL}};
     psg_newlib(L, funcs);
     lua_pushliteral(L, PSG_VERSION);
     lua_setfield(L, -2, "_VERSION");

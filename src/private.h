@@ -2,7 +2,7 @@
  * The private header of the C core: what its files share. One libcurl
  * object a file, as the Lua face shows them:
  *   core.c       luaopen_passage_core, core.now_ms
- *   segment.c    core.segment, core.path: ids as URL path segments
+ *   segment.c    core.path: a call's URL, its ids as path segments
  *   sockets.c    a transport's sockets as libcurl and a host reactor see them
  *   transport.c  a libcurl multi handle: core.transport(opts)
  *   request.c    a libcurl easy handle: transport:start(...) -> request
@@ -278,8 +278,7 @@ void psg_request_abort(psg_request *r, int why);
  * end frees it), and forgets the transport. C only. */
 void psg_request_detach(psg_request *r);
 
-/* segment.c: core.segment, core.path */
-int psg_segment(lua_State *L);
+/* segment.c: core.path */
 int psg_path(lua_State *L);
 
 /* headers.c */

@@ -1,19 +1,14 @@
 /*
- * Ids as URL path segments. In C because every call of the client encodes
- * one to three ids, and one C call builds its whole URL.
- *
- * core.segment(s) -> seg, nonblank: s as one URL path segment. Every byte
- * but A-Z a-z 0-9 - _ ~ is percent-encoded (%XX, upper case; s itself when
- * none is), so an id such as "../x", "a/b?c" or ".." can never change the
- * path (libcurl removes literal dot segments; %2E it leaves alone).
- * nonblank tells whether s holds a byte that is not a space (" \t\n\v\f\r");
- * nil, false when s is not a string.
- *
- * core.path(base, pieces, max_bytes, id, ...) -> url | nil, i: base ..
- * pieces[1] .. segment(id 1) .. pieces[2] .. ... .. pieces[n], with one id
- * per gap between pieces; nil and the position of the first id that is not
- * a nonblank string of at most max_bytes bytes (whose check in Lua then
- * says what is wrong with it).
+ * Ids as URL path segments: core.path(base, pieces, max_bytes, id, ...) ->
+ * url | nil, i. The URL is base .. pieces[1] .. segment(id 1) .. pieces[2]
+ * .. ... .. pieces[n], one id per gap between pieces. In a segment every
+ * byte but A-Z a-z 0-9 - _ ~ is percent-encoded (%XX, upper case), so an id
+ * such as "../x", "a/b?c" or ".." can never change the path (libcurl
+ * removes literal dot segments; %2E it leaves alone). nil and the position
+ * of the first id that is not a string of at most max_bytes bytes holding a
+ * byte other than " \t\n\v\f\r" (its check in Lua then says what is
+ * wrong with it). In C because every call of the client encodes one to
+ * three ids: one C call builds its whole URL.
  */
 #include <string.h>
 
@@ -58,28 +53,6 @@ static size_t encode_into(char *dst, const char *s, size_t len)
         }
     }
     return n;
-}
-
-int psg_segment(lua_State *L)
-{
-    size_t len, n_escaped;
-    const char *s;
-    int nonblank;
-    if (lua_type(L, 1) != LUA_TSTRING) {
-        lua_pushnil(L);
-        lua_pushboolean(L, 0);
-        return 2;
-    }
-    s = lua_tolstring(L, 1, &len);
-    n_escaped = scan(s, len, &nonblank);
-    if (n_escaped == 0) {
-        lua_settop(L, 1);
-    } else {
-        char *out = (char *)lua_newuserdata(L, len + 2 * n_escaped);
-        lua_pushlstring(L, out, encode_into(out, s, len));
-    }
-    lua_pushboolean(L, nonblank);
-    return 2;
 }
 
 /* Whether the value at idx is a nonblank string of at most max_bytes; adds

@@ -1,5 +1,5 @@
 -- Percent-encoding of list query values (path segments are encoded by
--- passage.core's segment, in C). A query value keeps RFC 3986 unreserved
+-- passage.core's path, in C). A query value keeps RFC 3986 unreserved
 -- characters and also ":" "@" and ",", because filter operators and
 -- order_by are written that way on the wire ("login_count=gt:3",
 -- "order_by=id:DESC,created_at:ASC").

@@ -71,15 +71,15 @@ local unpack = table.unpack or unpack -- luacheck: globals unpack
 -- core.path checks and encodes into the URL (each one path segment) in one
 -- step; check_id then tells what is wrong with a bad one.
 
-local c_segment, c_path = core.segment, core.path
+local c_path = core.path
 local MAX_TEXT_BYTES = filters.MAX_TEXT_BYTES
 
+-- Blank is what core.path calls blank: only " \t\n\v\f\r" (Lua's %s).
 local function check_id(what, v)
-    local _, nonblank = c_segment(v)
-    if not nonblank then
-        if type(v) ~= "string" then
-            argerror("%s: expected a string, got %s", what, type(v))
-        end
+    if type(v) ~= "string" then
+        argerror("%s: expected a string, got %s", what, type(v))
+    end
+    if not v:find("%S") then
         argerror("%s: must not be empty", what)
     end
     if #v > MAX_TEXT_BYTES then
@@ -266,6 +266,7 @@ function prepare(p, op, ...)
     local target, bad = c_path(p.base_url, path, MAX_TEXT_BYTES, ...)
     if not target then
         check_id(names[bad], (select(bad, ...)))
+        argerror("%s: not a usable id", names[bad]) -- should check_id ever disagree
     end
     for i = #path, #names do
         checks[i](names[i], (select(i, ...)))

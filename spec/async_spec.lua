@@ -209,17 +209,24 @@ describe("passage.users concurrent calls", function()
         end
         assert.equal(a.id, (h:wait()).id)
         assert.equal("get_user", h.operation)
-        -- A blocking call made inside another's hook gets its own tables.
-        local inner = {}
-        local hooked = new_client { on_attempt = function(attempt)
-            if attempt.operation == "get_user" and #inner < 3 then
-                inner[#inner + 1] = assert(client:get_user(APP, b.id)).id
+        -- A blocking call made on the same client while another waits to be
+        -- tried again (in the hook told of its failed attempt) gets tables
+        -- of its own: the waiting call's next attempt still asks for a.
+        local inner, inside = {}, false
+        local hooked
+        hooked = new_client { on_attempt = function(attempt)
+            if attempt.retry and not inside then
+                inside = true
+                inner[#inner + 1] = assert(hooked:get_user(APP, b.id)).id
+                inside = false
             end
         end }
         for _ = 1, 3 do
+            emulator.faults { clear = true, next = { { status = 503, count = 1 } } }
             assert.equal(a.id, assert(hooked:get_user(APP, a.id)).id)
         end
         assert.same({ b.id, b.id, b.id }, inner)
+        emulator.faults { clear = true }
         hooked:close()
     end)
 

@@ -269,4 +269,15 @@ describe("passage.users", function()
         local plain = assert(client:get_user(APP, user.id))
         assert.is_nil(plain.user_metadata)
     end)
+
+    it("loads no cosocket code outside nginx", function()
+        -- A fresh interpreter: this one's specs load passage.cosocket themselves.
+        local lua = rawget(_G, "jit") and "luajit" or "lua5.4"
+        local ok, out = require("support.shell")(lua .. " -e '"
+            .. "local users = require(\"passage.users\"); "
+            .. "local c = users.new { api_key = \"k\" }; c:check(\"get_user\", \"a\", \"b\"); c:close(); "
+            .. "print(package.loaded[\"passage.cosocket\"] == nil)'")
+        assert.is_true(ok, out)
+        assert.equal("true\n", out)
+    end)
 end)

@@ -26,6 +26,10 @@
 -- the body into the value.
 local bulk = require "passage.bulk"
 local core = require "passage.core"
+-- passage.cosocket is loaded by the first client made inside nginx: outside
+-- it the cosocket transport is never used, and its code would only weigh on
+-- the collector.
+local cosocket
 local engine = require "passage.engine"
 local errors = require "passage.errors"
 local filters = require "passage.filters"
@@ -219,7 +223,7 @@ local private = setmetatable({}, { __mode = "k" })
 local function transport_now(p)
     local ngx_transport = p.ngx
     if ngx_transport then
-        local usable, phase = p.ngx_usable()
+        local usable, phase = cosocket.available()
         if usable then
             return ngx_transport
         elseif not p.curl then
@@ -343,10 +347,7 @@ local function new_client(opts)
         p.curl = add(core.transport(layers.transport), function() return true end)
     end
     if choice ~= "curl" and in_nginx() then
-        -- Loaded only here: outside nginx the cosocket transport is never
-        -- used, and its code would only weigh on the collector.
-        local cosocket = require "passage.cosocket"
-        p.ngx_usable = cosocket.available
+        cosocket = cosocket or require "passage.cosocket"
         p.ngx = add(cosocket.new(layers.transport), cosocket.available)
     end
     local self = setmetatable({

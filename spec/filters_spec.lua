@@ -78,6 +78,14 @@ describe("path segments", function()
         assert.equal("a%20", segment("a "))
     end)
 
+    it("keep A-Z a-z 0-9 - _ ~ and encode each of the other 256 bytes", function()
+        for byte = 0, 255 do
+            local c = string.char(byte)
+            local want = c:find("^[%w%-_~]$") and c or string.format("%%%02X", byte)
+            assert.equal("x" .. want, segment("x" .. c), "byte " .. byte)
+        end
+    end)
+
     -- core.path says which id is unusable, the client's check why: both
     -- must call the same ids blank, or a bad id would reach the request.
     it("call an id blank as the client's check does", function()

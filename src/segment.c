@@ -14,26 +14,38 @@
 
 #include "private.h"
 
-/* 1: kept as is in a path segment, 0: percent-encoded. */
-static int unreserved(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '_' || c == '~';
-}
+/* 1 for the bytes kept as they are in a path segment (A-Z a-z 0-9 - _ ~),
+ * 0 for those percent-encoded: a table, since every byte of every id is
+ * looked up, twice. */
+/* clang-format off */
+#define ONES_10 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
+#define LETTERS ONES_10, ONES_10, 1, 1, 1, 1, 1, 1 /* 26 */
+#define ZEROS_16 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+static const unsigned char KEPT[256] = {
+    ZEROS_16, ZEROS_16,                             /* 0x00-0x1f */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, /* 0x20-0x2f: '-' */
+    ONES_10, 0, 0, 0, 0, 0, 0,                      /* 0x30-0x3f: 0-9 */
+    0, LETTERS, 0, 0, 0, 0, 1,                      /* 0x40-0x5f: A-Z '_' */
+    0, LETTERS, 0, 0, 0, 1, 0,                      /* 0x60-0x7f: a-z '~' */
+    ZEROS_16, ZEROS_16, ZEROS_16, ZEROS_16, ZEROS_16, ZEROS_16, ZEROS_16, ZEROS_16};
+/* clang-format on */
 
 /* How many bytes of s are encoded, and whether s is nonblank. */
 static size_t scan(const char *s, size_t len, int *nonblank)
 {
-    size_t i, n_escaped = 0;
+    size_t i, n_kept = 0;
     *nonblank = 0;
-    for (i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (!unreserved(c))
-            n_escaped++;
-        if (!*nonblank && !(c == ' ' || (c >= '\t' && c <= '\r')))
-            *nonblank = 1;
+    for (i = 0; i < len; i++)
+        n_kept += KEPT[(unsigned char)s[i]];
+    if (n_kept > 0) {
+        *nonblank = 1; /* a kept byte is never blank */
+    } else {
+        for (i = 0; i < len && !*nonblank; i++) {
+            unsigned char c = (unsigned char)s[i];
+            *nonblank = !(c == ' ' || (c >= '\t' && c <= '\r'));
+        }
     }
-    return n_escaped;
+    return len - n_kept;
 }
 
 /* Writes s into dst as a path segment (dst has room for len plus two bytes
@@ -44,7 +56,7 @@ static size_t encode_into(char *dst, const char *s, size_t len)
     size_t i, n = 0;
     for (i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (unreserved(c)) {
+        if (KEPT[c]) {
             dst[n++] = (char)c;
         } else {
             dst[n++] = '%';

@@ -202,6 +202,47 @@ describe("passage.core transport", function()
             assert.matches("passage.request: GET done", tostring(req))
         end)
 
+        -- A raise while the table is built (out of memory, say) comes back
+        -- as nil, message: the caller needs no pcall, and the request is
+        -- left unread (for close(), or another read). Made here by calling response() with the
+        -- stack nearly spent: under nested pcalls, deeper and deeper, until
+        -- it no longer returns a table (Lua 5.4 runs out of C calls first,
+        -- LuaJIT out of Lua stack).
+        it("returns a raise while building the table as nil, message", function()
+            local function nested(n, f, ...)
+                if n == 0 then
+                    return true, f(...)
+                end
+                return select(2, pcall(nested, n - 1, f, ...))
+            end
+            -- The deepest nesting that still runs a function at all.
+            local lo, hi = 1, 1000000
+            while lo < hi do
+                local mid = math.ceil((lo + hi) / 2)
+                if nested(mid, function() end) == true then lo = mid else hi = mid - 1 end
+            end
+            local found
+            for depth = lo, math.max(1, lo - 400), -1 do
+                local req = tr:start("GET", server.url("/json"), {})
+                wait(tr, req)
+                local ran, resp, message = nested(depth, req.response, req)
+                if ran == true and type(resp) == "table" then
+                    break -- deep enough no longer: the nesting is too shallow
+                end
+                if ran == true and resp == nil then
+                    found = message
+                    -- Nothing was lost: with room again, the same response.
+                    local again = req:response()
+                    assert.are.equal(200, again.status)
+                    assert.are.equal("alice", again.body.name)
+                    break
+                end
+                req:close() -- the call of response() itself did not fit
+            end
+            assert.is_string(found, "no nesting made building the table raise")
+            assert.matches("overflow", found)
+        end)
+
         it("keeps a non-JSON body raw, with Retry-After and the status", function()
             local resp = fetch(tr, "GET", "/status?code=429&retry_after=7")
             assert.is_nil(resp.kind)

@@ -39,8 +39,10 @@
  *   tostring(request):    "passage.request: GET in flight" / "... done" /
  *                         "passage.request: closed"
  *
- *   request:response([check]) -> table (raises if the request is not done).
- *   It can be read once; a second call raises. Fields:
+ *   request:response([check]) -> table | nil, message (raises if the
+ *   request is not done, or closed). It can be read once; a second call
+ *   raises. nil, message: building the table raised (out of memory while
+ *   decoding, say); the request is unread, and close() releases it. Fields:
  *     kind          nil when the HTTP exchange completed (any status); else
  *                   "timeout", "connect" (could not resolve or connect, or
  *                   the URL was unusable: the request never left), "tls",
@@ -528,23 +530,17 @@ static void push_message(lua_State *L, const psg_request *r)
         lua_pushstring(L, curl_easy_strerror(r->code));
 }
 
-/* Builds the response table. Everything that can raise happens before any
- * C memory is released, so a failed attempt can simply be repeated. */
-static int l_response(lua_State *L)
+/* Builds the response table of the request at 1 (checked: done, not read,
+ * not closed) with the check at 2, and releases the request. Everything
+ * that can raise (out of memory) happens before any C memory is released,
+ * so l_response can report the raise and leave the request to be closed. */
+static int build_response(lua_State *L)
 {
-    psg_request *r = check_request(L, 1);
+    psg_request *r = (psg_request *)lua_touserdata(L, 1);
     const psg_json_check *check = psg_json_check_at(L, 2);
-    const char *kind;
+    const char *kind = kind_of(r);
     luaL_checkstack(L, 8, "passage.request");
-    lua_settop(L, 1);
-    if (!r->done)
-        return luaL_error(L, "request is not done");
-    if (r->response_read)
-        return luaL_error(L, "the response was already read");
-    if (r->closed)
-        return luaL_error(L, "request is closed");
-
-    kind = kind_of(r);
+    lua_settop(L, 2); /* the check stays referenced while it is used */
     /* Room for the fields of a JSON answer; a failure's few more grow it. */
     lua_createtable(L, 0, 8);
     if (kind != NULL) {
@@ -580,6 +576,39 @@ static int l_response(lua_State *L)
     r->response_read = 1;
     release(L, 1, r);
     return 1;
+}
+
+/* request:response([check]): raises on a misuse (not done, read, closed);
+ * a raise while building the table (out of memory while decoding, say) is
+ * returned as nil, message instead, and the request is left for close().
+ * So a caller needs no pcall of its own around the call, and on LuaJIT the
+ * code after it stays in one compiled trace. The table is built by the
+ * first upvalue, whose upvalues are the field names. */
+static int l_response(lua_State *L)
+{
+    psg_request *r = check_request(L, 1);
+    psg_json_check_at(L, 2);
+    if (!r->done)
+        return luaL_error(L, "request is not done");
+    if (r->response_read)
+        return luaL_error(L, "the response was already read");
+    if (r->closed)
+        return luaL_error(L, "request is closed");
+    lua_settop(L, 2);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    if (lua_pcall(L, 2, 1, 0) == 0)
+        return 1;
+    /* The decode, if it was running, is over: what it kept from being
+     * freed goes now if the transport let go of the request meanwhile. */
+    if (r->decoding) {
+        r->decoding = 0;
+        if (r->tr == NULL)
+            free_memory(r);
+    }
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
 }
 
 /* ---- transport:start ---------------------------------------------------- */
@@ -844,7 +873,8 @@ void psg_request_register(lua_State *L)
     lua_getfield(L, -1, "__index");
     for (f = 0; f < F_COUNT; f++)
         lua_pushstring(L, FIELD_NAMES[f]);
-    lua_pushcclosure(L, l_response, F_COUNT);
+    lua_pushcclosure(L, build_response, F_COUNT);
+    lua_pushcclosure(L, l_response, 1);
     lua_setfield(L, -2, "response");
     lua_pop(L, 2);
 }

@@ -60,7 +60,8 @@
 --     exchanges progress instead of holding the worker.
 --   transport:pending() -> number in flight
 --   transport:close()
---   request:response([check]) -> response table, once; request:close();
+--   request:response([check]) -> response table, once (nil, message when
+--     building it raised); request:close();
 --   request:done()
 --
 -- HTTP: HTTP/1.1 with keep-alive into nginx's connection pool (directives
@@ -466,19 +467,8 @@ function Request:close()
     self.body = nil
 end
 
-function Request:response(check)
-    if getmetatable(self) ~= "passage.request" then
-        error("passage.cosocket: expected a request (use request:response())", 2)
-    end
-    if not self.is_done then
-        error("passage.cosocket: request is not done", 2)
-    end
-    if self.closed then
-        error("passage.cosocket: request is closed", 2)
-    end
-    if self.read then
-        error("passage.cosocket: the response was already read", 2)
-    end
+-- The response table of a request done and unread (see Request:response).
+local function response_of(self, check)
     self.read = true
     local kind = self.kind
     local res = {
@@ -508,6 +498,28 @@ function Request:response(check)
             res.decode_error = checked_or_err
             res.raw = body
         end
+    end
+    return res
+end
+
+-- As passage.core's: raises on a misuse; a raise while building the table
+-- (out of memory while decoding) is returned as nil, message.
+function Request:response(check)
+    if getmetatable(self) ~= "passage.request" then
+        error("passage.cosocket: expected a request (use request:response())", 2)
+    end
+    if not self.is_done then
+        error("passage.cosocket: request is not done", 2)
+    end
+    if self.closed then
+        error("passage.cosocket: request is closed", 2)
+    end
+    if self.read then
+        error("passage.cosocket: the response was already read", 2)
+    end
+    local ok, res = pcall(response_of, self, check)
+    if not ok then
+        return nil, res
     end
     return res
 end

@@ -30,7 +30,8 @@
 --   transport:close()            ends every transfer (kind "cancelled")
 --   request:response(check) -> { kind, message, sent, status, retry_after,
 --       body, checked, decode_error, raw, body_size, connects } (once; the
---       request is released)
+--       request is released) | nil, message when building it raised (out
+--       of memory, say; the request is left for close)
 --   request:close()              ends a transfer still running
 --   request:size() (optional)    the body bytes received: a budgeted poll
 --       leaves a response whose decode would not fit for the next one
@@ -257,8 +258,7 @@ end
 
 -- The one place a finished transfer of `h` is settled: succeed, fail,
 -- continue with the next request, or back off for another attempt.
-local function settle(self, h, req)
-    local response = req:response(h.call.check)
+local function settle(self, h, response)
     h.connects = h.connects + (response.connects or 0)
     local value, err, transient, next_call = engine.outcome(h.call, response)
     if next_call then
@@ -285,12 +285,19 @@ end
 -- with an error instead of escaping: the other finished transfers are still
 -- settled, and nobody waits forever for a handle that can no longer finish.
 -- The interpreter's Ctrl-C ends the call as cancelled and goes on up.
+-- The response reports a raise of its own as nil, message (no pcall of a
+-- C function here: on LuaJIT, code after it in a pcall'd function would
+-- leave its trace on every call, through the pcall).
 local function collect(self, h, req)
     self.in_flight[req] = nil
     h.request = nil
-    local ok, problem = pcall(settle, self, h, req)
+    local response, problem = req:response(h.call.check)
+    local ok = response ~= nil
     if ok then
-        return
+        ok, problem = pcall(settle, self, h, response)
+        if ok then
+            return
+        end
     end
     local interrupted = errors.is_interrupt(problem)
     if h.state == "running" and h.request == nil then

@@ -160,6 +160,12 @@ struct psg_transport {
     size_t cap_pollfds;
     int timer_set;
     double timer_deadline_ms; /* monotonic clock */
+    /* The clock as the current turn read it (a start, a drive, a host's
+     * socket action), for libcurl's timer callbacks and the due checks of
+     * that turn: one reading instead of one per callback. Stale between
+     * turns, which can only make a timer due early (libcurl then sets it
+     * again), never late. */
+    double turn_ms;
 };
 
 struct psg_request {
@@ -231,8 +237,11 @@ int psg_transport_reserve_sockets(psg_transport *tr, size_t n);
 /* CURLOPT_OPENSOCKETFUNCTION of every transfer (data: the transport). */
 curl_socket_t psg_transport_open_socket(void *transport, curlsocktype purpose,
                                         struct curl_sockaddr *address);
-/* Lets libcurl act on its due timer: a transfer just added is connected or
- * sent now, without waiting for the next perform(). C only; never blocks. */
+/* Reads the clock for the turn that begins (turn_ms). */
+void psg_transport_begin_turn(psg_transport *tr);
+/* Lets libcurl act on its due timer (at the turn's time): a transfer just
+ * added is connected or sent now, without waiting for the next perform().
+ * C only; never blocks. */
 void psg_transport_kick(psg_transport *tr);
 /* Drops the anchor of r from the anchor table at the top of the stack (a
  * transport's user value; never allocates, so it cannot raise). */

@@ -842,6 +842,8 @@ int psg_request_start(lua_State *L)
         lua_pushnil(L);
         return 1;
     }
+    /* One reading of the clock for the timer adding it sets and the kick. */
+    psg_transport_begin_turn(tr);
     if ((fail = take_transfer(L, tr, r, &a, &easy)) != NULL)
         return fail_start(L, tr, r, easy, fail);
     r->easy = easy;

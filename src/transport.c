@@ -233,7 +233,8 @@ curl_socket_t psg_transport_open_socket(void *transport, curlsocktype purpose,
 }
 
 /* libcurl gives a relative delay; keep a deadline so timer_ms() can answer
- * correctly however long after the callback it is asked. */
+ * correctly however long after the callback it is asked. Counted from the
+ * turn's reading of the clock (see turn_ms in private.h). */
 static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 {
     psg_transport *tr = (psg_transport *)userp;
@@ -242,7 +243,7 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
         tr->timer_set = 0;
     } else {
         tr->timer_set = 1;
-        tr->timer_deadline_ms = psg_now_ms() + (double)timeout_ms;
+        tr->timer_deadline_ms = tr->turn_ms + (double)timeout_ms;
     }
     return 0;
 }
@@ -321,13 +322,14 @@ static void multi_check(lua_State *L, CURLMcode mc, const char *what)
  * curl_multi_perform would check the socket of every transfer in flight
  * with a syscall of its own on every turn. */
 
-/* Runs libcurl's timer while it is due. An action can set a timer of 0
- * again (a queued transfer may start now): a few rounds, never a spin. */
+/* Runs libcurl's timer while it is due at the turn's time. An action can
+ * set a timer of 0 again (a queued transfer may start now): a few rounds,
+ * never a spin. */
 static CURLMcode run_due_timer(psg_transport *tr)
 {
     int rounds, running;
     CURLMcode mc = CURLM_OK;
-    for (rounds = 0; rounds < 4 && tr->timer_set && tr->timer_deadline_ms <= psg_now_ms();
+    for (rounds = 0; rounds < 4 && tr->timer_set && tr->timer_deadline_ms <= tr->turn_ms;
          rounds++) {
         tr->timer_set = 0; /* one-shot; libcurl sets it again if it wants */
         mc = curl_multi_socket_action(tr->multi, CURL_SOCKET_TIMEOUT, 0, &running);
@@ -335,6 +337,11 @@ static CURLMcode run_due_timer(psg_transport *tr)
             break;
     }
     return mc;
+}
+
+void psg_transport_begin_turn(psg_transport *tr)
+{
+    tr->turn_ms = psg_now_ms();
 }
 
 void psg_transport_kick(psg_transport *tr)
@@ -349,7 +356,7 @@ static int ms_until_timer(const psg_transport *tr, int limit)
     double left;
     if (!tr->timer_set)
         return limit;
-    left = tr->timer_deadline_ms - psg_now_ms();
+    left = tr->timer_deadline_ms - tr->turn_ms;
     if (left <= 0)
         return 0;
     return left < (double)limit ? (int)ceil(left) : limit;
@@ -368,10 +375,11 @@ static int select_bits(short revents)
     return mask;
 }
 
-/* One turn: the due timer, then poll() libcurl's sockets for up to wait_ms
- * (less when its timer comes sooner), an action per ready socket, the timer
- * again; finished transfers go to the finished list. Raises only before
- * libcurl is entered (out of memory) or after it returned. */
+/* One turn, begun by the caller (psg_transport_begin_turn): the due timer,
+ * then poll() libcurl's sockets for up to wait_ms (less when its timer comes
+ * sooner), an action per ready socket, the timer again; finished transfers
+ * go to the finished list. Raises only before libcurl is entered (out of
+ * memory) or after it returned. */
 static void drive(lua_State *L, psg_transport *tr, int wait_ms)
 {
     size_t i, n, n_finished;
@@ -410,6 +418,8 @@ static void drive(lua_State *L, psg_transport *tr, int wait_ms)
     }
     wait_ms = ms_until_timer(tr, wait_ms);
     ready = n > 0 || wait_ms > 0 ? poll(tr->pollfds, (nfds_t)n, wait_ms) : 0;
+    if (wait_ms > 0)
+        psg_transport_begin_turn(tr); /* poll() may have slept */
     /* ready < 0 is EINTR (or ENOMEM): nothing is ready; callers loop. */
     for (i = 0; i < n && ready > 0; i++) {
         short revents = tr->pollfds[i].revents;
@@ -548,6 +558,7 @@ static int l_perform(lua_State *L)
     }
     /* Finished requests already waiting are news enough: no blocking. With
      * nothing in flight this sleeps: that is the backoff sleep. */
+    psg_transport_begin_turn(tr);
     drive(L, tr, tr->n_finished > 0 ? 0 : timeout);
     return push_finished(L, tr, 1);
 }
@@ -558,8 +569,7 @@ static int l_wait(lua_State *L)
 {
     psg_transport *tr = check_transport(L, 1);
     psg_request *r = (psg_request *)luaL_checkudata(L, 2, PSG_REQUEST_MT);
-    double deadline = psg_now_ms() + check_ms_arg(L, 3);
-    int keep = lua_toboolean(L, 4);
+    int limit = check_ms_arg(L, 3), keep = lua_toboolean(L, 4);
     if (tr->closed) {
         lua_pushboolean(L, r->done);
         psg_pushwhole(L, 0);
@@ -567,12 +577,25 @@ static int l_wait(lua_State *L)
     }
     if (r->tr != tr && r->list != PSG_LIST_NONE)
         return luaL_argerror(L, 2, "request of another transport");
-    while (r->list == PSG_LIST_INFLIGHT) {
-        double left = deadline - psg_now_ms();
-        int wait_ms = left <= 0 ? 0 : (int)ceil(left);
-        drive(L, tr, wait_ms);
-        if (wait_ms == 0)
-            break;
+    if (r->list == PSG_LIST_INFLIGHT) {
+        double seen = -1;
+        double deadline;
+        psg_transport_begin_turn(tr);
+        deadline = tr->turn_ms + limit;
+        do {
+            double left;
+            int wait_ms;
+            /* A drive whose poll() slept read the clock after it; after one
+             * that did not, the clock is read here. */
+            if (tr->turn_ms == seen)
+                psg_transport_begin_turn(tr);
+            seen = tr->turn_ms;
+            left = deadline - tr->turn_ms;
+            wait_ms = left <= 0 ? 0 : (int)ceil(left);
+            drive(L, tr, wait_ms);
+            if (wait_ms == 0)
+                break;
+        } while (r->list == PSG_LIST_INFLIGHT);
     }
     if (r->list == PSG_LIST_FINISHED && !keep)
         psg_transport_unlink(tr, r); /* handed over: anchored until read */
@@ -638,6 +661,7 @@ static int l_socket_action(lua_State *L)
         lua_newtable(L);
         return 1;
     }
+    psg_transport_begin_turn(tr);
     if (fd != CURL_SOCKET_TIMEOUT && tr->sockets.reactor) {
         /* The host's descriptor is a duplicate: act on libcurl's. A stale
          * one (its socket ended since) has nothing left to do. */

@@ -285,10 +285,22 @@ describe("passage.core transport", function()
             e = fetch(tr, "PUT", "/echo", {}, nil).body
             assert.are.equal("PUT", e.method)
             assert.are.equal("0", e.content_length)
+            assert.are.equal("", e.content_type)
 
             e = fetch(tr, "POST", "/echo", {}, nil).body
             assert.are.equal("POST", e.method)
             assert.are.equal("0", e.content_length)
+            assert.are.equal("", e.content_type)
+
+            -- A header set serves requests with and without a body alike.
+            local set = tr:headers { "X-Test: set" }
+            for _, method in ipairs { "POST", "PATCH", "GET", "DELETE" } do
+                e = fetch(tr, method, "/echo", set, nil).body
+                assert.are.equal(method, e.method)
+                assert.are.equal("set", e.x_test)
+                assert.are.equal("", e.content_type, method)
+                assert.are.equal("", e.expect, method)
+            end
 
             e = fetch(tr, "DELETE", "/echo", {}, nil).body
             assert.are.equal("DELETE", e.method)

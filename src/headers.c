@@ -8,11 +8,12 @@
  *     header's position, never its text: it may be the Authorization header)
  *     and kept as a libcurl list until the set and every request started
  *     with it are gone. Opaque; usable on any transport, with the
- *     User-Agent of the one that made it. Each list also carries "Expect:"
- *     (libcurl never sends 100-continue) and, unless the array has one,
- *     "Content-Type:" (no form type of libcurl's own) and the transport's
- *     user_agent: a header of the list costs libcurl less on every request
- *     than CURLOPT_USERAGENT, which it formats anew each time.
+ *     User-Agent of the one that made it. Each list also carries the
+ *     transport's user_agent (a header of the list costs libcurl less on
+ *     every request than CURLOPT_USERAGENT, which it formats anew each
+ *     time) and, for requests with a body, "Expect:" (libcurl never sends
+ *     100-continue) and, unless the array has one, "Content-Type:" (no
+ *     form type of libcurl's own).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@ void psg_headers_release(psg_headers *h)
 {
     if (h != NULL && --h->refs == 0) {
         curl_slist_free_all(h->list);
+        curl_slist_free_all(h->bodyless);
         free(h);
     }
 }
@@ -62,17 +64,23 @@ int psg_headers_check(lua_State *L, int idx, int *present)
     return n;
 }
 
-/* Appends line to h's list; 0 when out of memory (the list is intact). */
-static int append(psg_headers *h, const char *line)
+/* Appends line to *list; 0 when out of memory (the list is intact). */
+static int append(struct curl_slist **list, const char *line)
 {
-    struct curl_slist *l = curl_slist_append(h->list, line);
+    struct curl_slist *l = curl_slist_append(*list, line);
     if (l == NULL)
         return 0;
-    h->list = l;
+    *list = l;
     return 1;
 }
 
-/* Appends "User-Agent: ua"; 0 when out of memory. */
+/* Appends a header line to both of h's lists; 0 when out of memory. */
+static int append_both(psg_headers *h, const char *line)
+{
+    return append(&h->list, line) && append(&h->bodyless, line);
+}
+
+/* Appends "User-Agent: ua" to both lists; 0 when out of memory. */
 static int append_user_agent(psg_headers *h, const char *ua)
 {
     size_t len = strlen(ua);
@@ -82,7 +90,7 @@ static int append_user_agent(psg_headers *h, const char *ua)
         return 0;
     memcpy(line, "User-Agent: ", 12);
     memcpy(line + 12, ua, len + 1);
-    ok = append(h, line);
+    ok = append_both(h, line);
     free(line);
     return ok;
 }
@@ -97,18 +105,19 @@ psg_headers *psg_headers_build(lua_State *L, int idx, int n, int present, const 
     if (h == NULL)
         return NULL;
     h->refs = 1;
-    h->list = NULL;
+    h->list = h->bodyless = NULL;
     for (i = 1; i <= n && ok; i++) {
         lua_rawgeti(L, idx, i);
-        ok = append(h, lua_tostring(L, -1));
+        ok = append_both(h, lua_tostring(L, -1));
         lua_pop(L, 1);
     }
-    /* An empty value makes libcurl drop its own header of that name. */
-    ok = ok && append(h, "Expect:");
-    if (ok && !(present & PSG_HEADER_CONTENT_TYPE))
-        ok = append(h, "Content-Type:");
     if (ok && !(present & PSG_HEADER_USER_AGENT) && user_agent != NULL)
         ok = append_user_agent(h, user_agent);
+    /* An empty value makes libcurl drop its own header of that name: only
+     * a request with a body gets these. */
+    ok = ok && append(&h->list, "Expect:");
+    if (ok && !(present & PSG_HEADER_CONTENT_TYPE))
+        ok = append(&h->list, "Content-Type:");
     if (!ok) {
         psg_headers_release(h);
         return NULL;

@@ -69,6 +69,11 @@ typedef struct psg_request psg_request;
 typedef struct psg_headers {
     int refs;
     struct curl_slist *list;
+    /* The same headers without the lines that only drop libcurl's own
+     * headers of a body ("Expect:", "Content-Type:"): a request without a
+     * body has none to drop, and libcurl scans every line of the list for
+     * each header it might add, on every request. */
+    struct curl_slist *bodyless;
 } psg_headers;
 
 /* Which of the transport's lists a request is on. */

@@ -632,7 +632,7 @@ static CURLcode setup_plain_get(CURL *easy, psg_request *r, const char *url, lon
     SETOPT(CURLOPT_PREREQDATA, (void *)r);
 #endif
     SETOPT(CURLOPT_TIMEOUT_MS, timeout_ms);
-    SETOPT(CURLOPT_HTTPHEADER, r->headers->list);
+    SETOPT(CURLOPT_HTTPHEADER, r->headers->bodyless);
     return rc;
 }
 
@@ -641,6 +641,9 @@ static CURLcode setup_easy(CURL *easy, psg_transport *tr, psg_request *r, const 
                            const char *body, size_t body_len, long timeout_ms)
 {
     CURLcode rc = CURLE_OK;
+    /* A body (possibly empty) goes with every method but GET and DELETE. */
+    int sends_body =
+        body != NULL || (strcmp(r->method, "GET") != 0 && strcmp(r->method, "DELETE") != 0);
     SETOPT(CURLOPT_PRIVATE, (char *)r);
     SETOPT(CURLOPT_URL, url);
     SETOPT(CURLOPT_NOSIGNAL, 1L); /* may run in threads that own signals */
@@ -673,9 +676,9 @@ static CURLcode setup_easy(CURL *easy, psg_transport *tr, psg_request *r, const 
     /* Our sockets: a host reactor's view of them follows their numbers. */
     SETOPT(CURLOPT_OPENSOCKETFUNCTION, psg_transport_open_socket);
     SETOPT(CURLOPT_OPENSOCKETDATA, (void *)tr);
-    SETOPT(CURLOPT_HTTPHEADER, r->headers->list);
+    SETOPT(CURLOPT_HTTPHEADER, sends_body ? r->headers->list : r->headers->bodyless);
     if (body != NULL || strcmp(r->method, "GET") != 0) {
-        if (body != NULL || strcmp(r->method, "DELETE") != 0) {
+        if (sends_body) {
             /* Always a Content-Length, even 0, for methods that carry a
              * body: some servers answer 411 otherwise. */
             SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);

@@ -587,7 +587,6 @@ static int build_response(lua_State *L)
 static int l_response(lua_State *L)
 {
     psg_request *r = check_request(L, 1);
-    psg_json_check_at(L, 2);
     if (!r->done)
         return luaL_error(L, "request is not done");
     if (r->response_read)

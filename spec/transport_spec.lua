@@ -204,10 +204,10 @@ describe("passage.core transport", function()
 
         -- A raise while the table is built (out of memory, say) comes back
         -- as nil, message: the caller needs no pcall, and the request is
-        -- left unread (for close(), or another read). Made here by calling response() with the
-        -- stack nearly spent: under nested pcalls, deeper and deeper, until
-        -- it no longer returns a table (Lua 5.4 runs out of C calls first,
-        -- LuaJIT out of Lua stack).
+        -- left unread (for close(), or another read). Made here by calling
+        -- response() with the stack nearly spent: under nested pcalls,
+        -- deeper and deeper, until it no longer returns a table (Lua 5.4
+        -- runs out of C calls first, LuaJIT out of Lua stack).
         it("returns a raise while building the table as nil, message", function()
             local function nested(n, f, ...)
                 if n == 0 then

@@ -285,9 +285,9 @@ static void collect_finished(psg_transport *tr)
 }
 
 /* Pushes the finished requests as an array and takes them off the finished
- * list (they stay anchored until their response is read). The array is presized, so filling
- * it cannot raise; if creating it raises, the finished list is intact and
- * the next call returns them. */
+ * list (they stay anchored until their response is read). The array is
+ * presized, so filling it cannot raise; if creating it raises, the finished
+ * list is intact and the next call returns them. */
 static int push_finished(lua_State *L, psg_transport *tr, int tr_idx)
 {
     psg_request *r;
@@ -378,9 +378,10 @@ static int select_bits(short revents)
 /* One turn, begun by the caller (psg_transport_begin_turn): the due timer,
  * then poll() libcurl's sockets for up to wait_ms (less when its timer comes
  * sooner), an action per ready socket, the timer again; finished transfers
- * go to the finished list. Raises only before libcurl is entered (out of
- * memory) or after it returned. */
-static void drive(lua_State *L, psg_transport *tr, int wait_ms)
+ * go to the finished list. Returns whether poll() could sleep, in which case
+ * the turn's clock was read again after it. Raises only before libcurl is
+ * entered (out of memory) or after it returned. */
+static int drive(lua_State *L, psg_transport *tr, int wait_ms)
 {
     size_t i, n, n_finished;
     int ready, running;
@@ -441,6 +442,7 @@ static void drive(lua_State *L, psg_transport *tr, int wait_ms)
     collect_finished(tr);
     psg_sockets_forget_changes(&tr->sockets);
     multi_check(L, mc, "curl_multi_socket_action");
+    return wait_ms > 0;
 }
 
 /* Ends every transfer in flight (aborted, unanchored and detached: those
@@ -578,21 +580,20 @@ static int l_wait(lua_State *L)
     if (r->tr != tr && r->list != PSG_LIST_NONE)
         return luaL_argerror(L, 2, "request of another transport");
     if (r->list == PSG_LIST_INFLIGHT) {
-        double seen = -1;
         double deadline;
+        int clock_read = 1;
         psg_transport_begin_turn(tr);
         deadline = tr->turn_ms + limit;
         do {
             double left;
             int wait_ms;
-            /* A drive whose poll() slept read the clock after it; after one
-             * that did not, the clock is read here. */
-            if (tr->turn_ms == seen)
+            /* A drive whose poll() could sleep read the clock after it;
+             * after one that could not, it is read here. */
+            if (!clock_read)
                 psg_transport_begin_turn(tr);
-            seen = tr->turn_ms;
             left = deadline - tr->turn_ms;
             wait_ms = left <= 0 ? 0 : (int)ceil(left);
-            drive(L, tr, wait_ms);
+            clock_read = drive(L, tr, wait_ms);
             if (wait_ms == 0)
                 break;
         } while (r->list == PSG_LIST_INFLIGHT);

@@ -863,32 +863,18 @@ static void decoder_release(decoder_ud *u)
     u->closed = 1;
 }
 
-static int decoder_decode(lua_State *L)
+/* The decode of decoder:decode, run protected (arguments: the decoder, the
+ * string, the check): its results, as decoder:decode returns them. */
+static int decode_protected(lua_State *L)
 {
-    decoder_ud *u = check_decoder(L);
+    decoder_ud *u = (decoder_ud *)lua_touserdata(L, 1);
     psg_json_error err;
-    psg_json_opts opts;
-    const char *s;
+    psg_json_opts opts = u->opts;
     size_t len;
-    int ok;
-    if (u->closed)
-        return luaL_error(L, "attempt to use a closed passage.decoder");
-    if (u->decoding)
-        return luaL_error(L, "passage.decoder is already decoding");
-    if (lua_type(L, 2) != LUA_TSTRING)
-        return luaL_argerror(L, 2, "string expected");
-    s = lua_tolstring(L, 2, &len);
-    opts = u->opts;
+    const char *s = lua_tolstring(L, 2, &len);
     opts.check = psg_json_check_at(L, 3);
     memset(&err, 0, sizeof err);
-    u->decoding = 1;
-    ok = psg_json_decode(L, s, len, &opts, u->shapes, &u->scratch, &err);
-    u->decoding = 0;
-    if (u->closed)
-        decoder_release(u);
-    else if (u->scratch.cap > SCRATCH_KEEP)
-        psg_buf_free(&u->scratch);
-    if (ok) {
+    if (psg_json_decode(L, s, len, &opts, u->shapes, &u->scratch, &err)) {
         if (opts.check == NULL)
             return 1;
         lua_pushboolean(L, !err.check_failed);
@@ -898,6 +884,35 @@ static int decoder_decode(lua_State *L)
     lua_pushstring(L, err.message);
     psg_pushwhole(L, (long long)err.offset);
     return 3;
+}
+
+/* decoder:decode(s [, check]). A raise inside the decode (out of memory)
+ * goes on up once the decoder is whole again: not decoding, and released if
+ * a finalizer closed it meanwhile; else every later decode would refuse.
+ * The decode runs as the first upvalue. */
+static int decoder_decode(lua_State *L)
+{
+    decoder_ud *u = check_decoder(L);
+    int status;
+    if (u->closed)
+        return luaL_error(L, "attempt to use a closed passage.decoder");
+    if (u->decoding)
+        return luaL_error(L, "passage.decoder is already decoding");
+    if (lua_type(L, 2) != LUA_TSTRING)
+        return luaL_argerror(L, 2, "string expected");
+    lua_settop(L, 3);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    u->decoding = 1;
+    status = lua_pcall(L, 3, LUA_MULTRET, 0);
+    u->decoding = 0;
+    if (u->closed)
+        decoder_release(u);
+    else if (u->scratch.cap > SCRATCH_KEEP)
+        psg_buf_free(&u->scratch);
+    if (status != 0)
+        return lua_error(L);
+    return lua_gettop(L);
 }
 
 static int decoder_close(lua_State *L)
@@ -977,8 +992,7 @@ static int decoder_new(lua_State *L)
 
 void psg_json_register(lua_State *L)
 {
-    static const luaL_Reg methods[] = {
-        {"decode", decoder_decode}, {"close", decoder_close}, {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"close", decoder_close}, {NULL, NULL}};
     static const luaL_Reg meta[] = {
         {"__gc", decoder_gc},
 #if LUA_VERSION_NUM >= 504
@@ -990,6 +1004,9 @@ void psg_json_register(lua_State *L)
     if (luaL_newmetatable(L, DECODER_MT)) {
         psg_setfuncs(L, meta);
         psg_newlib(L, methods);
+        lua_pushcfunction(L, decode_protected);
+        lua_pushcclosure(L, decoder_decode, 1);
+        lua_setfield(L, -2, "decode");
         lua_setfield(L, -2, "__index");
         lua_pushliteral(L, DECODER_MT);
         lua_setfield(L, -2, "__name");

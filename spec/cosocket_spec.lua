@@ -682,6 +682,16 @@ describe("passage.cosocket", function()
             assert.same({ 200, 200 }, r.statuses)
         end)
 
+        it("response() returns a raise while building its table as nil, message", function()
+            local r = scenario("response_raise", { url = server.url("/json") })
+            assert.is_true(#r.messages > 0, "no nesting made building the table raise")
+            for i, message in ipairs(r.messages) do
+                assert.matches("overflow", message)
+                -- Nothing was lost: with room again, the same response.
+                assert.equal("alice", r.rereads[i])
+            end
+        end)
+
         it("wait() gives up at its timeout and the request carries on", function()
             local r = scenario("wait_timeout", { url = slow(400), wait_ms = 100 })
             assert.is_false(r.done)

@@ -468,8 +468,9 @@ function Request:close()
 end
 
 -- The response table of a request done and unread (see Request:response).
+-- The request is marked read only once the table is built: a raise before
+-- leaves it as it was, to be read again.
 local function response_of(self, check)
-    self.read = true
     local kind = self.kind
     local res = {
         kind = kind,
@@ -486,7 +487,6 @@ local function response_of(self, check)
         raw = nil,
     }
     local body = self.body
-    self.body = nil
     if not kind and body and body ~= "" then
         local value, checked_or_err = self.transport.decoder:decode(body, check)
         if value ~= nil then
@@ -499,6 +499,7 @@ local function response_of(self, check)
             res.raw = body
         end
     end
+    self.read, self.body = true, nil
     return res
 end
 

@@ -159,7 +159,9 @@ void psg_json_check_register(lua_State *L);
  *   decoder:decode(str [, check]) -> value [, checked] | nil, message, offset
  *       (0-based, as in the message); check is a core.checker(fields, path)
  *       run while decoding: checked (returned only with a check) is true when
- *       every value at its path passed; calls on a closed decoder raise
+ *       every value at its path passed; calls on a closed decoder raise;
+ *       a raise inside the decode (out of memory) goes on up and leaves the
+ *       decoder usable
  *   core.checker (json_check.c)
  *   decoder:close() / __gc / __close
  *   core.array_mt  (the shared array metatable)

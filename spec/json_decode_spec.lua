@@ -542,26 +542,14 @@ describe("core.decoder", function()
   end)
 
   -- A raise inside a decode (out of memory, say) goes on up and leaves the
-  -- decoder whole. Made here by decoding with the stack nearly spent: under
-  -- nested pcalls, deeper and deeper (Lua 5.4 runs out of C calls first,
-  -- LuaJIT out of Lua stack).
+  -- decoder whole. Made here by decoding with the stack nearly spent.
   it("decodes again after a raise inside a decode", function()
     local d = core.decoder()
     local doc = fixtures.page(3)
-    local function nested(n, f, ...)
-      if n == 0 then
-        return true, f(...)
-      end
-      return select(2, pcall(nested, n - 1, f, ...))
-    end
-    local lo, hi = 1, 1000000 -- the deepest nesting that still runs a function
-    while lo < hi do
-      local mid = math.ceil((lo + hi) / 2)
-      if nested(mid, function() end) == true then lo = mid else hi = mid - 1 end
-    end
+    local stack_edge = require("support.stack_edge")
     local raised = 0
-    for depth = lo, math.max(1, lo - 400), -1 do
-      local ran, v = nested(depth, d.decode, d, doc)
+    for depth in stack_edge.depths() do
+      local ran, v = stack_edge.nested(depth, d.decode, d, doc)
       if ran == true and type(v) == "table" then
         break
       end

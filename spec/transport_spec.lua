@@ -205,30 +205,17 @@ describe("passage.core transport", function()
         -- A raise while the table is built (out of memory, say) comes back
         -- as nil, message: the caller needs no pcall, and the request is
         -- left unread (for close(), or another read). Made here by calling
-        -- response() with the stack nearly spent: under nested pcalls,
-        -- deeper and deeper, until it no longer returns a table (Lua 5.4
-        -- runs out of C calls first, LuaJIT out of Lua stack).
+        -- response() with the stack nearly spent (spec/support/stack_edge).
         it("returns a raise while building the table as nil, message", function()
-            local function nested(n, f, ...)
-                if n == 0 then
-                    return true, f(...)
-                end
-                return select(2, pcall(nested, n - 1, f, ...))
-            end
-            -- The deepest nesting that still runs a function at all.
-            local lo, hi = 1, 1000000
-            while lo < hi do
-                local mid = math.ceil((lo + hi) / 2)
-                if nested(mid, function() end) == true then lo = mid else hi = mid - 1 end
-            end
+            local stack_edge = require("support.stack_edge")
             -- Every depth from the deepest where response() can be called at
             -- all to the first that leaves room for its table: the raise
             -- comes from a different step at each.
             local found = 0
-            for depth = lo, math.max(1, lo - 400), -1 do
+            for depth in stack_edge.depths() do
                 local req = tr:start("GET", server.url("/json"), {})
                 wait(tr, req)
-                local ran, resp, message = nested(depth, req.response, req)
+                local ran, resp, message = stack_edge.nested(depth, req.response, req)
                 if ran == true and type(resp) == "table" then
                     break
                 end

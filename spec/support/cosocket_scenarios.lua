@@ -106,26 +106,16 @@ end
 -- building its table raises: what it returns then, and a second read with
 -- room again (transport_spec.lua does the same on libcurl's transport).
 function scenarios.response_raise(p)
-    local function nested(n, f, ...)
-        if n == 0 then
-            return true, f(...)
-        end
-        return select(2, pcall(nested, n - 1, f, ...))
-    end
-    local lo, hi = 1, 1000000 -- the deepest nesting that still runs a function
-    while lo < hi do
-        local mid = math.ceil((lo + hi) / 2)
-        if nested(mid, function() end) == true then lo = mid else hi = mid - 1 end
-    end
+    local stack_edge = require("support.stack_edge")
     -- Every depth where it returned nil, from the deepest where response()
     -- could be called at all to the first that leaves room for its table:
     -- the raise comes from a different step at each.
     local tr = cosocket.new()
     local out = { messages = {}, rereads = {} }
-    for depth = lo, math.max(1, lo - 400), -1 do
+    for depth in stack_edge.depths() do
         local req = tr:start("GET", p.url)
         assert(tr:wait(req, 5000), "not done")
-        local ran, res, message = nested(depth, req.response, req)
+        local ran, res, message = stack_edge.nested(depth, req.response, req)
         if ran == true and type(res) == "table" then
             break
         end

@@ -416,6 +416,31 @@ describe("tables", function()
     end
     d:close()
   end)
+
+  -- A decoder remembers the keys it made, by position and order, for the
+  -- next document: a key is reused only when the bytes are the same.
+  it("get their keys right when a decoder remembers them across documents", function()
+    local d = core.decoder()
+    local long = string.rep("k", 100)
+    local cases = {
+      { '{"abcd":1,"n":{"xy":1}}', { abcd = 1, n = { xy = 1 } } },
+      { '{"abce":2,"n":{"xy":2}}', { abce = 2, n = { xy = 2 } } }, -- same length
+      { '{"abc":3,"n":{"xyz":3}}', { abc = 3, n = { xyz = 3 } } }, -- a prefix
+      { '{"abcde":4,"n":{"x":4}}', { abcde = 4, n = { x = 4 } } }, -- longer
+      { '{"a\\u0062cd":5,"n":{}}', { abcd = 5, n = {} } }, -- escaped
+      { '{"abcd":6,"n":{"\\u00e9":6}}', { abcd = 6, n = { ["\195\169"] = 6 } } },
+      { '{"' .. long .. '":7}', { [long] = 7 } }, -- too long to keep
+      { '{"' .. long .. '":8}', { [long] = 8 } },
+      { '{"abcd":9,"n":{"xy":9}}', { abcd = 9, n = { xy = 9 } } },
+    }
+    for round = 1, 2 do
+      for i, case in ipairs(cases) do
+        assert.are.same(case[2], d:decode(case[1]), "round " .. round .. ", document " .. i)
+        collectgarbage() -- the remembered keys stay alive
+      end
+    end
+    d:close()
+  end)
 end)
 
 -- ---- structure and errors -----------------------------------------------------

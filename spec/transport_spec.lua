@@ -205,7 +205,12 @@ describe("passage.core transport", function()
         -- A raise while the table is built (out of memory, say) comes back
         -- as nil, message: the caller needs no pcall, and the request is
         -- left unread (for close(), or another read). Made here by calling
-        -- response() with the stack nearly spent (spec/support/stack_edge).
+        -- response() with the stack nearly spent (spec/support/stack_edge):
+        -- on Lua 5.x the limit of nested C calls stops the build. LuaJIT
+        -- gives every C function 20 free slots, more than the build uses
+        -- (the decoder grows the stack itself and reports failing to as a
+        -- decode error), so there only memory could make it raise: each
+        -- depth either cannot call response() at all or gets a whole table.
         it("returns a raise while building the table as nil, message", function()
             local stack_edge = require("support.stack_edge")
             -- Every depth from the deepest where response() can be called at
@@ -217,6 +222,7 @@ describe("passage.core transport", function()
                 wait(tr, req)
                 local ran, resp, message = stack_edge.nested(depth, req.response, req)
                 if ran == true and type(resp) == "table" then
+                    assert.are.equal("alice", resp.body.name)
                     break
                 end
                 if ran == true and resp == nil then
@@ -230,7 +236,9 @@ describe("passage.core transport", function()
                     req:close() -- the call of response() itself did not fit
                 end
             end
-            assert.is_true(found > 0, "no nesting made building the table raise")
+            if not jit then
+                assert.is_true(found > 0, "no nesting made building the table raise")
+            end
         end)
 
         it("keeps a non-JSON body raw, with Retry-After and the status", function()
@@ -658,6 +666,67 @@ describe("passage.core transport", function()
                 collectgarbage()
                 collectgarbage()
             end
+        end)
+
+        -- A transport's decodes remember the keys they made, for the next
+        -- answer of the same shape. A finalizer that reads a response while
+        -- another is being read (its decode nested in the other's) may
+        -- replace keys the other remembered, at whichever allocation it
+        -- runs: each still gets its own keys, and the other's check still
+        -- sees every key for what it is. Here the 9th element of the outer
+        -- answer lacks the field its check requires and has the inner
+        -- answer's key in its place: a key the outer read would find
+        -- remembered, if the inner one ran just before it.
+        it("reads a response in a finalizer that runs in the middle of another read", function()
+            local torture = require("support.gc_torture")
+            local check = core.checker({ outer_id = "string" }, { "[]" })
+            local function doc(n, key_of)
+                local items = {}
+                for i = 1, n do
+                    items[i] = string.format('{"%s":"%d"}', key_of(i), i)
+                end
+                return "[" .. table.concat(items, ",") .. "]"
+            end
+            local function outer_key(i) return i == 9 and "inner_id" or "outer_id" end
+            local function inner_key() return "inner_id" end
+            local function whole(value, key_of, n)
+                assert.are.equal(n, #value)
+                for i = 1, n do
+                    assert.are.equal(tostring(i), value[i][key_of(i)])
+                end
+            end
+            local tr = core.transport()
+            for at = 1, 40 do
+                local outer = tr:start("POST", server.url("/reply"), {}, doc(16, outer_key))
+                local inner = tr:start("POST", server.url("/reply"), {}, doc(4, inner_key))
+                wait(tr, outer)
+                wait(tr, inner)
+                local nested, reading = nil, true
+                -- The finalizer makes itself again at each allocation, and
+                -- reads at the at-th: inside outer's read, before or amid
+                -- its decode (one left over when that read ends does nothing).
+                local function arm(left)
+                    torture.finalizer(function()
+                        if not reading then
+                            return
+                        elseif left > 1 then
+                            arm(left - 1)
+                        else
+                            nested = inner:response()
+                        end
+                    end)
+                end
+                local resp = torture.during(function()
+                    arm(at)
+                    return outer:response(check)
+                end)
+                reading = false
+                whole(resp.body, outer_key, 16)
+                assert.is_false(resp.checked, "finalizer at allocation " .. at)
+                nested = nested or inner:response()
+                whole(nested.body, inner_key, 4)
+            end
+            tr:close()
         end)
 
         it("survives a held request outliving its transport", function()

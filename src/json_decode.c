@@ -31,9 +31,32 @@
  * every later table at the position allocate as much. */
 #define SHAPE_MAX_HINT 65536u
 
+/* ---- key memory ----------------------------------------------------------
+ * Interning a key (hashing it, walking the string table) is a large share of
+ * decoding: a user has twenty keys, a page 500 users of the same twenty. So
+ * the shape cache also remembers key strings, one per (position of the
+ * object, ordinal of the member) slot, across documents: the next user, on
+ * the same page or in the next answer, finds its keys with one byte
+ * comparison and one lua_rawgeti. The strings live in the owner's key table
+ * (psg_json_push_key_table), which keeps them alive; the cache holds a C copy
+ * of each one's pointer and length, replaced together with the table's
+ * entry. Only short keys are kept, so a hostile answer pins little. */
+#define KEY_SLOT_BITS 7 /* see parse_key */
+#define KEY_SLOTS (1 << KEY_SLOT_BITS)
+#define KEY_KEPT_MAX_LEN 64
+
+typedef struct key_slot {
+    const char *s; /* bytes of the string at [index + 1] of the key table */
+    size_t len;
+} key_slot;
+
 struct psg_json_shapes {
     uint32_t tag[SHAPE_SLOTS];
     uint32_t size[SHAPE_SLOTS];
+    key_slot keys[KEY_SLOTS];
+    /* Counts the keys replaced, by any decode: one that a finalizer runs in
+     * the middle of another may replace the other's (see check_field). */
+    uint32_t keys_replaced;
 };
 
 psg_json_shapes *psg_json_shapes_new(void)
@@ -44,6 +67,13 @@ psg_json_shapes *psg_json_shapes_new(void)
 void psg_json_shapes_free(psg_json_shapes *shapes)
 {
     free(shapes);
+}
+
+void psg_json_push_key_table(lua_State *L)
+{
+    /* Every slot is in the array part from the start, so replacing a key
+     * never allocates. */
+    lua_createtable(L, KEY_SLOTS, 0);
 }
 
 static int shape_hint(const psg_json_shapes *shapes, uint32_t pos)
@@ -65,14 +95,6 @@ static void shape_learn(psg_json_shapes *shapes, uint32_t pos, size_t n)
 
 /* ---- decoder state ----------------------------------------------------- */
 
-#define KEY_SLOT_BITS 7 /* see parse_key */
-#define KEY_SLOTS (1 << KEY_SLOT_BITS)
-
-typedef struct key_slot {
-    const char *s; /* bytes of the key string in stack slot kc_base + index */
-    size_t len;
-} key_slot;
-
 typedef struct dec {
     lua_State *L;
     const char *s;   /* start of the document (offsets are relative to it) */
@@ -89,16 +111,19 @@ typedef struct dec {
      * earlier, bigger document never make a small one allocate more than a
      * document of its size could need. */
     size_t hint_budget;
-    int mt_index; /* absolute stack index of the array metatable */
-    int kc_base;  /* stack index of the first key slot; 0: no key cache */
-    key_slot keys[KEY_SLOTS];
+    int mt_index;   /* absolute stack index of the array metatable */
+    int key_table;  /* stack index of the key table; 0: no key memory */
+    key_slot *keys; /* the shape cache's C copies of the table's strings */
     /* The member check (opts->check), if any. */
     const psg_json_check *check;
     uint32_t check_required; /* bit i: field i must be present */
     int check_failed;
-    int key_slot_used;                 /* key cache slot of the last key, or -1 */
+    int key_slot_used; /* key memory slot of the last key, or -1 */
+    const char *key_s; /* with a slot: the last key's bytes (on the stack) */
+    size_t key_len;
     signed char slot_field[KEY_SLOTS]; /* check field of a slot's key; -1 none,
                                           -2 not looked up yet */
+    uint32_t keys_replaced;            /* the cache's count when slot_field was right */
 } dec;
 
 /* The size to create the next table at `pos` with, charged to the budget. */
@@ -397,14 +422,7 @@ static int parse_string(dec *d)
     }
 }
 
-/* ---- object keys -------------------------------------------------------
- * Interning a key (hashing it, walking the string table) is a large share of
- * decoding a page of alike objects. So each document keeps the key strings it
- * has seen in Lua stack slots, one per (position of the object, ordinal of
- * the member), with a C copy of each slot's pointer and length: the 2nd..500th
- * user find their keys with one byte comparison and one lua_pushvalue. The
- * strings are anchored by the stack, so the pointers stay valid until the
- * decode returns. */
+/* ---- object keys (see the key memory above) ------------------------- */
 
 /* memcmp(a, b, n) == 0 for the short lengths of keys, without a call. */
 static int same_bytes(const unsigned char *a, const unsigned char *b, size_t n)
@@ -446,7 +464,7 @@ static int parse_key(dec *d, uint32_t pos, uint32_t ordinal)
     unsigned slot;
     key_slot *k;
     d->key_slot_used = -1;
-    if (d->kc_base == 0)
+    if (d->key_table == 0)
         return parse_string(d);
     /* Fibonacci hashing: the ordinals of one object land far apart */
     slot = ((pos + ordinal) * 0x9E3779B1u) >> (32 - KEY_SLOT_BITS);
@@ -457,44 +475,55 @@ static int parse_key(dec *d, uint32_t pos, uint32_t ordinal)
     if (k->s != NULL && (size_t)(end - start) > k->len && start[k->len] == '"' &&
         same_bytes(start, (const unsigned char *)k->s, k->len)) {
         d->p = (const char *)start + k->len + 1;
-        lua_pushvalue(d->L, d->kc_base + (int)slot);
+        lua_rawgeti(d->L, d->key_table, (int)slot + 1);
         d->key_slot_used = (int)slot;
+        d->key_s = k->s;
+        d->key_len = k->len;
         return 1;
     }
     q = scan_plain(start, end);
-    if (q >= end || *q != '"')
-        return parse_string(d); /* escapes, UTF-8 or an error: the general path */
+    if (q >= end || *q != '"' || q - start > KEY_KEPT_MAX_LEN)
+        return parse_string(d); /* escapes, UTF-8, long or an error: the general path */
     lua_pushlstring(d->L, (const char *)start, (size_t)(q - start));
-    k->s = lua_tostring(d->L, -1); /* 5.1's lua_pushlstring returns nothing */
-    k->len = (size_t)(q - start);
     lua_pushvalue(d->L, -1);
-    lua_replace(d->L, d->kc_base + (int)slot);
+    lua_rawseti(d->L, d->key_table, (int)slot + 1); /* in the array part: no allocation */
+    k->s = lua_tostring(d->L, -1);                  /* 5.1's lua_pushlstring returns nothing */
+    k->len = (size_t)(q - start);
+    d->shapes->keys_replaced++;
+    d->keys_replaced++;
     d->slot_field[slot] = -2;
     d->key_slot_used = (int)slot;
+    d->key_s = k->s;
+    d->key_len = k->len;
     d->p = (const char *)q + 1;
     return 1;
 }
 
-/* The bytes of the key at the top of the stack: its key cache slot's C
- * copy when it has one, else from Lua. */
+/* The bytes of the key at the top of the stack: taken when it was pushed,
+ * if it came from the key memory, else from Lua. */
 static const char *key_bytes(dec *d, size_t *len)
 {
-    int slot = d->key_slot_used;
-    if (slot >= 0) {
-        *len = d->keys[slot].len;
-        return d->keys[slot].s;
+    if (d->key_slot_used >= 0) {
+        *len = d->key_len;
+        return d->key_s;
     }
     return lua_tolstring(d->L, -1, len);
 }
 
 /* ---- the member check ----------------------------------------------------
  * Which checked field the key at the top of the stack is (-1: none). A key
- * from the key cache is looked up once per document. */
+ * from the key memory is looked up once per document, unless a decode
+ * nested in this one (by a finalizer) replaced keys meanwhile: the slots
+ * may then hold other keys, and all are looked up afresh. */
 static int check_field(dec *d, const psg_json_check *ck)
 {
     int slot = d->key_slot_used, f;
     size_t klen;
     const char *key;
+    if (slot >= 0 && d->keys_replaced != d->shapes->keys_replaced) {
+        memset(d->slot_field, -2, sizeof d->slot_field);
+        d->keys_replaced = d->shapes->keys_replaced;
+    }
     if (slot >= 0 && d->slot_field[slot] != -2)
         return d->slot_field[slot];
     key = key_bytes(d, &klen);
@@ -754,7 +783,7 @@ static int parse_value(dec *d, uint32_t pos)
 }
 
 int psg_json_decode(lua_State *L, const char *s, size_t len, const psg_json_opts *opts,
-                    psg_json_shapes *shapes, psg_buf *scratch, psg_json_error *err)
+                    psg_json_shapes *shapes, int key_table, psg_buf *scratch, psg_json_error *err)
 {
     dec d;
     int base = lua_gettop(L);
@@ -772,6 +801,9 @@ int psg_json_decode(lua_State *L, const char *s, size_t len, const psg_json_opts
     d.keep_null = opts ? opts->keep_null : 0;
     d.max_depth = max_depth;
     d.depth = 0;
+    d.key_table = shapes != NULL ? key_table : 0;
+    d.keys = shapes != NULL ? shapes->keys : NULL;
+    d.keys_replaced = shapes != NULL ? shapes->keys_replaced : 0;
     d.check = opts != NULL && opts->check != NULL && opts->check->n >= 0 &&
                       opts->check->n <= PSG_JSON_CHECK_MAX
                   ? opts->check
@@ -790,11 +822,10 @@ int psg_json_decode(lua_State *L, const char *s, size_t len, const psg_json_opts
     err->message[0] = '\0';
     err->check_failed = 0;
 
-    if (!lua_checkstack(L, KEY_SLOTS + 4))
+    if (!lua_checkstack(L, 8))
         return fail_at(&d, s, "Lua stack exhausted");
     psg_json_push_array_mt(L);
     d.mt_index = lua_gettop(L);
-    d.kc_base = 0;
 
     d.p = skip_ws(d.p, d.end);
     if (d.p == d.end) {
@@ -805,12 +836,6 @@ int psg_json_decode(lua_State *L, const char *s, size_t len, const psg_json_opts
     if (d.end - d.p >= 3 && memcmp(d.p, "\xEF\xBB\xBF", 3) == 0) {
         fail_at(&d, d.p, "byte order mark not allowed");
         goto error;
-    }
-    if (*d.p == '{' || *d.p == '[') {
-        /* only documents with objects have keys worth caching */
-        d.kc_base = d.mt_index + 1;
-        lua_settop(L, d.mt_index + KEY_SLOTS);
-        memset(d.keys, 0, sizeof d.keys);
     }
     if (!parse_value(&d, PSG_JSON_POS_ROOT))
         goto error;
@@ -874,7 +899,8 @@ static int decode_protected(lua_State *L)
     const char *s = lua_tolstring(L, 2, &len);
     opts.check = psg_json_check_at(L, 3);
     memset(&err, 0, sizeof err);
-    if (psg_json_decode(L, s, len, &opts, u->shapes, &u->scratch, &err)) {
+    psg_getuservalue(L, 1); /* the key table, at 4: a decoder decodes once at a time */
+    if (psg_json_decode(L, s, len, &opts, u->shapes, 4, &u->scratch, &err)) {
         if (opts.check == NULL)
             return 1;
         lua_pushboolean(L, !err.check_failed);
@@ -983,6 +1009,8 @@ static int decoder_new(lua_State *L)
     u->opts = opts;
     luaL_getmetatable(L, DECODER_MT);
     lua_setmetatable(L, -2);
+    psg_json_push_key_table(L);
+    psg_setuservalue(L, -2);
     u->shapes = psg_json_shapes_new();
     if (u->shapes == NULL)
         return luaL_error(L, "not enough memory");

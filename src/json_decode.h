@@ -117,17 +117,24 @@ typedef struct psg_json_error {
 psg_json_shapes *psg_json_shapes_new(void);
 void psg_json_shapes_free(psg_json_shapes *shapes);
 
+/* The key memory of a shape cache (json_decode.c) keeps its strings in a
+ * Lua table of the owner's, made by psg_json_push_key_table and kept as long
+ * as the cache: one table per cache, never another. Decodes may nest (a
+ * finalizer decoding in the middle of a decode). */
+void psg_json_push_key_table(lua_State *L);
+
 /*
  * Decodes s[0..len). On success pushes exactly one value and returns 1. On
  * malformed input pushes nothing, fills *err and returns 0. It may raise a
  * Lua memory error; all scratch memory lives in *scratch (owned by a
  * userdata), so nothing leaks when it does. The array metatable is taken
  * from the registry (psg_json_push_array_mt). It grows the Lua stack itself
- * (about 130 slots, plus 4 per nesting level); when that fails it is a
- * decode error like any other.
+ * (8 slots, plus 4 per nesting level); when that fails it is a decode error
+ * like any other. key_table: the absolute stack index of the shape cache's
+ * key table, or 0 to decode without the key memory.
  */
 int psg_json_decode(lua_State *L, const char *s, size_t len, const psg_json_opts *opts,
-                    psg_json_shapes *shapes, psg_buf *scratch, psg_json_error *err);
+                    psg_json_shapes *shapes, int key_table, psg_buf *scratch, psg_json_error *err);
 
 /* Pushes the shared array metatable (created on first use, kept in the
  * registry). */

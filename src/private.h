@@ -248,9 +248,17 @@ void psg_transport_begin_turn(psg_transport *tr);
  * added is connected or sent now, without waiting for the next perform().
  * C only; never blocks. */
 void psg_transport_kick(psg_transport *tr);
+/* A transport's anchor table (its user value, and each request's) holds
+ * the transport, the key table of its shape cache, and each request not yet
+ * read or closed under its light userdata. */
+#define PSG_ANCHOR_TRANSPORT 1
+#define PSG_ANCHOR_KEY_TABLE 2
 /* Drops the anchor of r from the anchor table at the top of the stack (a
  * transport's user value; never allocates, so it cannot raise). */
 void psg_transport_unanchor(lua_State *L, psg_request *r);
+/* Pushes the key table of the shape cache of the transport whose anchor
+ * table is the user value of the request at request_idx (never raises). */
+void psg_transport_push_key_table(lua_State *L, int request_idx);
 
 /* sockets.c */
 /* Room for n sockets in the lists libcurl's callbacks write, so that they

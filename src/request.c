@@ -362,17 +362,20 @@ static int l_close(lua_State *L)
     return 0;
 }
 
-/* Decodes the body into a value pushed on the stack (1), or fills *err (0).
- * The transport's shape cache outlives a close() of the transport and is
- * freed by its __gc, which cannot run while this request is reachable (its
- * user value holds the transport): the pointer stays good for the decode. */
-static int decode_body(lua_State *L, psg_request *r, const psg_json_opts *opts, psg_json_error *err)
+/* Decodes the body into a value pushed on the stack (1), or fills *err (0);
+ * key_table: the stack index of the transport's key table. The transport's
+ * shape cache
+ * outlives a close() of the transport and is freed by its __gc, which cannot
+ * run while this request is reachable (its user value holds the transport):
+ * the pointer stays good for the decode. */
+static int decode_body(lua_State *L, psg_request *r, const psg_json_opts *opts, int key_table,
+                       psg_json_error *err)
 {
     psg_json_shapes *shapes = r->tr != NULL ? r->tr->shapes : NULL;
     int ok;
     memset(err, 0, sizeof *err);
     r->decoding = 1;
-    ok = psg_json_decode(L, r->body.data, r->body.len, opts, shapes, &r->scratch, err);
+    ok = psg_json_decode(L, r->body.data, r->body.len, opts, shapes, key_table, &r->scratch, err);
     r->decoding = 0;
     return ok;
 }
@@ -531,16 +534,18 @@ static void push_message(lua_State *L, const psg_request *r)
 }
 
 /* Builds the response table of the request at 1 (checked: done, not read,
- * not closed) with the check at 2, and releases the request. Everything
- * that can raise (out of memory) happens before any C memory is released,
- * so l_response can report the raise and leave the request to be closed. */
+ * not closed) with the check at 2 and the transport's key table at 3, and
+ * releases the request. Everything that can raise (out of
+ * memory) happens before any C memory is released, so l_response can report
+ * the raise and leave the request to be closed. */
 static int build_response(lua_State *L)
 {
     psg_request *r = (psg_request *)lua_touserdata(L, 1);
     const psg_json_check *check = psg_json_check_at(L, 2);
+    int key_table = lua_istable(L, 3) ? 3 : 0;
     const char *kind = kind_of(r);
     luaL_checkstack(L, 8, "passage.request");
-    lua_settop(L, 2); /* the check stays referenced while it is used */
+    lua_settop(L, 3); /* the check stays referenced while it is used */
     /* Room for the fields of a JSON answer; a failure's few more grow it. */
     lua_createtable(L, 0, 8);
     if (kind != NULL) {
@@ -561,7 +566,7 @@ static int build_response(lua_State *L)
         psg_json_error err;
         psg_json_opts opts = r->json;
         opts.check = check;
-        if (decode_body(L, r, &opts, &err)) {
+        if (decode_body(L, r, &opts, key_table, &err)) {
             set_field(L, F_BODY);
             lua_pushboolean(L, check != NULL && !err.check_failed);
             set_field(L, F_CHECKED);
@@ -594,9 +599,10 @@ static int l_response(lua_State *L)
     if (r->closed)
         return luaL_error(L, "request is closed");
     lua_settop(L, 2);
+    psg_transport_push_key_table(L, 1);
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
-    if (lua_pcall(L, 2, 1, 0) == 0)
+    if (lua_pcall(L, 3, 1, 0) == 0)
         return 1;
     /* The decode, if it was running, is over: what it kept from being
      * freed goes now if the transport let go of the request meanwhile. */

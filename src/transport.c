@@ -202,6 +202,13 @@ void psg_transport_give_buffer(psg_transport *tr, psg_buf *b)
     }
 }
 
+void psg_transport_push_key_table(lua_State *L, int request_idx)
+{
+    psg_getuservalue(L, request_idx);
+    lua_rawgeti(L, -1, PSG_ANCHOR_KEY_TABLE);
+    lua_replace(L, -2);
+}
+
 void psg_transport_unanchor(lua_State *L, psg_request *r)
 {
     lua_pushlightuserdata(L, r);
@@ -858,9 +865,11 @@ static int l_new(lua_State *L)
     tr->closed = 1; /* until fully built; __gc then frees what exists */
     luaL_getmetatable(L, PSG_TRANSPORT_MT);
     lua_setmetatable(L, -2);
-    lua_createtable(L, 1, 0); /* anchors of started requests, and the transport */
+    lua_createtable(L, 2, 0); /* the anchor table */
     lua_pushvalue(L, -2);
-    lua_rawseti(L, -2, 1);
+    lua_rawseti(L, -2, PSG_ANCHOR_TRANSPORT);
+    psg_json_push_key_table(L);
+    lua_rawseti(L, -2, PSG_ANCHOR_KEY_TABLE);
     psg_setuservalue(L, -2);
 
     tr->connect_timeout_ms = o.connect_timeout_ms;

@@ -34,7 +34,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static lua_State *FL;
 static int check_ref = LUA_NOREF;
-static psg_transport fake_tr; /* only its shape cache is used */
+static psg_transport fake_tr;         /* only its shape cache is used */
+static int key_table_ref = LUA_NOREF; /* the key table of its shape cache */
 
 static const long statuses[] = {200, 201, 200, 204, 0,   302, 400, 401,
                                 404, 409, 429, 500, 502, 503, 504, 100};
@@ -69,6 +70,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     fake_tr.shapes = psg_json_shapes_new();
     if (fake_tr.shapes == NULL)
         abort();
+    psg_json_push_key_table(FL);
+    key_table_ref = luaL_ref(FL, LUA_REGISTRYINDEX);
     return 0;
 }
 
@@ -113,9 +116,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(r, 0, sizeof *r);
     luaL_getmetatable(FL, PSG_REQUEST_MT);
     lua_setmetatable(FL, -2);
+    /* its user value as a transport's anchor table: the keys one input's
+     * decode remembers are there for the next input's */
     lua_createtable(FL, 2, 0);
     lua_pushboolean(FL, 0);
-    lua_rawseti(FL, -2, 1);
+    lua_rawseti(FL, -2, PSG_ANCHOR_TRANSPORT);
+    lua_rawgeti(FL, LUA_REGISTRYINDEX, key_table_ref);
+    lua_rawseti(FL, -2, PSG_ANCHOR_KEY_TABLE);
     psg_setuservalue(FL, -2);
     strcpy(r->method, "GET");
 

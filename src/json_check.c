@@ -24,7 +24,6 @@
 /* Upvalue 1 of a checker; upvalues 2.. are the field names, which also
  * anchor the names the decode-time check points to. */
 #define CHECKER_MAX 200
-#define CHECKER_MT "passage.checker"
 typedef struct checker_spec {
     int n;
     signed char type[CHECKER_MAX];
@@ -44,16 +43,19 @@ uint32_t psg_json_path_pos(const char *const *path, const size_t *len, int n)
     return pos;
 }
 
+static int checker_call(lua_State *L);
+
+/* A checker is told by its C function: only checker_new makes closures of
+ * checker_call, always with the spec as their first upvalue. */
 const psg_json_check *psg_json_check_at(lua_State *L, int idx)
 {
-    const checker_spec *spec = NULL;
-    if (lua_type(L, idx) != LUA_TFUNCTION || !lua_iscfunction(L, idx))
+    const checker_spec *spec;
+    if (lua_tocfunction(L, idx) != checker_call)
         return NULL;
-    if (lua_getupvalue(L, idx, 1) != NULL) {
-        spec = (const checker_spec *)psg_testudata(L, -1, CHECKER_MT);
-        lua_pop(L, 1);
-    }
-    return spec != NULL && spec->has_path ? &spec->inline_check : NULL;
+    lua_getupvalue(L, idx, 1);
+    spec = (const checker_spec *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return spec->has_path ? &spec->inline_check : NULL;
 }
 
 /* Whether the table at idx is an array the decoder made. */
@@ -112,8 +114,6 @@ static int checker_new(lua_State *L)
     lua_settop(L, 2);
     spec = (checker_spec *)lua_newuserdata(L, sizeof *spec);
     memset(spec, 0, sizeof *spec);
-    luaL_newmetatable(L, CHECKER_MT); /* marks the spec as ours */
-    lua_setmetatable(L, -2);
     if (lua_istable(L, 2)) {
         const char *path[16];
         size_t len[16];

@@ -69,11 +69,17 @@ void psg_json_shapes_free(psg_json_shapes *shapes)
     free(shapes);
 }
 
+/* Slot KEY_SLOTS + 1 of the key table holds the array metatable, found
+ * there without a lookup by name. */
+#define KEY_TABLE_ARRAY_MT (KEY_SLOTS + 1)
+
 void psg_json_push_key_table(lua_State *L)
 {
     /* Every slot is in the array part from the start, so replacing a key
      * never allocates. */
-    lua_createtable(L, KEY_SLOTS, 0);
+    lua_createtable(L, KEY_TABLE_ARRAY_MT, 0);
+    psg_json_push_array_mt(L);
+    lua_rawseti(L, -2, KEY_TABLE_ARRAY_MT);
 }
 
 static int shape_hint(const psg_json_shapes *shapes, uint32_t pos)
@@ -824,7 +830,10 @@ int psg_json_decode(lua_State *L, const char *s, size_t len, const psg_json_opts
 
     if (!lua_checkstack(L, 8))
         return fail_at(&d, s, "Lua stack exhausted");
-    psg_json_push_array_mt(L);
+    if (d.key_table != 0)
+        lua_rawgeti(L, d.key_table, KEY_TABLE_ARRAY_MT);
+    else
+        psg_json_push_array_mt(L);
     d.mt_index = lua_gettop(L);
 
     d.p = skip_ws(d.p, d.end);

@@ -62,6 +62,23 @@ struct pollfd;
 typedef struct psg_transport psg_transport;
 typedef struct psg_request psg_request;
 
+/* An easy handle and what libcurl reaches through its options: made and
+ * freed together, so the options of a pooled handle (callback data, error
+ * buffer) never point at a request that may be gone, and a request sets
+ * only what differs from the last one the handle carried. */
+typedef struct psg_easy {
+    CURL *curl;
+    psg_request *r; /* the request it carries; NULL in the pool */
+    /* The handle holds the transport's options and last carried a bodyless
+     * GET, whose timeout and header list it still holds. A header list
+     * freed since cannot be used through it: only a GET with a list at that
+     * very address is set up without setting it again. */
+    int plain;
+    long timeout_ms;
+    struct curl_slist *headers;
+    char errbuf[CURL_ERROR_SIZE]; /* libcurl's message of the transfer */
+} psg_easy;
+
 /* A header list as libcurl takes it, shared by every request started with
  * it: each holder (the header set userdata, each request using it) counts
  * one reference, and the last one frees it, so the collection order of a
@@ -147,12 +164,9 @@ struct psg_transport {
     psg_request *finished_head, *finished_tail;
     size_t n_finished;
 
-    /* Easy handles ready for the next request. A "plain" one still holds
-     * every transport option and last carried a bodyless GET, so another
-     * GET only sets what differs per request; the others were reset. None
-     * holds a pointer to the request it served. */
-    CURL *pool[PSG_EASY_POOL_MAX];
-    int pool_plain[PSG_EASY_POOL_MAX];
+    /* Easy handles ready for the next request: plain ones (see psg_easy),
+     * and others reset to libcurl's defaults. */
+    psg_easy *pool[PSG_EASY_POOL_MAX];
     int n_pool;
 
     /* Empty receive buffers for the next requests (see PSG_SPARE_BUFS). */
@@ -181,8 +195,7 @@ struct psg_request {
     int done;
     int ended; /* PSG_END_*: ended by us rather than by libcurl */
 
-    CURL *easy;           /* non-NULL only while in flight */
-    int plain;            /* easy carries a bodyless GET set up from transport options */
+    psg_easy *easy;       /* non-NULL only while in flight */
     psg_headers *headers; /* one reference, released with the transfer */
     char method[8];
 
@@ -193,10 +206,11 @@ struct psg_request {
     int out_of_memory;
     /* Outside the userdata, so that a request per call is a small object
      * for the collector: the values of the final response's headers (NULL
-     * when absent), and libcurl's error buffer (CURL_ERROR_SIZE bytes). */
+     * when absent), and libcurl's message, copied from the handle's error
+     * buffer when the transfer ended (NULL when it wrote none). */
     char *retry_after;
     char *content_type;
-    char *errbuf;
+    char *error;
     /* Why header_cb refused the reply's framing (a static message), so that
      * it ends as a "network" error whatever libcurl would make of it;
      * bad_status_line when it was the status line: no status then. */
@@ -226,9 +240,11 @@ struct psg_request {
  * the table at the top of the stack. */
 void psg_transport_register(lua_State *L);
 
-/* *plain tells whether the handle is a plain one (see the pool). */
-CURL *psg_transport_take_easy(psg_transport *tr, int *plain);
-void psg_transport_put_easy(psg_transport *tr, CURL *easy, int plain);
+/* A handle from the pool, or a new one (not plain); NULL when out of
+ * memory. Back into the pool (or freed): a handle that is not plain is
+ * reset first. */
+psg_easy *psg_transport_take_easy(psg_transport *tr);
+void psg_transport_put_easy(psg_transport *tr, psg_easy *e);
 /* A spare receive buffer into *b (empty, for a new request), if one is kept;
  * and back: *b is kept as a spare or freed, and left empty either way. */
 void psg_transport_take_buffer(psg_transport *tr, psg_buf *b);

@@ -90,7 +90,7 @@ static size_t out_of_memory(psg_request *r)
 
 static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
-    psg_request *r = (psg_request *)userdata;
+    psg_request *r = ((psg_easy *)userdata)->r;
     size_t n = size * nmemb;
     /* CURLOPT_MAXFILESIZE only sees a declared Content-Length; chunked and
      * compressed bodies are capped here. Returning short aborts the
@@ -166,7 +166,8 @@ static int header_is(const char *line, size_t len, const char *name, size_t name
 static int over_tls(const psg_request *r)
 {
     char *scheme = NULL;
-    return r->easy != NULL && curl_easy_getinfo(r->easy, CURLINFO_SCHEME, &scheme) == CURLE_OK &&
+    return r->easy != NULL &&
+           curl_easy_getinfo(r->easy->curl, CURLINFO_SCHEME, &scheme) == CURLE_OK &&
            scheme != NULL && strcasecmp(scheme, "https") == 0;
 }
 
@@ -203,15 +204,14 @@ static int prereq_cb(void *clientp, char *primary_ip, char *local_ip, int primar
                      int local_port)
 {
     (void)primary_ip, (void)local_ip, (void)primary_port, (void)local_port;
-    if (clientp != NULL) /* the error buffer exists while the transfer runs */
-        ((psg_request *)clientp)->errbuf[0] = '\0';
+    ((psg_easy *)clientp)->errbuf[0] = '\0';
     return CURL_PREREQFUNC_OK;
 }
 #endif
 
 static size_t header_cb(char *line, size_t size, size_t nitems, void *userdata)
 {
-    psg_request *r = (psg_request *)userdata;
+    psg_request *r = ((psg_easy *)userdata)->r;
     size_t len = size * nitems;
     if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
         if (!(len >= 7 && memcmp(line, "HTTP/1.", 7) == 0) && !over_tls(r)) {
@@ -237,23 +237,33 @@ static size_t header_cb(char *line, size_t size, size_t nitems, void *userdata)
 
 /* ---- ending a transfer (C only; called from transport.c as well) -------- */
 
+/* What the request keeps of its transfer, before the handle goes back to
+ * the pool. The message is copied only when libcurl wrote one (a failure);
+ * without memory for it, the code's own text stands in. */
 static void gather_info(psg_request *r)
 {
+    CURL *curl = r->easy->curl;
+    const char *message = r->easy->errbuf;
     long v = 0;
     /* No final status: interim (1xx) answers only, or a refused status
      * line, count as none, as on the cosocket transport. */
-    if (curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &v) == CURLE_OK && v >= 200 &&
+    if (curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &v) == CURLE_OK && v >= 200 &&
         !r->bad_status_line)
         r->status = v;
     v = 0;
-    if (curl_easy_getinfo(r->easy, CURLINFO_REQUEST_SIZE, &v) == CURLE_OK)
+    if (curl_easy_getinfo(curl, CURLINFO_REQUEST_SIZE, &v) == CURLE_OK)
         r->request_size = v;
     v = 0;
-    if (curl_easy_getinfo(r->easy, CURLINFO_NUM_CONNECTS, &v) == CURLE_OK)
+    if (curl_easy_getinfo(curl, CURLINFO_NUM_CONNECTS, &v) == CURLE_OK)
         r->connects = v;
     v = 0;
-    if (curl_easy_getinfo(r->easy, CURLINFO_HEADER_SIZE, &v) == CURLE_OK)
+    if (curl_easy_getinfo(curl, CURLINFO_HEADER_SIZE, &v) == CURLE_OK)
         r->header_bytes = v;
+    if (message[0] != '\0' && r->error == NULL) {
+        size_t len = strlen(message);
+        if ((r->error = (char *)malloc(len + 1)) != NULL)
+            memcpy(r->error, message, len + 1);
+    }
 }
 
 /* Takes r out of libcurl and gives its easy handle back to the pool. */
@@ -263,10 +273,9 @@ static void release_transfer(psg_request *r)
     if (r->easy != NULL) {
         gather_info(r);
         if (tr != NULL && tr->multi != NULL)
-            curl_multi_remove_handle(tr->multi, r->easy);
-        psg_transport_put_easy(tr, r->easy, r->plain);
+            curl_multi_remove_handle(tr->multi, r->easy->curl);
+        psg_transport_put_easy(tr, r->easy);
         r->easy = NULL;
-        r->plain = 0;
     }
     psg_headers_release(r->headers);
     r->headers = NULL;
@@ -299,8 +308,8 @@ static void free_memory(psg_request *r)
     psg_transport_give_buffer(r->tr, &r->body);
     psg_buf_free(&r->scratch);
     forget_values(r);
-    free(r->errbuf);
-    r->errbuf = NULL;
+    free(r->error);
+    r->error = NULL;
 }
 
 /* ---- Lua side ----------------------------------------------------------- */
@@ -489,24 +498,37 @@ static const char *const FIELD_NAMES[F_COUNT] = {
     "kind",      "message",  "sent", "status",  "retry_after",  "content_type",
     "body_size", "connects", "body", "checked", "decode_error", "raw"};
 
-/* Sets field f of the table under the value at the top, popping the value. */
-static void set_field(lua_State *L, int f)
+/* A field of the table at the top: its name is pushed, then its value,
+ * then set_field sets it (popping both). */
+static void push_name(lua_State *L, int f)
 {
     lua_pushvalue(L, lua_upvalueindex(f));
-    lua_insert(L, -2);
+}
+
+static void set_field(lua_State *L)
+{
     lua_rawset(L, -3);
 }
 
 static void set_string(lua_State *L, int f, const char *v)
 {
+    push_name(L, f);
     lua_pushstring(L, v);
-    set_field(L, f);
+    set_field(L);
 }
 
 static void set_whole(lua_State *L, int f, long long v)
 {
+    push_name(L, f);
     psg_pushwhole(L, v);
-    set_field(L, f);
+    set_field(L);
+}
+
+static void set_boolean(lua_State *L, int f, int v)
+{
+    push_name(L, f);
+    lua_pushboolean(L, v);
+    set_field(L);
 }
 
 static void push_message(lua_State *L, const psg_request *r)
@@ -527,8 +549,8 @@ static void push_message(lua_State *L, const psg_request *r)
                                       : "request larger than libcurl accepts");
     else if (r->out_of_memory)
         lua_pushliteral(L, "out of memory storing the response");
-    else if (r->errbuf != NULL && r->errbuf[0] != '\0')
-        lua_pushstring(L, r->errbuf);
+    else if (r->error != NULL)
+        lua_pushstring(L, r->error);
     else
         lua_pushstring(L, curl_easy_strerror(r->code));
 }
@@ -550,11 +572,11 @@ static int build_response(lua_State *L)
     lua_createtable(L, 0, 8);
     if (kind != NULL) {
         set_string(L, F_KIND, kind);
+        push_name(L, F_MESSAGE);
         push_message(L, r);
-        set_field(L, F_MESSAGE);
+        set_field(L);
     }
-    lua_pushboolean(L, was_sent(r));
-    set_field(L, F_SENT);
+    set_boolean(L, F_SENT, was_sent(r));
     set_whole(L, F_STATUS, r->status);
     if (r->retry_after != NULL)
         set_string(L, F_RETRY_AFTER, r->retry_after);
@@ -566,14 +588,16 @@ static int build_response(lua_State *L)
         psg_json_error err;
         psg_json_opts opts = r->json;
         opts.check = check;
+        push_name(L, F_BODY);
         if (decode_body(L, r, &opts, key_table, &err)) {
-            set_field(L, F_BODY);
-            lua_pushboolean(L, check != NULL && !err.check_failed);
-            set_field(L, F_CHECKED);
+            set_field(L);
+            set_boolean(L, F_CHECKED, check != NULL && !err.check_failed);
         } else {
+            lua_pop(L, 1);
             set_string(L, F_DECODE_ERROR, err.message);
+            push_name(L, F_RAW);
             lua_pushlstring(L, r->body.data, r->body.len);
-            set_field(L, F_RAW);
+            set_field(L);
         }
     }
     /* Read once and not kept: the request is done with its transport, and
@@ -624,42 +648,43 @@ static int l_response(lua_State *L)
             rc = curl_easy_setopt(easy, opt, val);                                                 \
     } while (0)
 
-/* What differs between two bodyless GETs on the same transport. */
-static CURLcode setup_plain_get(CURL *easy, psg_request *r, const char *url, long timeout_ms)
+/* What differs between two bodyless GETs on the same transport: the URL,
+ * and the timeout and headers when they are not the ones the plain handle
+ * holds (see psg_easy). */
+static CURLcode setup_plain_get(psg_easy *e, psg_request *r, const char *url, long timeout_ms)
 {
+    CURL *easy = e->curl;
     CURLcode rc = CURLE_OK;
-    SETOPT(CURLOPT_PRIVATE, (char *)r);
     SETOPT(CURLOPT_URL, url);
-    SETOPT(CURLOPT_WRITEDATA, (void *)r);
-    SETOPT(CURLOPT_HEADERDATA, (void *)r);
-    SETOPT(CURLOPT_ERRORBUFFER, r->errbuf);
-#if LIBCURL_VERSION_NUM >= 0x075000
-    SETOPT(CURLOPT_PREREQDATA, (void *)r);
-#endif
-    SETOPT(CURLOPT_TIMEOUT_MS, timeout_ms);
-    SETOPT(CURLOPT_HTTPHEADER, r->headers->bodyless);
+    if (e->timeout_ms != timeout_ms)
+        SETOPT(CURLOPT_TIMEOUT_MS, timeout_ms);
+    if (e->headers != r->headers->bodyless)
+        SETOPT(CURLOPT_HTTPHEADER, r->headers->bodyless);
+    e->timeout_ms = timeout_ms;
+    e->headers = r->headers->bodyless;
     return rc;
 }
 
 /* Applies every option of the transfer to a fresh (or reset) easy handle. */
-static CURLcode setup_easy(CURL *easy, psg_transport *tr, psg_request *r, const char *url,
+static CURLcode setup_easy(psg_easy *e, psg_transport *tr, psg_request *r, const char *url,
                            const char *body, size_t body_len, long timeout_ms)
 {
+    CURL *easy = e->curl;
     CURLcode rc = CURLE_OK;
     /* A body (possibly empty) goes with every method but GET and DELETE. */
     int sends_body =
         body != NULL || (strcmp(r->method, "GET") != 0 && strcmp(r->method, "DELETE") != 0);
-    SETOPT(CURLOPT_PRIVATE, (char *)r);
+    SETOPT(CURLOPT_PRIVATE, (char *)e);
     SETOPT(CURLOPT_URL, url);
     SETOPT(CURLOPT_NOSIGNAL, 1L); /* may run in threads that own signals */
     SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
-    SETOPT(CURLOPT_WRITEDATA, (void *)r);
+    SETOPT(CURLOPT_WRITEDATA, (void *)e);
     SETOPT(CURLOPT_HEADERFUNCTION, header_cb);
-    SETOPT(CURLOPT_HEADERDATA, (void *)r);
-    SETOPT(CURLOPT_ERRORBUFFER, r->errbuf);
+    SETOPT(CURLOPT_HEADERDATA, (void *)e);
+    SETOPT(CURLOPT_ERRORBUFFER, e->errbuf);
 #if LIBCURL_VERSION_NUM >= 0x075000
     SETOPT(CURLOPT_PREREQFUNCTION, prereq_cb);
-    SETOPT(CURLOPT_PREREQDATA, (void *)r);
+    SETOPT(CURLOPT_PREREQDATA, (void *)e);
 #endif
     SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
 #if LIBCURL_VERSION_NUM >= 0x075500
@@ -682,6 +707,8 @@ static CURLcode setup_easy(CURL *easy, psg_transport *tr, psg_request *r, const 
     SETOPT(CURLOPT_OPENSOCKETFUNCTION, psg_transport_open_socket);
     SETOPT(CURLOPT_OPENSOCKETDATA, (void *)tr);
     SETOPT(CURLOPT_HTTPHEADER, sends_body ? r->headers->list : r->headers->bodyless);
+    e->timeout_ms = timeout_ms;
+    e->headers = sends_body ? r->headers->list : r->headers->bodyless;
     if (body != NULL || strcmp(r->method, "GET") != 0) {
         if (sends_body) {
             /* Always a Content-Length, even 0, for methods that carry a
@@ -781,9 +808,10 @@ static psg_request *new_request(lua_State *L, psg_transport *tr, const start_arg
  * sockets, and its place in the multi handle. Returns NULL, or why it
  * failed; *easy is the handle taken, if any. Never raises. */
 static const char *take_transfer(lua_State *L, psg_transport *tr, psg_request *r,
-                                 const start_args *a, CURL **easy)
+                                 const start_args *a, psg_easy **easy)
 {
-    int plain = 0, get = a->body == NULL && a->method == 0;
+    int get = a->body == NULL && a->method == 0;
+    psg_easy *e;
     CURLcode rc;
     CURLMcode mc;
     if (a->shared != NULL) {
@@ -793,37 +821,37 @@ static const char *take_transfer(lua_State *L, psg_transport *tr, psg_request *r
                                                a->present, tr->user_agent)) == NULL) {
         return "out of memory";
     }
-    if ((r->errbuf = (char *)malloc(CURL_ERROR_SIZE)) == NULL)
+    if ((*easy = e = psg_transport_take_easy(tr)) == NULL)
         return "out of memory";
-    r->errbuf[0] = '\0';
-    if ((*easy = psg_transport_take_easy(tr, &plain)) == NULL)
-        return "out of memory";
-    if (plain && get) {
-        rc = setup_plain_get(*easy, r, a->url, a->timeout_ms);
+    e->r = r;
+    e->errbuf[0] = '\0';
+    if (e->plain && get) {
+        rc = setup_plain_get(e, r, a->url, a->timeout_ms);
     } else {
-        if (plain)
-            curl_easy_reset(*easy);
-        rc = setup_easy(*easy, tr, r, a->url, a->body, a->body_len, a->timeout_ms);
+        if (e->plain)
+            curl_easy_reset(e->curl);
+        rc = setup_easy(e, tr, r, a->url, a->body, a->body_len, a->timeout_ms);
     }
+    /* A handle that failed to take an option is reset when it goes back. */
+    e->plain = get && rc == CURLE_OK;
     if (rc != CURLE_OK)
         return curl_easy_strerror(rc);
-    r->plain = get;
     /* A transfer has one socket, two while connecting (happy eyeballs). */
     if (!psg_transport_reserve_sockets(tr, 2 * (tr->n_inflight + 1)))
         return "out of memory";
-    if ((mc = curl_multi_add_handle(tr->multi, *easy)) != CURLM_OK)
+    if ((mc = curl_multi_add_handle(tr->multi, e->curl)) != CURLM_OK)
         return curl_multi_strerror(mc);
     return NULL;
 }
 
 /* Gives back what take_transfer took, drops the anchor and raises. */
-static int fail_start(lua_State *L, psg_transport *tr, psg_request *r, CURL *easy, const char *why)
+static int fail_start(lua_State *L, psg_transport *tr, psg_request *r, psg_easy *easy,
+                      const char *why)
 {
     if (easy != NULL)
-        psg_transport_put_easy(tr, easy, 0);
+        psg_transport_put_easy(tr, easy);
     psg_headers_release(r->headers);
     r->headers = NULL;
-    r->plain = 0;
     free_memory(r);
     r->tr = NULL;
     r->done = 1;
@@ -839,7 +867,7 @@ int psg_request_start(lua_State *L)
     psg_transport *tr = (psg_transport *)luaL_checkudata(L, 1, PSG_TRANSPORT_MT);
     start_args a;
     psg_request *r;
-    CURL *easy = NULL;
+    psg_easy *easy = NULL;
     const char *fail;
     int top;
 

@@ -147,39 +147,35 @@ void psg_transport_link_finished(psg_transport *tr, psg_request *r)
     r->list = PSG_LIST_FINISHED;
 }
 
-CURL *psg_transport_take_easy(psg_transport *tr, int *plain)
+psg_easy *psg_transport_take_easy(psg_transport *tr)
 {
-    if (tr->n_pool > 0) {
-        tr->n_pool--;
-        *plain = tr->pool_plain[tr->n_pool];
-        return tr->pool[tr->n_pool];
+    psg_easy *e;
+    if (tr->n_pool > 0)
+        return tr->pool[--tr->n_pool];
+    if ((e = (psg_easy *)calloc(1, sizeof *e)) == NULL)
+        return NULL;
+    if ((e->curl = curl_easy_init()) == NULL) {
+        free(e);
+        return NULL;
     }
-    *plain = 0;
-    return curl_easy_init();
+    return e;
 }
 
-/* A pooled handle must hold no pointer to the request it served (error
- * buffer, callback data), which may be freed long before the handle is used
- * again: a plain handle has exactly those cleared, any other is reset. */
-void psg_transport_put_easy(psg_transport *tr, CURL *easy, int plain)
+static void free_easy(psg_easy *e)
 {
+    curl_easy_cleanup(e->curl);
+    free(e);
+}
+
+void psg_transport_put_easy(psg_transport *tr, psg_easy *e)
+{
+    e->r = NULL;
     if (tr != NULL && !tr->closed && tr->n_pool < PSG_EASY_POOL_MAX) {
-        if (plain) {
-            curl_easy_setopt(easy, CURLOPT_PRIVATE, (char *)NULL);
-            curl_easy_setopt(easy, CURLOPT_WRITEDATA, (void *)NULL);
-            curl_easy_setopt(easy, CURLOPT_HEADERDATA, (void *)NULL);
-            curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, (char *)NULL);
-#if LIBCURL_VERSION_NUM >= 0x075000
-            curl_easy_setopt(easy, CURLOPT_PREREQDATA, (void *)NULL);
-#endif
-            curl_easy_setopt(easy, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
-        } else {
-            curl_easy_reset(easy);
-        }
-        tr->pool_plain[tr->n_pool] = plain;
-        tr->pool[tr->n_pool++] = easy;
+        if (!e->plain)
+            curl_easy_reset(e->curl);
+        tr->pool[tr->n_pool++] = e;
     } else {
-        curl_easy_cleanup(easy);
+        free_easy(e);
     }
 }
 
@@ -286,8 +282,8 @@ static void collect_finished(psg_transport *tr)
         easy = msg->easy_handle;
         code = msg->data.result;
         curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
-        if (priv != NULL)
-            psg_request_finish((psg_request *)priv, code);
+        if (priv != NULL && ((psg_easy *)priv)->r != NULL)
+            psg_request_finish(((psg_easy *)priv)->r, code);
     }
 }
 
@@ -470,7 +466,7 @@ static void transport_close(lua_State *L, int idx, psg_transport *tr)
     lua_pop(L, 1);
     tr->closed = 1;
     while (tr->n_pool > 0)
-        curl_easy_cleanup(tr->pool[--tr->n_pool]);
+        free_easy(tr->pool[--tr->n_pool]);
     while (tr->n_spare > 0)
         psg_buf_free(&tr->spare[--tr->n_spare]);
     if (tr->multi != NULL)

@@ -77,7 +77,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 /* Feeds header lines as libcurl does: one call per line, line end included.
  * Returns the offset of the body. */
-static size_t feed_headers(psg_request *r, const uint8_t *data, size_t size)
+static size_t feed_headers(psg_easy *e, const uint8_t *data, size_t size)
 {
     size_t pos = 0;
     while (pos < size) {
@@ -89,10 +89,10 @@ static size_t feed_headers(psg_request *r, const uint8_t *data, size_t size)
         if (line == NULL)
             abort();
         memcpy(line, data + pos, len);
-        if (header_cb(line, 1, len, r) != len) {
+        if (header_cb(line, 1, len, e) != len) {
             /* A refused line (r->malformed) ends the transfer, as in libcurl. */
             free(line);
-            r->code = CURLE_WRITE_ERROR;
+            e->r->code = CURLE_WRITE_ERROR;
             return size;
         }
         free(line);
@@ -106,6 +106,7 @@ static size_t feed_headers(psg_request *r, const uint8_t *data, size_t size)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     psg_request *r;
+    psg_easy carrier; /* what libcurl hands the callbacks: the handle's */
     size_t body_at, chunk, pos;
     int top, op;
     if (size < 3)
@@ -137,7 +138,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     data += 3;
     size -= 3;
 
-    body_at = feed_headers(r, data, size);
+    memset(&carrier, 0, sizeof carrier);
+    carrier.r = r;
+    body_at = feed_headers(&carrier, data, size);
     for (pos = body_at; pos < size; pos += chunk) {
         size_t n = size - pos < chunk ? size - pos : chunk;
         char *piece = (char *)malloc(n);
@@ -145,7 +148,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (piece == NULL)
             abort();
         memcpy(piece, data + pos, n);
-        taken = write_cb(piece, 1, n, r);
+        taken = write_cb(piece, 1, n, &carrier);
         free(piece);
         if (taken != n) {
             r->code = CURLE_WRITE_ERROR; /* what libcurl reports then */

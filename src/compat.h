@@ -40,24 +40,6 @@ static inline void psg_newlib(lua_State *L, const luaL_Reg *l)
     psg_setfuncs(L, l);
 }
 
-/* Registers the metatable `name` once: the metamethods of meta, the methods
- * (or none) as its __index, and __metatable = name, so a script can neither
- * read nor replace it. */
-static inline void psg_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
-                                const luaL_Reg *methods)
-{
-    if (luaL_newmetatable(L, name)) {
-        psg_setfuncs(L, meta);
-        if (methods != NULL) {
-            psg_newlib(L, methods);
-            lua_setfield(L, -2, "__index");
-        }
-        lua_pushstring(L, name);
-        lua_setfield(L, -2, "__metatable");
-    }
-    lua_pop(L, 1);
-}
-
 /* Pushes a whole number: a Lua integer where the VM has them, else a double
  * (exact up to 2^53, which covers every value the API sends). */
 static inline void psg_pushwhole(lua_State *L, long long v)

@@ -133,7 +133,7 @@ int psg_headers_new(lua_State *L, const char *user_agent)
     n = psg_headers_check(L, 2, &present);
     box = (psg_headers **)lua_newuserdata(L, sizeof *box);
     *box = NULL;
-    luaL_getmetatable(L, PSG_HEADERS_MT);
+    lua_pushvalue(L, lua_upvalueindex(PSG_UP_HEADERS_MT));
     lua_setmetatable(L, -2);
     if ((*box = psg_headers_build(L, 2, n, present, user_agent)) == NULL)
         return luaL_error(L, "out of memory");
@@ -142,7 +142,7 @@ int psg_headers_new(lua_State *L, const char *user_agent)
 
 static int headers_gc(lua_State *L)
 {
-    psg_headers **box = (psg_headers **)luaL_checkudata(L, 1, PSG_HEADERS_MT);
+    psg_headers **box = (psg_headers **)psg_checkclass(L, 1, PSG_UP_HEADERS_MT, PSG_HEADERS_MT);
     psg_headers_release(*box);
     *box = NULL;
     return 0;
@@ -150,14 +150,14 @@ static int headers_gc(lua_State *L)
 
 static int headers_tostring(lua_State *L)
 {
-    luaL_checkudata(L, 1, PSG_HEADERS_MT);
+    psg_checkclass(L, 1, PSG_UP_HEADERS_MT, PSG_HEADERS_MT);
     lua_pushliteral(L, "passage.headers");
     return 1;
 }
 
-void psg_headers_register(lua_State *L)
+void psg_headers_register(lua_State *L, int classes)
 {
     static const luaL_Reg meta[] = {
         {"__gc", headers_gc}, {"__tostring", headers_tostring}, {NULL, NULL}};
-    psg_newclass(L, PSG_HEADERS_MT, meta, NULL);
+    psg_class_fill(L, classes, PSG_UP_HEADERS_MT, PSG_HEADERS_MT, meta, NULL);
 }

@@ -235,9 +235,70 @@ struct psg_request {
     int decoding;
 };
 
+/* ---- the classes: transport, request, header set ------------------------
+ * Their three metatables are made first, and every function of theirs is a
+ * closure over all three (upvalues PSG_UP_*, in this order), so that a
+ * method checks its self, or a request or header set it is given, by
+ * comparing metatables: no lookup by name (LuaJIT's luaL_checkudata interns
+ * the name on every call, and a get_user checks six). */
+enum { PSG_UP_TRANSPORT_MT = 1, PSG_UP_REQUEST_MT, PSG_UP_HEADERS_MT };
+#define PSG_UP_CLASSES 3
+
+/* Sets the functions of l on the table at the top, each a closure over the
+ * class metatables at classes, classes + 1 and classes + 2. */
+static inline void psg_class_funcs(lua_State *L, int classes, const luaL_Reg *l)
+{
+    for (; l->name != NULL; l++) {
+        lua_pushvalue(L, classes);
+        lua_pushvalue(L, classes + 1);
+        lua_pushvalue(L, classes + 2);
+        lua_pushcclosure(L, l->func, PSG_UP_CLASSES);
+        lua_setfield(L, -2, l->name);
+    }
+}
+
+/* Fills the metatable of class `up` (its metamethods, its methods as
+ * __index, and __metatable = name, so a script can neither read nor
+ * replace it); the metatables are at classes.. as psg_class_funcs takes
+ * them. Leaves the stack as it was. */
+static inline void psg_class_fill(lua_State *L, int classes, int up, const char *name,
+                                  const luaL_Reg *meta, const luaL_Reg *methods)
+{
+    lua_pushvalue(L, classes + up - 1);
+    psg_class_funcs(L, classes, meta);
+    if (methods != NULL) {
+        lua_newtable(L);
+        psg_class_funcs(L, classes, methods);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 1);
+}
+
+/* The userdata at idx when it is of class `up`, else NULL; only in a
+ * function of the classes. */
+static inline void *psg_testclass(lua_State *L, int idx, int up)
+{
+    void *p = lua_touserdata(L, idx);
+    int same;
+    if (p == NULL || !lua_getmetatable(L, idx))
+        return NULL;
+    same = lua_rawequal(L, -1, lua_upvalueindex(up));
+    lua_pop(L, 1);
+    return same ? p : NULL;
+}
+
+/* The same, raising as luaL_checkudata does when it is not. */
+static inline void *psg_checkclass(lua_State *L, int idx, int up, const char *name)
+{
+    void *p = psg_testclass(L, idx, up);
+    return p != NULL ? p : luaL_checkudata(L, idx, name);
+}
+
 /* transport.c */
-/* Registers core.transport (and the request and header set metatables) on
- * the table at the top of the stack. */
+/* Registers core.transport and the three classes on the table at the top
+ * of the stack. */
 void psg_transport_register(lua_State *L);
 
 /* A handle from the pool, or a new one (not plain); NULL when out of
@@ -303,7 +364,8 @@ curl_socket_t psg_sockets_from_host(const psg_sockets *s, int fd);
 void psg_sockets_free(psg_sockets *s);
 
 /* request.c */
-void psg_request_register(lua_State *L);
+/* Fills the request class (see psg_class_fill). */
+void psg_request_register(lua_State *L, int classes);
 int psg_request_start(lua_State *L); /* transport:start(...) */
 /* libcurl finished r with `code`: gather results, release the easy handle,
  * move r to the finished list. C only. */
@@ -320,7 +382,8 @@ void psg_request_detach(psg_request *r);
 int psg_path(lua_State *L);
 
 /* headers.c */
-void psg_headers_register(lua_State *L);
+/* Fills the header set class (see psg_class_fill). */
+void psg_headers_register(lua_State *L, int classes);
 /* The header set of the array at index 2 (transport:headers(list), whose
  * transport.c checks the transport at index 1 first). */
 int psg_headers_new(lua_State *L, const char *user_agent);

@@ -316,7 +316,7 @@ static void free_memory(psg_request *r)
 
 static psg_request *check_request(lua_State *L, int idx)
 {
-    return (psg_request *)luaL_checkudata(L, idx, PSG_REQUEST_MT);
+    return (psg_request *)psg_checkclass(L, idx, PSG_UP_REQUEST_MT, PSG_REQUEST_MT);
 }
 
 /* Ends r for good: cancels it if it is in flight, takes it off its
@@ -612,7 +612,9 @@ static int build_response(lua_State *L)
  * returned as nil, message instead, and the request is left for close().
  * So a caller needs no pcall of its own around the call, and on LuaJIT the
  * code after it stays in one compiled trace. The table is built by the
- * first upvalue, whose upvalues are the field names. */
+ * upvalue after the class metatables, whose upvalues are the field names. */
+#define RESPONSE_BUILDER (PSG_UP_CLASSES + 1)
+
 static int l_response(lua_State *L)
 {
     psg_request *r = check_request(L, 1);
@@ -624,7 +626,7 @@ static int l_response(lua_State *L)
         return luaL_error(L, "request is closed");
     lua_settop(L, 2);
     psg_transport_push_key_table(L, 1);
-    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, lua_upvalueindex(RESPONSE_BUILDER));
     lua_insert(L, 1);
     if (lua_pcall(L, 3, 1, 0) == 0)
         return 1;
@@ -757,7 +759,7 @@ static void check_start_args(lua_State *L, const psg_transport *tr, start_args *
     if (psg_has_ctl(a->url, url_len))
         luaL_argerror(L, 3, "url contains CR, LF or NUL");
     if (!lua_isnil(L, 4)) {
-        psg_headers **box = (psg_headers **)psg_testudata(L, 4, PSG_HEADERS_MT);
+        psg_headers **box = (psg_headers **)psg_testclass(L, 4, PSG_UP_HEADERS_MT);
         if (box != NULL && *box != NULL)
             a->shared = *box;
         else
@@ -783,7 +785,7 @@ static psg_request *new_request(lua_State *L, psg_transport *tr, const start_arg
     psg_request *r = (psg_request *)psg_newuserdata(L, sizeof *r);
     int top = lua_gettop(L);
     memset(r, 0, sizeof *r);
-    luaL_getmetatable(L, PSG_REQUEST_MT);
+    lua_pushvalue(L, lua_upvalueindex(PSG_UP_REQUEST_MT));
     lua_setmetatable(L, top);
     strcpy(r->method, METHODS[a->method]);
     psg_getuservalue(L, 1); /* the transport's anchors: the request's too */
@@ -864,7 +866,8 @@ static int fail_start(lua_State *L, psg_transport *tr, psg_request *r, psg_easy 
 
 int psg_request_start(lua_State *L)
 {
-    psg_transport *tr = (psg_transport *)luaL_checkudata(L, 1, PSG_TRANSPORT_MT);
+    psg_transport *tr =
+        (psg_transport *)psg_checkclass(L, 1, PSG_UP_TRANSPORT_MT, PSG_TRANSPORT_MT);
     start_args a;
     psg_request *r;
     psg_easy *easy = NULL;
@@ -892,7 +895,7 @@ int psg_request_start(lua_State *L)
     return 1;
 }
 
-void psg_request_register(lua_State *L)
+void psg_request_register(lua_State *L, int classes)
 {
     static const luaL_Reg methods[] = {
         {"done", l_done}, {"size", l_size}, {"cancel", l_cancel}, {"close", l_close}, {NULL, NULL}};
@@ -906,13 +909,15 @@ void psg_request_register(lua_State *L)
         {"__tostring", l_tostring},
         {NULL, NULL}
     };
-    psg_newclass(L, PSG_REQUEST_MT, meta, methods);
-    luaL_getmetatable(L, PSG_REQUEST_MT);
-    lua_getfield(L, -1, "__index");
+    psg_class_fill(L, classes, PSG_UP_REQUEST_MT, PSG_REQUEST_MT, meta, methods);
+    lua_getfield(L, classes + PSG_UP_REQUEST_MT - 1, "__index");
+    lua_pushvalue(L, classes);
+    lua_pushvalue(L, classes + 1);
+    lua_pushvalue(L, classes + 2);
     for (f = 0; f < F_COUNT; f++)
         lua_pushstring(L, FIELD_NAMES[f]);
     lua_pushcclosure(L, build_response, F_COUNT);
-    lua_pushcclosure(L, l_response, 1);
+    lua_pushcclosure(L, l_response, RESPONSE_BUILDER);
     lua_setfield(L, -2, "response");
-    lua_pop(L, 2);
+    lua_pop(L, 1);
 }

@@ -255,7 +255,7 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 
 static psg_transport *check_transport(lua_State *L, int idx)
 {
-    return (psg_transport *)luaL_checkudata(L, idx, PSG_TRANSPORT_MT);
+    return (psg_transport *)psg_checkclass(L, idx, PSG_UP_TRANSPORT_MT, PSG_TRANSPORT_MT);
 }
 
 static psg_transport *check_open(lua_State *L, int idx)
@@ -573,7 +573,7 @@ static int l_perform(lua_State *L)
 static int l_wait(lua_State *L)
 {
     psg_transport *tr = check_transport(L, 1);
-    psg_request *r = (psg_request *)luaL_checkudata(L, 2, PSG_REQUEST_MT);
+    psg_request *r = (psg_request *)psg_checkclass(L, 2, PSG_UP_REQUEST_MT, PSG_REQUEST_MT);
     int limit = check_ms_arg(L, 3), keep = lua_toboolean(L, 4);
     if (tr->closed) {
         lua_pushboolean(L, r->done);
@@ -912,9 +912,15 @@ void psg_transport_register(lua_State *L)
         {"__tostring", l_tostring},
         {NULL, NULL}
     };
-    psg_newclass(L, PSG_TRANSPORT_MT, meta, methods);
-    psg_request_register(L);
-    psg_headers_register(L);
+    int classes;
+    luaL_newmetatable(L, PSG_TRANSPORT_MT);
+    classes = lua_gettop(L);
+    luaL_newmetatable(L, PSG_REQUEST_MT);
+    luaL_newmetatable(L, PSG_HEADERS_MT);
+    psg_class_fill(L, classes, PSG_UP_TRANSPORT_MT, PSG_TRANSPORT_MT, meta, methods);
+    psg_request_register(L, classes);
+    psg_headers_register(L, classes);
+    lua_pop(L, PSG_UP_CLASSES);
     lua_pushcfunction(L, l_new);
     lua_setfield(L, -2, "transport");
 }

@@ -76,6 +76,7 @@ typedef struct psg_easy {
     int plain;
     long timeout_ms;
     struct curl_slist *headers;
+    long dns_cache_timeout;       /* as last set, plain or not */
     char errbuf[CURL_ERROR_SIZE]; /* libcurl's message of the transfer */
 } psg_easy;
 
@@ -106,6 +107,9 @@ enum { PSG_END_NONE = 0, PSG_END_CANCELLED, PSG_END_TRANSPORT_CLOSED };
  * core.MAX_RESPONSE_HEADER_BYTES for the cosocket transport. */
 #define PSG_LIBCURL_HEADERS_MAX (300 * 1024)
 #define PSG_EASY_POOL_MAX 16
+/* How old a DNS answer may be when a transfer that renews them looks one
+ * up: one transfer a minute does (see dns_cache_timeout in request.c). */
+#define PSG_DNS_RENEW_S 60
 /* Receive buffers kept for the next responses, and the largest kept: a
  * walk's pages then land in memory that is already mapped, instead of
  * fresh pages the kernel must fault in and zero for every response. */
@@ -185,6 +189,8 @@ struct psg_transport {
      * turns, which can only make a timer due early (libcurl then sets it
      * again), never late. */
     double turn_ms;
+    /* When the next transfer renews DNS answers (monotonic clock). */
+    double dns_renew_ms;
 };
 
 struct psg_request {

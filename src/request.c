@@ -237,10 +237,11 @@ static size_t header_cb(char *line, size_t size, size_t nitems, void *userdata)
 
 /* ---- ending a transfer (C only; called from transport.c as well) -------- */
 
-/* What the request keeps of its transfer, before the handle goes back to
- * the pool. The message is copied only when libcurl wrote one (a failure);
- * without memory for it, the code's own text stands in. */
-static void gather_info(psg_request *r)
+/* What the request keeps of its transfer, ended with `code`, before the
+ * handle goes back to the pool. The message is copied only when libcurl
+ * wrote one (a failure); without memory for it, the code's own text stands
+ * in. The size of the headers tells only a receive error apart. */
+static void gather_info(psg_request *r, CURLcode code)
 {
     CURL *curl = r->easy->curl;
     const char *message = r->easy->errbuf;
@@ -257,7 +258,7 @@ static void gather_info(psg_request *r)
     if (curl_easy_getinfo(curl, CURLINFO_NUM_CONNECTS, &v) == CURLE_OK)
         r->connects = v;
     v = 0;
-    if (curl_easy_getinfo(curl, CURLINFO_HEADER_SIZE, &v) == CURLE_OK)
+    if (code == CURLE_RECV_ERROR && curl_easy_getinfo(curl, CURLINFO_HEADER_SIZE, &v) == CURLE_OK)
         r->header_bytes = v;
     if (message[0] != '\0' && r->error == NULL) {
         size_t len = strlen(message);
@@ -267,11 +268,11 @@ static void gather_info(psg_request *r)
 }
 
 /* Takes r out of libcurl and gives its easy handle back to the pool. */
-static void release_transfer(psg_request *r)
+static void release_transfer(psg_request *r, CURLcode code)
 {
     psg_transport *tr = r->tr;
     if (r->easy != NULL) {
-        gather_info(r);
+        gather_info(r, code);
         if (tr != NULL && tr->multi != NULL)
             curl_multi_remove_handle(tr->multi, r->easy->curl);
         psg_transport_put_easy(tr, r->easy);
@@ -287,7 +288,7 @@ static void release_transfer(psg_request *r)
 void psg_request_finish(psg_request *r, CURLcode code)
 {
     psg_transport *tr = r->tr;
-    release_transfer(r);
+    release_transfer(r, code);
     r->code = code;
     psg_transport_link_finished(tr, r);
 }
@@ -296,7 +297,7 @@ void psg_request_abort(psg_request *r, int why)
 {
     if (r->list != PSG_LIST_INFLIGHT)
         return;
-    release_transfer(r);
+    release_transfer(r, CURLE_ABORTED_BY_CALLBACK);
     r->code = CURLE_ABORTED_BY_CALLBACK;
     r->ended = why;
 }
@@ -650,10 +651,25 @@ static int l_response(lua_State *L)
             rc = curl_easy_setopt(easy, opt, val);                                                 \
     } while (0)
 
+/* The DNS cache timeout of a transfer starting now. libcurl's default (60
+ * s) makes every transfer prune the multi handle's DNS cache as it ends: a
+ * walk over its 71 buckets, for the one or two names a client uses. So
+ * transfers keep answers for good (-1: neither expired nor pruned), but for
+ * one a minute, which takes no answer older than PSG_DNS_RENEW_S and prunes
+ * those at its end: an answer serves for less than twice that. */
+static long dns_cache_timeout(psg_transport *tr)
+{
+    if (tr->turn_ms < tr->dns_renew_ms)
+        return -1;
+    tr->dns_renew_ms = tr->turn_ms + PSG_DNS_RENEW_S * 1000.0;
+    return PSG_DNS_RENEW_S;
+}
+
 /* What differs between two bodyless GETs on the same transport: the URL,
- * and the timeout and headers when they are not the ones the plain handle
- * holds (see psg_easy). */
-static CURLcode setup_plain_get(psg_easy *e, psg_request *r, const char *url, long timeout_ms)
+ * and the timeout, headers and DNS cache timeout when they are not the ones
+ * the plain handle holds (see psg_easy). */
+static CURLcode setup_plain_get(psg_easy *e, psg_request *r, const char *url, long timeout_ms,
+                                long dns)
 {
     CURL *easy = e->curl;
     CURLcode rc = CURLE_OK;
@@ -662,14 +678,17 @@ static CURLcode setup_plain_get(psg_easy *e, psg_request *r, const char *url, lo
         SETOPT(CURLOPT_TIMEOUT_MS, timeout_ms);
     if (e->headers != r->headers->bodyless)
         SETOPT(CURLOPT_HTTPHEADER, r->headers->bodyless);
+    if (e->dns_cache_timeout != dns)
+        SETOPT(CURLOPT_DNS_CACHE_TIMEOUT, dns);
     e->timeout_ms = timeout_ms;
     e->headers = r->headers->bodyless;
+    e->dns_cache_timeout = dns;
     return rc;
 }
 
 /* Applies every option of the transfer to a fresh (or reset) easy handle. */
 static CURLcode setup_easy(psg_easy *e, psg_transport *tr, psg_request *r, const char *url,
-                           const char *body, size_t body_len, long timeout_ms)
+                           const char *body, size_t body_len, long timeout_ms, long dns)
 {
     CURL *easy = e->curl;
     CURLcode rc = CURLE_OK;
@@ -696,6 +715,8 @@ static CURLcode setup_easy(psg_easy *e, psg_transport *tr, psg_request *r, const
 #endif
     SETOPT(CURLOPT_CONNECTTIMEOUT_MS, tr->connect_timeout_ms);
     SETOPT(CURLOPT_TIMEOUT_MS, timeout_ms);
+    SETOPT(CURLOPT_DNS_CACHE_TIMEOUT, dns);
+    e->dns_cache_timeout = dns;
     if (tr->max_response_bytes > 0)
         SETOPT(CURLOPT_MAXFILESIZE_LARGE, tr->max_response_bytes);
     SETOPT(CURLOPT_SSL_VERIFYPEER, tr->tls_verify ? 1L : 0L);
@@ -828,11 +849,12 @@ static const char *take_transfer(lua_State *L, psg_transport *tr, psg_request *r
     e->r = r;
     e->errbuf[0] = '\0';
     if (e->plain && get) {
-        rc = setup_plain_get(e, r, a->url, a->timeout_ms);
+        rc = setup_plain_get(e, r, a->url, a->timeout_ms, dns_cache_timeout(tr));
     } else {
         if (e->plain)
             curl_easy_reset(e->curl);
-        rc = setup_easy(e, tr, r, a->url, a->body, a->body_len, a->timeout_ms);
+        rc = setup_easy(e, tr, r, a->url, a->body, a->body_len, a->timeout_ms,
+                        dns_cache_timeout(tr));
     }
     /* A handle that failed to take an option is reset when it goes back. */
     e->plain = get && rc == CURLE_OK;

@@ -676,7 +676,9 @@ describe("passage.core transport", function()
         -- sees every key for what it is. Here the 9th element of the outer
         -- answer lacks the field its check requires and has the inner
         -- answer's key in its place: a key the outer read would find
-        -- remembered, if the inner one ran just before it.
+        -- remembered, if the inner one ran just before it. The outer answer
+        -- is small, then large (over 16 KB, a decode copies the remembered
+        -- keys onto the stack).
         it("reads a response in a finalizer that runs in the middle of another read", function()
             local torture = require("support.gc_torture")
             local check = core.checker({ outer_id = "string" }, { "[]" })
@@ -696,8 +698,14 @@ describe("passage.core transport", function()
                 end
             end
             local tr = core.transport()
-            for at = 1, 40 do
-                local outer = tr:start("POST", server.url("/reply"), {}, doc(16, outer_key))
+            -- (the finalizer at each of the first 40 allocations of the
+            -- small one's read, and of every fourth of the large one's)
+            for round = 1, 50 do
+                local at, size = round, 16
+                if round > 40 then
+                    at, size = (round - 40) * 4, 1200
+                end
+                local outer = tr:start("POST", server.url("/reply"), {}, doc(size, outer_key))
                 local inner = tr:start("POST", server.url("/reply"), {}, doc(4, inner_key))
                 wait(tr, outer)
                 wait(tr, inner)
@@ -721,7 +729,7 @@ describe("passage.core transport", function()
                     return outer:response(check)
                 end)
                 reading = false
-                whole(resp.body, outer_key, 16)
+                whole(resp.body, outer_key, size)
                 assert.is_false(resp.checked, "finalizer at allocation " .. at)
                 nested = nested or inner:response()
                 whole(nested.body, inner_key, 4)

@@ -40,10 +40,14 @@
  * comparison and one lua_rawgeti. The strings live in the owner's key table
  * (psg_json_push_key_table), which keeps them alive; the cache holds a C copy
  * of each one's pointer and length, replaced together with the table's
- * entry. Only short keys are kept, so a hostile answer pins little. */
+ * entry. Only short keys are kept, so a hostile answer pins little. A large
+ * document (a page) first copies the table's strings onto the Lua stack,
+ * where a lua_pushvalue is cheaper than a lua_rawgeti for its thousands of
+ * keys. */
 #define KEY_SLOT_BITS 7 /* see parse_key */
 #define KEY_SLOTS (1 << KEY_SLOT_BITS)
 #define KEY_KEPT_MAX_LEN 64
+#define KEYS_ON_STACK_MIN_BYTES 16384
 
 typedef struct key_slot {
     const char *s; /* bytes of the string at [index + 1] of the key table */
@@ -55,7 +59,7 @@ struct psg_json_shapes {
     uint32_t size[SHAPE_SLOTS];
     key_slot keys[KEY_SLOTS];
     /* Counts the keys replaced, by any decode: one that a finalizer runs in
-     * the middle of another may replace the other's (see check_field). */
+     * the middle of another may replace the other's (see sync_keys). */
     uint32_t keys_replaced;
 };
 
@@ -119,17 +123,17 @@ typedef struct dec {
     size_t hint_budget;
     int mt_index;   /* absolute stack index of the array metatable */
     int key_table;  /* stack index of the key table; 0: no key memory */
+    int kc_base;    /* stack index of the copies of its strings; 0: none */
     key_slot *keys; /* the shape cache's C copies of the table's strings */
     /* The member check (opts->check), if any. */
     const psg_json_check *check;
     uint32_t check_required; /* bit i: field i must be present */
     int check_failed;
-    int key_slot_used; /* key memory slot of the last key, or -1 */
-    const char *key_s; /* with a slot: the last key's bytes (on the stack) */
-    size_t key_len;
+    int key_slot_used;                 /* key memory slot of the last key, or -1 */
     signed char slot_field[KEY_SLOTS]; /* check field of a slot's key; -1 none,
                                           -2 not looked up yet */
-    uint32_t keys_replaced;            /* the cache's count when slot_field was right */
+    uint32_t keys_replaced;            /* the cache's count when the copies and
+                                          slot_field were last right */
 } dec;
 
 /* The size to create the next table at `pos` with, charged to the budget. */
@@ -462,6 +466,20 @@ static int same_bytes(const unsigned char *a, const unsigned char *b, size_t n)
     return 1;
 }
 
+/* Makes the decode's own views of the key memory (its stack copies, the
+ * fields of slot_field) right again, after a decode nested in this one
+ * replaced keys. */
+static void sync_keys(dec *d)
+{
+    int i;
+    memset(d->slot_field, -2, sizeof d->slot_field);
+    for (i = 0; d->kc_base != 0 && i < KEY_SLOTS; i++) {
+        lua_rawgeti(d->L, d->key_table, i + 1);
+        lua_replace(d->L, d->kc_base + i);
+    }
+    d->keys_replaced = d->shapes->keys_replaced;
+}
+
 static int parse_key(dec *d, uint32_t pos, uint32_t ordinal)
 {
     const unsigned char *start = (const unsigned char *)d->p + 1;
@@ -472,6 +490,8 @@ static int parse_key(dec *d, uint32_t pos, uint32_t ordinal)
     d->key_slot_used = -1;
     if (d->key_table == 0)
         return parse_string(d);
+    if (d->keys_replaced != d->shapes->keys_replaced)
+        sync_keys(d);
     /* Fibonacci hashing: the ordinals of one object land far apart */
     slot = ((pos + ordinal) * 0x9E3779B1u) >> (32 - KEY_SLOT_BITS);
     k = &d->keys[slot];
@@ -481,10 +501,11 @@ static int parse_key(dec *d, uint32_t pos, uint32_t ordinal)
     if (k->s != NULL && (size_t)(end - start) > k->len && start[k->len] == '"' &&
         same_bytes(start, (const unsigned char *)k->s, k->len)) {
         d->p = (const char *)start + k->len + 1;
-        lua_rawgeti(d->L, d->key_table, (int)slot + 1);
+        if (d->kc_base != 0)
+            lua_pushvalue(d->L, d->kc_base + (int)slot);
+        else
+            lua_rawgeti(d->L, d->key_table, (int)slot + 1);
         d->key_slot_used = (int)slot;
-        d->key_s = k->s;
-        d->key_len = k->len;
         return 1;
     }
     q = scan_plain(start, end);
@@ -493,43 +514,42 @@ static int parse_key(dec *d, uint32_t pos, uint32_t ordinal)
     lua_pushlstring(d->L, (const char *)start, (size_t)(q - start));
     lua_pushvalue(d->L, -1);
     lua_rawseti(d->L, d->key_table, (int)slot + 1); /* in the array part: no allocation */
-    k->s = lua_tostring(d->L, -1);                  /* 5.1's lua_pushlstring returns nothing */
+    if (d->kc_base != 0) {
+        lua_pushvalue(d->L, -1);
+        lua_replace(d->L, d->kc_base + (int)slot);
+    }
+    k->s = lua_tostring(d->L, -1); /* 5.1's lua_pushlstring returns nothing */
     k->len = (size_t)(q - start);
     d->shapes->keys_replaced++;
     d->keys_replaced++;
     d->slot_field[slot] = -2;
     d->key_slot_used = (int)slot;
-    d->key_s = k->s;
-    d->key_len = k->len;
     d->p = (const char *)q + 1;
     return 1;
 }
 
-/* The bytes of the key at the top of the stack: taken when it was pushed,
- * if it came from the key memory, else from Lua. */
+/* The bytes of the key parse_key just pushed: its slot's C copy when it
+ * came from the key memory (nothing was allocated since, so no nested
+ * decode can have replaced it), else from Lua. */
 static const char *key_bytes(dec *d, size_t *len)
 {
-    if (d->key_slot_used >= 0) {
-        *len = d->key_len;
-        return d->key_s;
+    int slot = d->key_slot_used;
+    if (slot >= 0) {
+        *len = d->keys[slot].len;
+        return d->keys[slot].s;
     }
     return lua_tolstring(d->L, -1, len);
 }
 
 /* ---- the member check ----------------------------------------------------
  * Which checked field the key at the top of the stack is (-1: none). A key
- * from the key memory is looked up once per document, unless a decode
- * nested in this one (by a finalizer) replaced keys meanwhile: the slots
- * may then hold other keys, and all are looked up afresh. */
+ * from the key memory is looked up once per document (parse_key forgets
+ * what was looked up when a nested decode replaced keys). */
 static int check_field(dec *d, const psg_json_check *ck)
 {
     int slot = d->key_slot_used, f;
     size_t klen;
     const char *key;
-    if (slot >= 0 && d->keys_replaced != d->shapes->keys_replaced) {
-        memset(d->slot_field, -2, sizeof d->slot_field);
-        d->keys_replaced = d->shapes->keys_replaced;
-    }
     if (slot >= 0 && d->slot_field[slot] != -2)
         return d->slot_field[slot];
     key = key_bytes(d, &klen);
@@ -828,13 +848,20 @@ int psg_json_decode(lua_State *L, const char *s, size_t len, const psg_json_opts
     err->message[0] = '\0';
     err->check_failed = 0;
 
-    if (!lua_checkstack(L, 8))
+    d.kc_base = 0;
+    if (!lua_checkstack(L, d.key_table != 0 && len >= KEYS_ON_STACK_MIN_BYTES ? KEY_SLOTS + 8 : 8))
         return fail_at(&d, s, "Lua stack exhausted");
     if (d.key_table != 0)
         lua_rawgeti(L, d.key_table, KEY_TABLE_ARRAY_MT);
     else
         psg_json_push_array_mt(L);
     d.mt_index = lua_gettop(L);
+    if (d.key_table != 0 && len >= KEYS_ON_STACK_MIN_BYTES) {
+        int i;
+        d.kc_base = d.mt_index + 1;
+        for (i = 0; i < KEY_SLOTS; i++)
+            lua_rawgeti(L, d.key_table, i + 1);
+    }
 
     d.p = skip_ws(d.p, d.end);
     if (d.p == d.end) {

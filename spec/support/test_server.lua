@@ -22,6 +22,7 @@ local HTTP = [[
     keepalive_requests 10000;
     keepalive_timeout 60s;
     client_max_body_size 8m;
+    client_body_buffer_size 1m; # /reply answers bodies up to this from memory
     gzip on;
     gzip_min_length 0;
     gzip_types application/json;

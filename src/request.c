@@ -104,6 +104,18 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
+/* The Content-Type of every answer of the API: kept as this one static
+ * string, not a copy per response (build_response has it as a Lua string
+ * too). */
+static const char JSON_TYPE[] = "application/json";
+
+/* Frees a kept header value. */
+static void free_value(char *v)
+{
+    if (v != JSON_TYPE)
+        free(v);
+}
+
 /* Keeps a header value in *dst (replacing any), trimmed of surrounding
  * blanks and the line end, truncated to cap - 1 bytes; 0 when out of
  * memory. */
@@ -119,11 +131,15 @@ static int keep_value(char **dst, size_t cap, const char *v, size_t len)
         len--;
     if (len >= cap)
         len = cap - 1;
-    if ((copy = (char *)malloc(len + 1)) == NULL)
-        return 0;
-    memcpy(copy, v, len);
-    copy[len] = '\0';
-    free(*dst);
+    if (len == sizeof JSON_TYPE - 1 && memcmp(v, JSON_TYPE, len) == 0) {
+        copy = (char *)JSON_TYPE;
+    } else {
+        if ((copy = (char *)malloc(len + 1)) == NULL)
+            return 0;
+        memcpy(copy, v, len);
+        copy[len] = '\0';
+    }
+    free_value(*dst);
     *dst = copy;
     return 1;
 }
@@ -132,8 +148,8 @@ static int keep_value(char **dst, size_t cap, const char *v, size_t len)
  * released). */
 static void forget_values(psg_request *r)
 {
-    free(r->retry_after);
-    free(r->content_type);
+    free_value(r->retry_after);
+    free_value(r->content_type);
     r->retry_after = r->content_type = NULL;
 }
 
@@ -479,7 +495,8 @@ static const char *kind_of(const psg_request *r)
 }
 
 /* The response table's field names, made once as upvalues of response():
- * setting a field then costs no lookup of its name among the strings. */
+ * setting a field then costs no lookup of its name among the strings. The
+ * upvalue after them is JSON_TYPE as a Lua string, for the same reason. */
 enum {
     F_KIND = 1,
     F_MESSAGE,
@@ -493,7 +510,8 @@ enum {
     F_CHECKED,
     F_DECODE_ERROR,
     F_RAW,
-    F_COUNT = F_RAW
+    F_COUNT = F_RAW,
+    JSON_TYPE_STRING
 };
 static const char *const FIELD_NAMES[F_COUNT] = {
     "kind",      "message",  "sent", "status",  "retry_after",  "content_type",
@@ -581,8 +599,13 @@ static int build_response(lua_State *L)
     set_whole(L, F_STATUS, r->status);
     if (r->retry_after != NULL)
         set_string(L, F_RETRY_AFTER, r->retry_after);
-    if (r->content_type != NULL)
+    if (r->content_type == JSON_TYPE) {
+        push_name(L, F_CONTENT_TYPE);
+        lua_pushvalue(L, lua_upvalueindex(JSON_TYPE_STRING));
+        set_field(L);
+    } else if (r->content_type != NULL) {
         set_string(L, F_CONTENT_TYPE, r->content_type);
+    }
     set_whole(L, F_BODY_SIZE, (long long)r->body.len);
     set_whole(L, F_CONNECTS, r->connects);
     if (kind == NULL && r->body.len > 0) {
@@ -938,7 +961,8 @@ void psg_request_register(lua_State *L, int classes)
     lua_pushvalue(L, classes + 2);
     for (f = 0; f < F_COUNT; f++)
         lua_pushstring(L, FIELD_NAMES[f]);
-    lua_pushcclosure(L, build_response, F_COUNT);
+    lua_pushstring(L, JSON_TYPE);
+    lua_pushcclosure(L, build_response, JSON_TYPE_STRING);
     lua_pushcclosure(L, l_response, RESPONSE_BUILDER);
     lua_setfield(L, -2, "response");
     lua_pop(L, 1);

@@ -30,103 +30,103 @@ static const unsigned char KEPT[256] = {
     ZEROS_16, ZEROS_16, ZEROS_16, ZEROS_16, ZEROS_16, ZEROS_16, ZEROS_16, ZEROS_16};
 /* clang-format on */
 
-/* How many bytes of s are encoded, and whether s is nonblank. */
-static size_t scan(const char *s, size_t len, int *nonblank)
-{
-    size_t i, n_kept = 0;
-    *nonblank = 0;
-    for (i = 0; i < len; i++)
-        n_kept += KEPT[(unsigned char)s[i]];
-    if (n_kept > 0) {
-        *nonblank = 1; /* a kept byte is never blank */
-    } else {
-        for (i = 0; i < len && !*nonblank; i++) {
-            unsigned char c = (unsigned char)s[i];
-            *nonblank = !(c == ' ' || (c >= '\t' && c <= '\r'));
-        }
-    }
-    return len - n_kept;
-}
-
-/* Writes s into dst as a path segment (dst has room for len plus two bytes
- * per byte to encode); returns the bytes written. */
-static size_t encode_into(char *dst, const char *s, size_t len)
+/* Writes s into dst as a path segment (dst has room for three bytes per
+ * byte of s); returns the bytes written, and sets *nonblank when s holds a
+ * byte other than " \t\n\v\f\r" (a kept byte never is one). */
+static size_t encode_into(char *dst, const char *s, size_t len, int *nonblank)
 {
     static const char hex[] = "0123456789ABCDEF";
     size_t i, n = 0;
+    int seen = 0;
     for (i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if (KEPT[c]) {
             dst[n++] = (char)c;
+            seen = 1;
         } else {
             dst[n++] = '%';
             dst[n++] = hex[c >> 4];
             dst[n++] = hex[c & 15];
+            seen |= !(c == ' ' || (c >= '\t' && c <= '\r'));
         }
     }
+    *nonblank = seen;
     return n;
 }
 
-/* Whether the value at idx is a nonblank string of at most max_bytes; adds
- * the bytes it takes encoded to *size. */
-static int usable_id(lua_State *L, int idx, size_t max_bytes, size_t *size)
+/* The URL being written: into a buffer on the C stack while it fits (a
+ * call's URL is short), then into a userdata that grows; made a Lua string
+ * once, at the end. */
+#define PATH_STACK_BYTES 2048
+
+typedef struct url_buf {
+    char *at;
+    size_t len, cap;
+} url_buf;
+
+/* Room for n more bytes; a userdata buffer is left on the stack (at most
+ * two: the old one is popped). */
+static char *room(lua_State *L, url_buf *u, size_t n)
 {
-    size_t len, n_escaped;
-    int nonblank;
-    const char *id;
-    if (lua_type(L, idx) != LUA_TSTRING)
-        return 0;
-    id = lua_tolstring(L, idx, &len);
-    if (len > max_bytes)
-        return 0;
-    n_escaped = scan(id, len, &nonblank);
-    *size += len + 2 * n_escaped;
-    return nonblank;
+    if (u->len + n > u->cap) {
+        size_t cap = 2 * (u->len + n);
+        char *at = (char *)lua_newuserdata(L, cap);
+        int grown_before = u->cap > PATH_STACK_BYTES;
+        memcpy(at, u->at, u->len);
+        if (grown_before)
+            lua_remove(L, -2); /* the old buffer: its bytes were copied */
+        u->at = at;
+        u->cap = cap;
+    }
+    return u->at + u->len;
 }
 
-/* The URL is written into a buffer on the C stack when it fits (a call's
- * URL is short), else into a userdata, and made a Lua string once. */
-#define PATH_STACK_BYTES 2048
+static void append(lua_State *L, url_buf *u, const char *s, size_t len)
+{
+    memcpy(room(L, u, len), s, len);
+    u->len += len;
+}
 
 int psg_path(lua_State *L)
 {
-    size_t n_pieces, i, max_bytes, size, len, n;
-    char stack[PATH_STACK_BYTES], *out = stack;
+    size_t n_pieces, i, max_bytes, len;
+    char stack[PATH_STACK_BYTES];
+    url_buf u;
     const char *s;
-    int first;
-    luaL_checkstring(L, 1);
+    int n_args = lua_gettop(L);
+    s = luaL_checklstring(L, 1, &len);
     luaL_checktype(L, 2, LUA_TTABLE);
     max_bytes = (size_t)luaL_checknumber(L, 3);
     n_pieces = (size_t)psg_rawlen(L, 2);
-    luaL_checkstack(L, (int)n_pieces + 2, "core.path");
-    size = (size_t)psg_rawlen(L, 1);
-    /* The pieces go above the arguments, kept there while they are copied;
-     * an id not given is one the pieces' places must not stand in for. */
-    first = lua_gettop(L) + 1;
+    u.at = stack;
+    u.len = 0;
+    u.cap = sizeof stack;
+    append(L, &u, s, len);
+    /* Each piece, then the id after it (an id not given is one the pieces'
+     * places must not stand in for). A piece stays anchored by the table. */
     for (i = 1; i <= n_pieces; i++) {
+        int id = 3 + (int)i, nonblank;
         lua_rawgeti(L, 2, (int)i);
-        luaL_checktype(L, -1, LUA_TSTRING);
-        size += (size_t)psg_rawlen(L, -1);
-        if (i < n_pieces && (3 + (int)i >= first || !usable_id(L, 3 + (int)i, max_bytes, &size))) {
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_checktype(L, -1, LUA_TSTRING); /* raises */
+        s = lua_tolstring(L, -1, &len);
+        lua_pop(L, 1);
+        append(L, &u, s, len);
+        if (i == n_pieces)
+            break;
+        if (id > n_args || lua_type(L, id) != LUA_TSTRING ||
+            (s = lua_tolstring(L, id, &len), len > max_bytes)) {
+            lua_pushnil(L);
+            psg_pushwhole(L, (long long)i);
+            return 2;
+        }
+        u.len += encode_into(room(L, &u, 3 * len), s, len, &nonblank);
+        if (!nonblank) {
             lua_pushnil(L);
             psg_pushwhole(L, (long long)i);
             return 2;
         }
     }
-    if (size > PATH_STACK_BYTES)
-        out = (char *)lua_newuserdata(L, size);
-    s = lua_tolstring(L, 1, &len);
-    memcpy(out, s, len);
-    n = len;
-    for (i = 1; i <= n_pieces; i++) {
-        s = lua_tolstring(L, first + (int)i - 1, &len);
-        memcpy(out + n, s, len);
-        n += len;
-        if (i < n_pieces) {
-            s = lua_tolstring(L, 3 + (int)i, &len);
-            n += encode_into(out + n, s, len);
-        }
-    }
-    lua_pushlstring(L, out, n);
+    lua_pushlstring(L, u.at, u.len);
     return 1;
 }

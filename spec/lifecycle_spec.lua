@@ -51,6 +51,21 @@ describe("lifetimes", function()
             end
         end)
 
+        -- The engine reads each answer into a table it keeps for the next
+        -- one: it must keep nothing of the answer once the call returns.
+        it("keeps nothing of an answer once the call returns", function()
+            local client = users.new(options())
+            local seen = setmetatable({}, { __mode = "k" })
+            for i = 1, 3 do
+                seen[assert(client:get_user(APP, ids[i]))] = true
+                seen[assert(client:list_paginated_users(APP, { limit = 10 })).users] = true
+            end
+            collectgarbage()
+            collectgarbage()
+            assert.is_nil(next(seen), "a user or a page outlived its call")
+            client:close()
+        end)
+
         it("lists a page of users, again and again", function()
             for _ = 1, 3 do
                 local page = during(function()

@@ -241,6 +241,25 @@ describe("passage.core transport", function()
             end
         end)
 
+        -- The engine reads every response into one table of its own.
+        it("fills a table given to it instead of making one", function()
+            local into = {}
+            local req = tr:start("GET", server.url("/json"), {})
+            wait(tr, req)
+            local resp = req:response(nil, into)
+            assert.are.equal(into, resp)
+            assert.are.equal(200, resp.status)
+            assert.are.equal("application/json", resp.content_type)
+            assert.are.equal("alice", resp.body.name)
+            assert.is_nil(resp.kind)
+            req = tr:start("GET", server.url("/status?code=429&retry_after=7"), {})
+            wait(tr, req)
+            local fresh = {}
+            assert.are.equal(fresh, req:response(nil, fresh))
+            assert.are.same({ "7", "slow down", 429 }, { fresh.retry_after, fresh.raw, fresh.status })
+            assert.is_nil(fresh.body)
+        end)
+
         it("keeps a non-JSON body raw, with Retry-After and the status", function()
             local resp = fetch(tr, "GET", "/status?code=429&retry_after=7")
             assert.is_nil(resp.kind)

@@ -39,10 +39,13 @@
  *   tostring(request):    "passage.request: GET in flight" / "... done" /
  *                         "passage.request: closed"
  *
- *   request:response([check]) -> table | nil, message (raises if the
- *   request is not done, or closed). It can be read once; a second call
+ *   request:response([check [, into]]) -> table | nil, message (raises if
+ *   the request is not done, or closed). It can be read once; a second call
  *   raises. nil, message: building the table raised (out of memory while
- *   decoding, say); the request is unread, and close() releases it. Fields:
+ *   decoding, say); the request is unread, and close() releases it. into: a
+ *   table without any of the fields, filled and returned instead of a new
+ *   one (the engine's, reused: its keys stay, so filling it adds none).
+ *   Fields:
  *     kind          nil when the HTTP exchange completed (any status); else
  *                   "timeout", "connect" (could not resolve or connect, or
  *                   the URL was unusable: the request never left), "tls",
@@ -575,20 +578,22 @@ static void push_message(lua_State *L, const psg_request *r)
 }
 
 /* Builds the response table of the request at 1 (checked: done, not read,
- * not closed) with the check at 2 and the transport's key table at 3, and
- * releases the request. Everything that can raise (out of
+ * not closed) with the check at 2, into the table at 3 if there is one, with
+ * the transport's key table at 4, and releases the request. Everything that can raise (out of
  * memory) happens before any C memory is released, so l_response can report
  * the raise and leave the request to be closed. */
 static int build_response(lua_State *L)
 {
     psg_request *r = (psg_request *)lua_touserdata(L, 1);
     const psg_json_check *check = psg_json_check_at(L, 2);
-    int key_table = lua_istable(L, 3) ? 3 : 0;
+    int key_table = lua_istable(L, 4) ? 4 : 0;
     const char *kind = kind_of(r);
     luaL_checkstack(L, 8, "passage.request");
-    lua_settop(L, 3); /* the check stays referenced while it is used */
-    /* Room for the fields of a JSON answer; a failure's few more grow it. */
-    lua_createtable(L, 0, 8);
+    lua_settop(L, 4); /* the check stays referenced while it is used */
+    if (lua_istable(L, 3))
+        lua_pushvalue(L, 3);
+    else
+        lua_createtable(L, 0, 8); /* room for a JSON answer's fields */
     if (kind != NULL) {
         set_string(L, F_KIND, kind);
         push_name(L, F_MESSAGE);
@@ -648,11 +653,11 @@ static int l_response(lua_State *L)
         return luaL_error(L, "the response was already read");
     if (r->closed)
         return luaL_error(L, "request is closed");
-    lua_settop(L, 2);
+    lua_settop(L, 3);
     psg_transport_push_key_table(L, 1);
     lua_pushvalue(L, lua_upvalueindex(RESPONSE_BUILDER));
     lua_insert(L, 1);
-    if (lua_pcall(L, 3, 1, 0) == 0)
+    if (lua_pcall(L, 4, 1, 0) == 0)
         return 1;
     /* The decode, if it was running, is over: what it kept from being
      * freed goes now if the transport let go of the request meanwhile. */

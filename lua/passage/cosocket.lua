@@ -467,25 +467,16 @@ function Request:close()
     self.body = nil
 end
 
--- The response table of a request done and unread (see Request:response).
--- The request is marked read only once the table is built: a raise before
+-- The response table of a request done and unread (see Request:response),
+-- written into `into` when given (a table without any of its fields). The
+-- request is marked read only once the table is built: a raise before
 -- leaves it as it was, to be read again.
-local function response_of(self, check)
+local function response_of(self, check, into)
     local kind = self.kind
-    local res = {
-        kind = kind,
-        message = self.message,
-        sent = self.sent,
-        status = self.status,
-        retry_after = self.retry_after,
-        content_type = self.content_type,
-        body_size = self.body_size,
-        connects = self.connects,
-        body = nil,
-        checked = nil,
-        decode_error = nil,
-        raw = nil,
-    }
+    local res = into or {}
+    res.kind, res.message, res.sent, res.status = kind, self.message, self.sent, self.status
+    res.retry_after, res.content_type = self.retry_after, self.content_type
+    res.body_size, res.connects = self.body_size, self.connects
     local body = self.body
     if not kind and body and body ~= "" then
         local value, checked_or_err = self.transport.decoder:decode(body, check)
@@ -505,7 +496,7 @@ end
 
 -- As passage.core's: raises on a misuse; a raise while building the table
 -- (out of memory while decoding) is returned as nil, message.
-function Request:response(check)
+function Request:response(check, into)
     if getmetatable(self) ~= "passage.request" then
         error("passage.cosocket: expected a request (use request:response())", 2)
     end
@@ -518,7 +509,7 @@ function Request:response(check)
     if self.read then
         error("passage.cosocket: the response was already read", 2)
     end
-    local ok, res = pcall(response_of, self, check)
+    local ok, res = pcall(response_of, self, check, into)
     if not ok then
         return nil, res
     end

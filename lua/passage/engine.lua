@@ -28,10 +28,12 @@
 --       drives everything, returns what finished; waits up to timeout_ms
 --       when nothing has (with nothing in flight: sleeps, the backoff sleep)
 --   transport:close()            ends every transfer (kind "cancelled")
---   request:response(check) -> { kind, message, sent, status, retry_after,
---       body, checked, decode_error, raw, body_size, connects } (once; the
---       request is released) | nil, message when building it raised (out
---       of memory, say; the request is left for close)
+--   request:response(check [, into]) -> { kind, message, sent, status,
+--       retry_after, content_type, body, checked, decode_error, raw,
+--       body_size, connects } (once; the request is released), written into
+--       `into` (a table without these fields) when given | nil, message
+--       when building it raised (out of memory, say; the request is left
+--       for close)
 --   request:close()              ends a transfer still running
 --   request:size() (optional)    the body bytes received: a budgeted poll
 --       leaves a response whose decode would not fit for the next one
@@ -66,6 +68,28 @@ Engine.__index = Engine
 local Handle = {}
 Handle.__index = Handle
 
+-- Responses are read into the engine's spare table (a table less per
+-- call), taken while one is settled: a collect nested in a settle (a
+-- hook's or a finalizer's call) gets a table of its own. Emptied after
+-- each, it keeps no body between calls.
+local function empty(response)
+    response.kind, response.message, response.sent, response.status = nil, nil, nil, nil
+    response.retry_after, response.content_type, response.body_size = nil, nil, nil
+    response.connects, response.body, response.checked = nil, nil, nil
+    response.decode_error, response.raw = nil, nil
+end
+
+-- The spare table, made with a key for every field: a key set to nil stays
+-- in a table until it grows, so filling and emptying it never adds a key
+-- (which would grow it, and a growth drops the keys that are nil, to be
+-- added again: a rehash per call).
+local function response_table()
+    local t = { kind = 0, message = 0, sent = 0, status = 0, retry_after = 0, content_type = 0,
+        body_size = 0, connects = 0, body = 0, checked = 0, decode_error = 0, raw = 0 }
+    empty(t)
+    return t
+end
+
 -- transports: a list of { transport =, usable = } (see above); reactor: the
 -- one that offers the socket interface, or nil. policy: timeout_ms,
 -- attempt_timeout_ms (or nil), max_attempts, retry_base_delay_ms,
@@ -83,6 +107,7 @@ function engine.new(transports, reactor, policy, redact)
         backing_off = {}, -- handles waiting for their next attempt
         finished = {},    -- the host's queue: started handles not yet polled
         spare = nil,      -- the handle of the last blocking call, for the next
+        spare_response = response_table(), -- responses are read into it (see collect)
         closed = false,
     }, Engine)
 end
@@ -291,13 +316,19 @@ end
 local function collect(self, h, req)
     self.in_flight[req] = nil
     h.request = nil
-    local response, problem = req:response(h.call.check)
+    local spare = self.spare_response
+    self.spare_response = false
+    local response, problem = req:response(h.call.check, spare or nil)
     local ok = response ~= nil
     if ok then
         ok, problem = pcall(settle, self, h, response)
-        if ok then
-            return
-        end
+    end
+    if spare then -- filled, or partly filled before a raise
+        empty(spare)
+        self.spare_response = spare
+    end
+    if ok then
+        return
     end
     local interrupted = errors.is_interrupt(problem)
     if h.state == "running" and h.request == nil then

@@ -525,29 +525,33 @@ function Engine:poll(timeout_ms, max_ms)
     return take_finished(self)
 end
 
--- How long a blocking wait for `h` may take: past its deadline by a little,
--- so the transport's own timeout, not the wait, ends a stalled attempt.
-local function wait_limit_ms(h)
-    local timeout = h.deadline - now_ms() + 50
+-- How long a blocking wait for `h` may take, from `now`: past its deadline
+-- by a little, so the transport's own timeout, not the wait, ends a
+-- stalled attempt.
+local function wait_limit_ms(h, now)
+    local timeout = h.deadline - now + 50
     return timeout < 1 and 1 or timeout
 end
 
 -- Blocks until `h` is done and returns its result. Other transfers that
 -- finish meanwhile stay in the transport, undecoded, until a drive or a
 -- wait asks for them: the caller gets `h` first and can start more work (a
--- walk its next page) before paying for theirs.
-function Engine:wait(h)
+-- walk its next page) before paying for theirs. `now`, when given, is the
+-- clock as the caller just read it (a blocking call's start).
+function Engine:wait(h, now)
     while h.state ~= "done" do
         local req = h.request
+        now = now or now_ms()
         if req and self.backing_off[1] == nil then
             -- Nothing to start meanwhile: the transport waits for this one.
-            if h.call.transport:wait(req, wait_limit_ms(h)) and self.in_flight[req] == h then
+            if h.call.transport:wait(req, wait_limit_ms(h, now)) and self.in_flight[req] == h then
                 announce(self, req)
                 collect(self, h, req)
             end
         else
-            self:drive(wait_limit_ms(h))
+            self:drive(wait_limit_ms(h, now))
         end
+        now = nil
     end
     if h.sink == nil and not h.taken then
         -- The host has it now: a later poll does not hand it out again.
@@ -563,7 +567,8 @@ end
 function Engine:run(call)
     local h = self.spare or new_handle()
     self.spare = nil
-    local value, err = self:wait(begin(self, h, call, false, now_ms()))
+    local now = now_ms()
+    local value, err = self:wait(begin(self, h, call, false, now), now)
     h.call, h.value, h.err, h.last_err = nil, nil, nil, nil -- it holds nothing of the call
     self.spare = h
     return value, err
@@ -576,7 +581,7 @@ end
 local function await_response(h)
     local req = h.request -- set only while an attempt is running
     if req then
-        h.call.transport:wait(req, wait_limit_ms(h), true)
+        h.call.transport:wait(req, wait_limit_ms(h, now_ms()), true)
     end
 end
 

@@ -680,6 +680,8 @@ describe("passage.cosocket", function()
             assert.is_true(r.done_slow2)
             assert.same({ "fast" }, r.left)
             assert.same({ 200, 200 }, r.statuses)
+            assert.is_true(r.bad_into) -- response(check, 5) raises, and reads nothing
+            assert.is_true(r.filled)
         end)
 
         it("response() returns a raise while building its table as nil, message", function()

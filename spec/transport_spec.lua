@@ -246,6 +246,7 @@ describe("passage.core transport", function()
             local into = {}
             local req = tr:start("GET", server.url("/json"), {})
             wait(tr, req)
+            assert.has_error(function() req:response(nil, 5) end) -- and reads nothing
             local resp = req:response(nil, into)
             assert.are.equal(into, resp)
             assert.are.equal(200, resp.status)

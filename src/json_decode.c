@@ -812,7 +812,7 @@ int psg_json_decode(lua_State *L, const char *s, size_t len, const psg_json_opts
                     psg_json_shapes *shapes, int key_table, psg_buf *scratch, psg_json_error *err)
 {
     dec d;
-    int base = lua_gettop(L);
+    int base = lua_gettop(L), keys_on_stack;
     int max_depth = opts && opts->max_depth > 0 ? opts->max_depth : PSG_JSON_DEFAULT_MAX_DEPTH;
     if (max_depth > PSG_JSON_MAX_DEPTH_LIMIT)
         max_depth = PSG_JSON_MAX_DEPTH_LIMIT;
@@ -848,15 +848,16 @@ int psg_json_decode(lua_State *L, const char *s, size_t len, const psg_json_opts
     err->message[0] = '\0';
     err->check_failed = 0;
 
+    keys_on_stack = d.key_table != 0 && len >= KEYS_ON_STACK_MIN_BYTES;
     d.kc_base = 0;
-    if (!lua_checkstack(L, d.key_table != 0 && len >= KEYS_ON_STACK_MIN_BYTES ? KEY_SLOTS + 8 : 8))
+    if (!lua_checkstack(L, keys_on_stack ? KEY_SLOTS + 8 : 8))
         return fail_at(&d, s, "Lua stack exhausted");
     if (d.key_table != 0)
         lua_rawgeti(L, d.key_table, KEY_TABLE_ARRAY_MT);
     else
         psg_json_push_array_mt(L);
     d.mt_index = lua_gettop(L);
-    if (d.key_table != 0 && len >= KEYS_ON_STACK_MIN_BYTES) {
+    if (keys_on_stack) {
         int i;
         d.kc_base = d.mt_index + 1;
         for (i = 0; i < KEY_SLOTS; i++)

@@ -128,7 +128,8 @@ void psg_json_push_key_table(lua_State *L);
  * malformed input pushes nothing, fills *err and returns 0. It may raise a
  * Lua memory error; all scratch memory lives in *scratch (owned by a
  * userdata), so nothing leaks when it does. The array metatable is taken
- * from the registry (psg_json_push_array_mt). It grows the Lua stack itself
+ * from the key table, or without one from the registry
+ * (psg_json_push_array_mt). It grows the Lua stack itself
  * (8 slots, plus 4 per nesting level); when that fails it is a decode error
  * like any other. key_table: the absolute stack index of the shape cache's
  * key table, or 0 to decode without the key memory.

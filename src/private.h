@@ -250,14 +250,21 @@ struct psg_request {
 enum { PSG_UP_TRANSPORT_MT = 1, PSG_UP_REQUEST_MT, PSG_UP_HEADERS_MT };
 #define PSG_UP_CLASSES 3
 
+/* Pushes the class metatables at classes, classes + 1 and classes + 2, as
+ * the first upvalues of a closure go. */
+static inline void psg_push_classes(lua_State *L, int classes)
+{
+    int i;
+    for (i = 0; i < PSG_UP_CLASSES; i++)
+        lua_pushvalue(L, classes + i);
+}
+
 /* Sets the functions of l on the table at the top, each a closure over the
- * class metatables at classes, classes + 1 and classes + 2. */
+ * class metatables (see psg_push_classes). */
 static inline void psg_class_funcs(lua_State *L, int classes, const luaL_Reg *l)
 {
     for (; l->name != NULL; l++) {
-        lua_pushvalue(L, classes);
-        lua_pushvalue(L, classes + 1);
-        lua_pushvalue(L, classes + 2);
+        psg_push_classes(L, classes);
         lua_pushcclosure(L, l->func, PSG_UP_CLASSES);
         lua_setfield(L, -2, l->name);
     }

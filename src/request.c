@@ -279,7 +279,7 @@ static void gather_info(psg_request *r, CURLcode code)
     v = 0;
     if (code == CURLE_RECV_ERROR && curl_easy_getinfo(curl, CURLINFO_HEADER_SIZE, &v) == CURLE_OK)
         r->header_bytes = v;
-    if (message[0] != '\0' && r->error == NULL) {
+    if (message[0] != '\0') {
         size_t len = strlen(message);
         if ((r->error = (char *)malloc(len + 1)) != NULL)
             memcpy(r->error, message, len + 1);
@@ -393,10 +393,9 @@ static int l_close(lua_State *L)
 
 /* Decodes the body into a value pushed on the stack (1), or fills *err (0);
  * key_table: the stack index of the transport's key table. The transport's
- * shape cache
- * outlives a close() of the transport and is freed by its __gc, which cannot
- * run while this request is reachable (its user value holds the transport):
- * the pointer stays good for the decode. */
+ * shape cache outlives a close() of the transport and is freed by its __gc,
+ * which cannot run while this request is reachable (its user value holds
+ * the transport): the pointer stays good for the decode. */
 static int decode_body(lua_State *L, psg_request *r, const psg_json_opts *opts, int key_table,
                        psg_json_error *err)
 {
@@ -579,9 +578,9 @@ static void push_message(lua_State *L, const psg_request *r)
 
 /* Builds the response table of the request at 1 (checked: done, not read,
  * not closed) with the check at 2, into the table at 3 if there is one, with
- * the transport's key table at 4, and releases the request. Everything that can raise (out of
- * memory) happens before any C memory is released, so l_response can report
- * the raise and leave the request to be closed. */
+ * the transport's key table at 4, and releases the request. Everything that
+ * can raise (out of memory) happens before any C memory is released, so
+ * l_response can report the raise and leave the request to be closed. */
 static int build_response(lua_State *L)
 {
     psg_request *r = (psg_request *)lua_touserdata(L, 1);
@@ -653,6 +652,8 @@ static int l_response(lua_State *L)
         return luaL_error(L, "the response was already read");
     if (r->closed)
         return luaL_error(L, "request is closed");
+    if (!lua_isnoneornil(L, 3))
+        luaL_checktype(L, 3, LUA_TTABLE);
     lua_settop(L, 3);
     psg_transport_push_key_table(L, 1);
     lua_pushvalue(L, lua_upvalueindex(RESPONSE_BUILDER));
@@ -961,9 +962,7 @@ void psg_request_register(lua_State *L, int classes)
     };
     psg_class_fill(L, classes, PSG_UP_REQUEST_MT, PSG_REQUEST_MT, meta, methods);
     lua_getfield(L, classes + PSG_UP_REQUEST_MT - 1, "__index");
-    lua_pushvalue(L, classes);
-    lua_pushvalue(L, classes + 1);
-    lua_pushvalue(L, classes + 2);
+    psg_push_classes(L, classes);
     for (f = 0; f < F_COUNT; f++)
         lua_pushstring(L, FIELD_NAMES[f]);
     lua_pushstring(L, JSON_TYPE);

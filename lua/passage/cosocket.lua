@@ -509,6 +509,10 @@ function Request:response(check, into)
     if self.read then
         error("passage.cosocket: the response was already read", 2)
     end
+    if into ~= nil and type(into) ~= "table" then
+        error("passage.cosocket: bad argument #2 to 'response' (table expected, got "
+            .. type(into) .. ")", 2)
+    end
     local ok, res = pcall(response_of, self, check, into)
     if not ok then
         return nil, res

@@ -97,9 +97,13 @@ function scenarios.wait_keep(p)
     for _, req in ipairs(tr:perform(0)) do
         left[#left + 1] = req == fast and "fast" or req == slow and "slow" or "other"
     end
-    local r1, r2 = slow:response(), fast:response()
+    -- A table to fill, as the engine gives one: a table or nothing.
+    local bad_into = not pcall(slow.response, slow, nil, 5)
+    local into = {}
+    local r1, r2 = slow:response(nil, into), fast:response()
     return { done_slow = done_slow, finished = finished, kept = kept, done_slow2 = done_slow2, left = left,
-        statuses = { r1.status, r2.status }, ms = now_ms() - t0 }
+        statuses = { r1.status, r2.status }, ms = now_ms() - t0, bad_into = bad_into,
+        filled = r1 == into }
 end
 
 -- response() called with the stack nearly spent, deeper and deeper, until

@@ -224,10 +224,28 @@ function M.check_steps(walk, idle, bounds, keys)
     end
 end
 
+-- Measures a walk with `measure` (which runs the host and checks its work)
+-- and checks its steps (check_steps). A shared machine now and then stalls
+-- a process for tens of milliseconds: a CI run saw one Luanti step 94 ms
+-- late while the library's time in it was 8 ms. A library that holds steps
+-- up does so in every run, so a run failing only these timing checks is
+-- measured once more, and that run must pass them. Returns the walk that
+-- passed. `report` (print by default) is told why a first run failed.
+function M.walk_not_holding_up(measure, idle, bounds, keys, report)
+    local walk = measure()
+    local ok, err = pcall(M.check_steps, walk, idle, bounds, keys)
+    if not ok then
+        (report or print)("\n  a step check failed, measuring once more: " .. tostring(err))
+        walk = measure()
+        M.check_steps(walk, idle, bounds, keys)
+    end
+    return walk
+end
+
 -- The checks would see a blocked step (the measure works): the same run
 -- with one step `blocked_ms` longer, as a blocking walk's page makes it,
 -- fails check_steps, whether only the library's time or only the host's
--- lateness shows it.
+-- lateness shows it, and fails walk_not_holding_up when every run has it.
 function M.check_steps_see_a_blocked_step(walk, idle, bounds, keys, blocked_ms)
     local function with_one_step_longer(names)
         local copy = {}
@@ -245,8 +263,15 @@ function M.check_steps_see_a_blocked_step(walk, idle, bounds, keys, blocked_ms)
         end
         return copy
     end
+    local blocked = with_one_step_longer { "library_cpu_ms" }
     assert.has_error(function()
-        M.check_steps(with_one_step_longer { "library_cpu_ms" }, idle, bounds, keys)
+        M.check_steps(blocked, idle, bounds, keys)
+    end)
+    -- and measuring once more does not hide a block that recurs
+    assert.has_error(function()
+        M.walk_not_holding_up(function()
+            return blocked
+        end, idle, bounds, keys, function() end)
     end)
     for _, key in ipairs(keys) do
         assert.has_error(function()

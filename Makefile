@@ -242,7 +242,7 @@ valgrind: deps build
 #   build/fuzz/fuzz_response build/fuzz/crash-<id>
 FUZZ_OUT     := $(BUILD)/fuzz
 FUZZ_BIN     := $(FUZZ_OUT)/fuzz_response
-FUZZ_SRCS    := src/fuzz/fuzz_response.c src/core.c src/json_decode.c src/json_number.c src/json_check.c src/transport.c src/sockets.c src/headers.c src/segment.c
+FUZZ_SRCS    := src/fuzz/fuzz_response.c src/core.c src/easy_url.c src/json_decode.c src/json_number.c src/json_check.c src/transport.c src/sockets.c src/headers.c src/segment.c
 FUZZ_SECONDS ?= 3600
 FUZZ_JOBS    ?= 1
 # A smaller quarantine and shorter allocation stacks keep a long run's

@@ -39,7 +39,7 @@ build = {
    type = "builtin",
    modules = {
       ["passage.core"] = {
-         sources = { "rockspec/check_curl_headers.c", "src/core.c", "src/headers.c", "src/segment.c", "src/json_check.c", "src/json_decode.c", "src/json_number.c", "src/request.c", "src/sockets.c", "src/transport.c" },
+         sources = { "rockspec/check_curl_headers.c", "src/core.c", "src/easy_url.c", "src/headers.c", "src/segment.c", "src/json_check.c", "src/json_decode.c", "src/json_number.c", "src/request.c", "src/sockets.c", "src/transport.c" },
          defines = { "PSG_VERSION=\"0.1.0\"", "_POSIX_C_SOURCE=200809L" },
          libraries = { "curl", "pthread", "m" },
          incdirs = { "$(CURL_INCDIR)" },

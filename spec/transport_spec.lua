@@ -168,6 +168,45 @@ describe("passage.core transport", function()
             assert.are.equal(0, req:response().connects)
         end)
 
+        -- An easy handle keeps the URL libcurl parsed for an origin and
+        -- sets only the path and query of the next URLs of that origin
+        -- (src/easy_url.c); one URL after another on one transport reuses
+        -- one handle, and each must go out as libcurl parses it as a string.
+        it("sends each URL as libcurl parses it, whatever URL the handle carried before", function()
+            local port = server.port()
+            local here, there = "http://127.0.0.1:" .. port, "http://localhost:" .. port
+            local secret = "http://user:s3cret@127.0.0.1:" .. port
+            local basic = "Basic " .. (require "mime").b64("user:s3cret")
+            local long = "/target/" .. string.rep("k", 1100)
+            local cases = {
+                { here, "/target/a", "/target/a" },
+                { here, "/target/b?limit=5&page=2", "/target/b?limit=5&page=2" },
+                { here, "/target/b", "/target/b" }, -- the query gone
+                { here, "/target/%4A%6b", "/target/%4A%6b" }, -- case kept
+                { here, "/target/x/./y", "/target/x/y" }, -- dot segments removed
+                { here, "/target/x/../y?a=1", "/target/y?a=1" },
+                { here, "/target/c?", "/target/c?" },
+                { here, "/target/d?a=%2F&b=c", "/target/d?a=%2F&b=c" },
+                { here, "/target/e#fragment", "/target/e" },
+                { there, "/target/f", "/target/f" }, -- another origin
+                { there, "/target/g?x=1", "/target/g?x=1" },
+                { secret, "/target/h", "/target/h" }, -- user and password
+                { secret, "/target/i", "/target/i" },
+                { here, "/target/j", "/target/j" }, -- and none again
+                { here, long .. "?q=1", long .. "?q=1" }, -- a path too long to copy
+                { here, "/target/l", "/target/l" },
+            }
+            for i, case in ipairs(cases) do
+                local origin, path, target = case[1], case[2], case[3]
+                local resp = fetch_url(tr, origin .. path)
+                assert.are.equal(200, resp.status, path)
+                local seen = resp.body
+                assert.are.equal(target, seen.target, "case " .. i)
+                assert.are.equal(origin:match("[^@/]+$"), seen.host, "case " .. i)
+                assert.are.equal(origin == secret and basic or "", seen.authorization, "case " .. i)
+            end
+        end)
+
         it("starts without waiting", function()
             local req = tr:start("GET", server.url("/slow?ms=300"), {})
             assert.is_false(req:done())

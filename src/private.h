@@ -6,11 +6,12 @@
  *   sockets.c    a transport's sockets as libcurl and a host reactor see them
  *   transport.c  a libcurl multi handle: core.transport(opts)
  *   request.c    a libcurl easy handle: transport:start(...) -> request
+ *   easy_url.c   the URL an easy handle gives libcurl
  *   headers.c    a libcurl header list: transport:headers(array)
  *   json_decode.c, json_check.c   the decoder and its checks (json_decode.h)
- * Calls go one way: core -> transport -> request, headers, sockets; request
- * -> transport (easy and multi need each other), headers; json_decode ->
- * json_check. What two files both need (the clock, a document position,
+ * Calls go one way: core -> transport -> request, headers, sockets,
+ * easy_url; request -> transport (easy and multi need each other), headers,
+ * easy_url; json_decode -> json_check. What two files both need (the clock, a document position,
  * the array metatable) is an inline function of a header.
  * Nothing here is seen by Lua directly; the Lua-visible contract is
  * documented at the top of each .c file.
@@ -78,7 +79,16 @@ typedef struct psg_easy {
     struct curl_slist *headers;
     long dns_cache_timeout;       /* as last set, plain or not */
     char errbuf[CURL_ERROR_SIZE]; /* libcurl's message of the transfer */
+    /* The parsed URL libcurl is given, and the origin it was parsed for
+     * (see easy_url.c); url_given: CURLOPT_CURLU is set to it. */
+    struct Curl_URL *url;
+    char *origin;
+    size_t origin_len;
+    int url_given;
 } psg_easy;
+
+/* A parsed URL can be given to an easy handle (CURLOPT_CURLU). */
+#define PSG_HAS_CURLU (LIBCURL_VERSION_NUM >= 0x073F00)
 
 /* A header list as libcurl takes it, shared by every request started with
  * it: each holder (the header set userdata, each request using it) counts
@@ -308,6 +318,12 @@ static inline void *psg_checkclass(lua_State *L, int idx, int up, const char *na
     void *p = psg_testclass(L, idx, up);
     return p != NULL ? p : luaL_checkudata(L, idx, name);
 }
+
+/* easy_url.c */
+/* Sets url (len bytes) as the URL of e's next transfer; fresh: e is new or
+ * reset. Frees what it keeps (with the handle). */
+CURLcode psg_easy_set_url(psg_easy *e, const char *url, size_t len, int fresh);
+void psg_easy_free_url(psg_easy *e);
 
 /* transport.c */
 /* Registers core.transport and the three classes on the table at the top

@@ -674,6 +674,18 @@ static int l_response(lua_State *L)
 
 /* ---- transport:start ---------------------------------------------------- */
 
+/* The arguments of transport:start(), checked before anything is made. */
+typedef struct start_args {
+    int method; /* index in METHODS */
+    const char *url;
+    size_t url_len;
+    const char *body; /* NULL: none */
+    size_t body_len;
+    psg_headers *shared;    /* a header set given; else the array's n_headers */
+    int n_headers, present; /* PSG_HEADER_* bits of the array's headers */
+    long timeout_ms;
+} start_args;
+
 #define SETOPT(opt, val)                                                                           \
     do {                                                                                           \
         if (rc == CURLE_OK)                                                                        \
@@ -697,12 +709,11 @@ static long dns_cache_timeout(psg_transport *tr)
 /* What differs between two bodyless GETs on the same transport: the URL,
  * and the timeout, headers and DNS cache timeout when they are not the ones
  * the plain handle holds (see psg_easy). */
-static CURLcode setup_plain_get(psg_easy *e, psg_request *r, const char *url, long timeout_ms,
-                                long dns)
+static CURLcode setup_plain_get(psg_easy *e, psg_request *r, const start_args *a, long dns)
 {
     CURL *easy = e->curl;
-    CURLcode rc = CURLE_OK;
-    SETOPT(CURLOPT_URL, url);
+    CURLcode rc = psg_easy_set_url(e, a->url, a->url_len, 0);
+    long timeout_ms = a->timeout_ms;
     if (e->timeout_ms != timeout_ms)
         SETOPT(CURLOPT_TIMEOUT_MS, timeout_ms);
     if (e->headers != r->headers->bodyless)
@@ -716,16 +727,18 @@ static CURLcode setup_plain_get(psg_easy *e, psg_request *r, const char *url, lo
 }
 
 /* Applies every option of the transfer to a fresh (or reset) easy handle. */
-static CURLcode setup_easy(psg_easy *e, psg_transport *tr, psg_request *r, const char *url,
-                           const char *body, size_t body_len, long timeout_ms, long dns)
+static CURLcode setup_easy(psg_easy *e, psg_transport *tr, psg_request *r, const start_args *a,
+                           long dns)
 {
     CURL *easy = e->curl;
-    CURLcode rc = CURLE_OK;
+    CURLcode rc = psg_easy_set_url(e, a->url, a->url_len, 1);
+    const char *body = a->body;
+    size_t body_len = a->body_len;
+    long timeout_ms = a->timeout_ms;
     /* A body (possibly empty) goes with every method but GET and DELETE. */
     int sends_body =
         body != NULL || (strcmp(r->method, "GET") != 0 && strcmp(r->method, "DELETE") != 0);
     SETOPT(CURLOPT_PRIVATE, (char *)e);
-    SETOPT(CURLOPT_URL, url);
     SETOPT(CURLOPT_NOSIGNAL, 1L); /* may run in threads that own signals */
     SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
     SETOPT(CURLOPT_WRITEDATA, (void *)e);
@@ -787,26 +800,14 @@ static CURLcode setup_easy(psg_easy *e, psg_transport *tr, psg_request *r, const
 
 static const char *const METHODS[] = {"GET", "POST", "PATCH", "DELETE", "PUT", NULL};
 
-/* The arguments of transport:start(), checked before anything is made. */
-typedef struct start_args {
-    int method; /* index in METHODS */
-    const char *url;
-    const char *body; /* NULL: none */
-    size_t body_len;
-    psg_headers *shared;    /* a header set given; else the array's n_headers */
-    int n_headers, present; /* PSG_HEADER_* bits of the array's headers */
-    long timeout_ms;
-} start_args;
-
 /* Checks the arguments (raising on a bad one); allocates nothing. */
 static void check_start_args(lua_State *L, const psg_transport *tr, start_args *a)
 {
-    size_t url_len;
     memset(a, 0, sizeof *a);
     a->method = luaL_checkoption(L, 2, NULL, METHODS);
-    a->url = luaL_checklstring(L, 3, &url_len);
+    a->url = luaL_checklstring(L, 3, &a->url_len);
     a->timeout_ms = tr->timeout_ms;
-    if (psg_has_ctl(a->url, url_len))
+    if (psg_has_ctl(a->url, a->url_len))
         luaL_argerror(L, 3, "url contains CR, LF or NUL");
     if (!lua_isnil(L, 4)) {
         psg_headers **box = (psg_headers **)psg_testclass(L, 4, PSG_UP_HEADERS_MT);
@@ -878,12 +879,11 @@ static const char *take_transfer(lua_State *L, psg_transport *tr, psg_request *r
     e->r = r;
     e->errbuf[0] = '\0';
     if (e->plain && get) {
-        rc = setup_plain_get(e, r, a->url, a->timeout_ms, dns_cache_timeout(tr));
+        rc = setup_plain_get(e, r, a, dns_cache_timeout(tr));
     } else {
         if (e->plain)
             curl_easy_reset(e->curl);
-        rc = setup_easy(e, tr, r, a->url, a->body, a->body_len, a->timeout_ms,
-                        dns_cache_timeout(tr));
+        rc = setup_easy(e, tr, r, a, dns_cache_timeout(tr));
     }
     /* A handle that failed to take an option is reset when it goes back. */
     e->plain = get && rc == CURLE_OK;

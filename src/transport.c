@@ -164,6 +164,7 @@ psg_easy *psg_transport_take_easy(psg_transport *tr)
 static void free_easy(psg_easy *e)
 {
     curl_easy_cleanup(e->curl);
+    psg_easy_free_url(e);
     free(e);
 }
 

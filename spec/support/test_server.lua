@@ -60,6 +60,20 @@ local HTTP = [[
             }
         }
 
+        # /target/...: the request target and the headers that come from the
+        # URL, as they arrived (request_uri is the raw target, unnormalised).
+        location ^~ /target/ {
+            content_by_lua_block {
+                local cjson = require "cjson"
+                local h = ngx.req.get_headers()
+                ngx.print(cjson.encode({
+                    target = ngx.var.request_uri,
+                    host = h["host"] or "",
+                    authorization = h["authorization"] or "",
+                }))
+            }
+        }
+
         # The request body, answered as it came: a response of the spec's choosing.
         location = /reply {
             content_by_lua_block {

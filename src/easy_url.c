@@ -25,18 +25,19 @@
 #if PSG_HAS_CURLU
 
 /* Bytes libcurl's parse keeps as they are: PATH in a path, QUERY in a
- * query (a table: every byte of every URL is looked up). */
-enum { PATH = 1, QUERY = 2 };
+ * query; and SCHEME, those of a scheme (a table: every byte of every URL
+ * is looked up). */
+enum { PATH = 1, QUERY = 2, SCHEME = 4 };
 /* clang-format off */
-#define BOTH_10 3, 3, 3, 3, 3, 3, 3, 3, 3, 3
-#define BOTH_26 BOTH_10, BOTH_10, 3, 3, 3, 3, 3, 3
+#define ALL_10 7, 7, 7, 7, 7, 7, 7, 7, 7, 7
+#define ALL_26 ALL_10, ALL_10, 7, 7, 7, 7, 7, 7
 #define NONE_16 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
 static const unsigned char PLAIN[256] = {
-    NONE_16, NONE_16,                                      /* 0x00-0x1f */
-    0, 0, 0, 0, 0, 0, QUERY, 0, 0, 0, 0, 0, 0, 3, 3, PATH, /* '&' '-' '.' '/' */
-    BOTH_10, 0, 0, 0, QUERY, 0, 0,                         /* 0-9 '=' */
-    0, BOTH_26, 0, 0, 0, 0, 3,                             /* A-Z '_' */
-    0, BOTH_26, 0, 0, 0, 3, 0,                             /* a-z '~' */
+    NONE_16, NONE_16,                                           /* 0x00-0x1f */
+    0, 0, 0, 0, 0, 0, QUERY, 0, 0, 0, 0, SCHEME, 0, 7, 7, PATH, /* & + - . / */
+    ALL_10, 0, 0, 0, QUERY, 0, 0,                               /* 0-9 = */
+    0, ALL_26, 0, 0, 0, 0, PATH | QUERY,                        /* A-Z _ */
+    0, ALL_26, 0, 0, 0, PATH | QUERY, 0,                        /* a-z ~ */
     NONE_16, NONE_16, NONE_16, NONE_16, NONE_16, NONE_16, NONE_16, NONE_16};
 /* clang-format on */
 
@@ -44,16 +45,17 @@ static const unsigned char PLAIN[256] = {
  * copied to the C stack to end it before the "?"). */
 #define PATH_COPY_MAX 1024
 
-/* The length of url's origin: what comes before the first "/" after
- * "://", holding no byte that ends an authority early ("?", "#", "\")
- * nor a blank or control byte; 0 when there is no such origin. */
+/* The length of url's origin: a scheme, "://", then what comes before the
+ * next "/", holding no byte that ends an authority early ("?", "#", "\")
+ * nor a blank or control byte; 0 when url does not start so. */
 static size_t origin_length(const char *url, size_t len)
 {
-    const char *sep = len > 3 ? strstr(url, "://") : NULL;
-    size_t i;
-    if (sep == NULL)
+    size_t i = 0;
+    while (i < len && (PLAIN[(unsigned char)url[i]] & SCHEME))
+        i++;
+    if (i == 0 || len - i < 3 || memcmp(url + i, "://", 3) != 0)
         return 0;
-    for (i = (size_t)(sep - url) + 3; i < len; i++) {
+    for (i += 3; i < len; i++) {
         unsigned char c = (unsigned char)url[i];
         if (c == '/')
             return i;

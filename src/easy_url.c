@@ -71,7 +71,8 @@ static int plain_rest(const char *rest, size_t len, size_t *path_len)
 {
     size_t i = 0;
     for (; i < len && rest[i] != '?'; i++)
-        if (!(PLAIN[(unsigned char)rest[i]] & PATH) || (rest[i] == '/' && rest[i + 1] == '.'))
+        if (!(PLAIN[(unsigned char)rest[i]] & PATH) ||
+            (rest[i] == '/' && i + 1 < len && rest[i + 1] == '.'))
             return 0;
     *path_len = i;
     if (i == len)
@@ -155,20 +156,11 @@ static int parse_into(psg_easy *e, const char *url, size_t len)
            curl_url_set(e->url, CURLUPART_QUERY, query, 0) == CURLUE_OK;
 }
 
-CURLcode psg_easy_set_url(psg_easy *e, const char *url, size_t len, int fresh)
+CURLcode psg_easy_set_url(psg_easy *e, const char *url, size_t len)
 {
     CURLcode rc = curl_easy_setopt(e->curl, CURLOPT_URL, url);
-    int parsed;
-    if (fresh)
-        e->url_given = 0; /* a new or reset handle has no CURLOPT_CURLU */
-    if (rc != CURLE_OK)
-        return rc;
-    parsed = parse_into(e, url, len);
-    if (parsed != e->url_given) {
-        rc = curl_easy_setopt(e->curl, CURLOPT_CURLU, parsed ? e->url : NULL);
-        if (rc == CURLE_OK)
-            e->url_given = parsed;
-    }
+    if (rc == CURLE_OK)
+        rc = curl_easy_setopt(e->curl, CURLOPT_CURLU, parse_into(e, url, len) ? e->url : NULL);
     return rc;
 }
 
@@ -182,10 +174,9 @@ void psg_easy_free_url(psg_easy *e)
 
 #else /* a libcurl before 7.63: URLs go as strings */
 
-CURLcode psg_easy_set_url(psg_easy *e, const char *url, size_t len, int fresh)
+CURLcode psg_easy_set_url(psg_easy *e, const char *url, size_t len)
 {
     (void)len;
-    (void)fresh;
     return curl_easy_setopt(e->curl, CURLOPT_URL, url);
 }
 

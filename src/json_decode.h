@@ -129,10 +129,10 @@ void psg_json_push_key_table(lua_State *L);
  * Lua memory error; all scratch memory lives in *scratch (owned by a
  * userdata), so nothing leaks when it does. The array metatable is taken
  * from the key table, or without one from the registry
- * (psg_json_push_array_mt). It grows the Lua stack itself
- * (8 slots, plus 4 per nesting level); when that fails it is a decode error
- * like any other. key_table: the absolute stack index of the shape cache's
- * key table, or 0 to decode without the key memory.
+ * (psg_json_push_array_mt). It grows the Lua stack itself (8 slots, 128
+ * more for the keys of a document of 16 KB or more, plus 4 per nesting
+ * level); when that fails it is a decode error like any other. key_table: the absolute stack index
+ * of the shape cache's key table, or 0 to decode without the key memory.
  */
 int psg_json_decode(lua_State *L, const char *s, size_t len, const psg_json_opts *opts,
                     psg_json_shapes *shapes, int key_table, psg_buf *scratch, psg_json_error *err);

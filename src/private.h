@@ -11,8 +11,9 @@
  *   json_decode.c, json_check.c   the decoder and its checks (json_decode.h)
  * Calls go one way: core -> transport -> request, headers, sockets,
  * easy_url; request -> transport (easy and multi need each other), headers,
- * easy_url; json_decode -> json_check. What two files both need (the clock, a document position,
- * the array metatable) is an inline function of a header.
+ * easy_url; json_decode -> json_check. What two files both need (the clock,
+ * a document position, the array metatable) is an inline function of a
+ * header.
  * Nothing here is seen by Lua directly; the Lua-visible contract is
  * documented at the top of each .c file.
  *
@@ -80,11 +81,10 @@ typedef struct psg_easy {
     long dns_cache_timeout;       /* as last set, plain or not */
     char errbuf[CURL_ERROR_SIZE]; /* libcurl's message of the transfer */
     /* The parsed URL libcurl is given, and the origin it was parsed for
-     * (see easy_url.c); url_given: CURLOPT_CURLU is set to it. */
+     * (see easy_url.c). */
     struct Curl_URL *url;
     char *origin;
     size_t origin_len;
-    int url_given;
 } psg_easy;
 
 /* A parsed URL can be given to an easy handle (CURLOPT_CURLU). */
@@ -320,9 +320,9 @@ static inline void *psg_checkclass(lua_State *L, int idx, int up, const char *na
 }
 
 /* easy_url.c */
-/* Sets url (len bytes) as the URL of e's next transfer; fresh: e is new or
- * reset. Frees what it keeps (with the handle). */
-CURLcode psg_easy_set_url(psg_easy *e, const char *url, size_t len, int fresh);
+/* Sets url (len bytes) as the URL of e's next transfer. Frees what it
+ * keeps (with the handle). */
+CURLcode psg_easy_set_url(psg_easy *e, const char *url, size_t len);
 void psg_easy_free_url(psg_easy *e);
 
 /* transport.c */

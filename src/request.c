@@ -712,7 +712,7 @@ static long dns_cache_timeout(psg_transport *tr)
 static CURLcode setup_plain_get(psg_easy *e, psg_request *r, const start_args *a, long dns)
 {
     CURL *easy = e->curl;
-    CURLcode rc = psg_easy_set_url(e, a->url, a->url_len, 0);
+    CURLcode rc = psg_easy_set_url(e, a->url, a->url_len);
     long timeout_ms = a->timeout_ms;
     if (e->timeout_ms != timeout_ms)
         SETOPT(CURLOPT_TIMEOUT_MS, timeout_ms);
@@ -731,7 +731,7 @@ static CURLcode setup_easy(psg_easy *e, psg_transport *tr, psg_request *r, const
                            long dns)
 {
     CURL *easy = e->curl;
-    CURLcode rc = psg_easy_set_url(e, a->url, a->url_len, 1);
+    CURLcode rc = psg_easy_set_url(e, a->url, a->url_len);
     const char *body = a->body;
     size_t body_len = a->body_len;
     long timeout_ms = a->timeout_ms;

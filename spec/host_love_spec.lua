@@ -49,6 +49,9 @@ describe("a LÖVE game running examples/love", function()
         assert.is_true(#hosts.list(idle.wall_late_ms) >= IDLE_FRAMES)
 
         local bounds = hosts.bounds(BUDGET_MS, decode_ms, bulk_start_ms)
+        local setup = { budget_ms = BUDGET_MS, limit = LIMIT, decode_ms = decode_ms,
+            bulk_start_ms = bulk_start_ms, bounds = bounds }
+        local keys = { "wall_late_ms" }
         local function measure()
             local walk, output = run_game(love, dir, {
                 PASSAGE_BASE_URL = emulator.url(), PASSAGE_API_KEY = KEY, PASSAGE_APP_ID = APP,
@@ -57,18 +60,9 @@ describe("a LÖVE game running examples/love", function()
             })
             assert.equal("walk", walk.mode, output)
             hosts.check_work(walk, expected_ids)
-            local cpu, wall = hosts.list(walk.library_cpu_ms), hosts.list(walk.library_ms)
-            print(string.format("\n  love: %d users in %.0f ms (%.0f users/s), %d frames of %.1f ms,"
-                .. " M = %d ms; a %d-user page decodes in %.2f ms at worst, starting %d calls takes %.2f ms:"
-                .. " bounds %.2f (poll), %.2f (step), %.2f ms (worst)"
-                .. "\n  library CPU per frame: %s\n  library wall per frame: %s"
-                .. "\n  frame lateness: walk %s; idle %s", #walk.user_ids, walk.walk_ms, walk.users_per_s,
-                #wall, walk.step_ms, BUDGET_MS, LIMIT, decode_ms, hosts.CALLS, bulk_start_ms, bounds.poll,
-                bounds.step, bounds.worst, hosts.describe(cpu), hosts.describe(wall),
-                hosts.describe(walk.wall_late_ms), hosts.describe(idle.wall_late_ms)))
+            hosts.report("love", "frame", walk, idle, setup, keys)
             return walk
         end
-        local keys = { "wall_late_ms" }
         local walk = hosts.walk_not_holding_up(measure, idle, bounds, keys)
         hosts.check_steps_see_a_blocked_step(walk, idle, bounds, keys, 150)
     end)

@@ -80,6 +80,9 @@ describe("a Luanti server running examples/luanti's mod", function()
         assert.is_true(#hosts.list(idle.wall_late_ms) >= IDLE_STEPS)
 
         local bounds = hosts.bounds(BUDGET_MS, decode_ms, bulk_start_ms)
+        local setup = { budget_ms = BUDGET_MS, limit = LIMIT, decode_ms = decode_ms,
+            bulk_start_ms = bulk_start_ms, bounds = bounds }
+        local keys = { "wall_late_ms", "dtime_late_ms" }
         local function measure()
             local walk, output = run_server(server, dir, {
                 base_url = emulator.url(), api_key = KEY, app_id = APP,
@@ -88,20 +91,9 @@ describe("a Luanti server running examples/luanti's mod", function()
             assert.equal("walk", walk.mode, output)
             assert.equal(STEP_MS, walk.step_ms)
             hosts.check_work(walk, expected_ids)
-            local cpu, wall = hosts.list(walk.library_cpu_ms), hosts.list(walk.library_ms)
-            print(string.format("\n  luanti: %d users in %.0f ms (%.0f users/s), %d steps of %d ms,"
-                .. " M = %d ms; a %d-user page decodes in %.2f ms at worst, starting %d calls takes %.2f ms:"
-                .. " bounds %.2f (poll), %.2f (step), %.2f ms (worst)"
-                .. "\n  library CPU per step: %s\n  library wall per step: %s"
-                .. "\n  step lateness (wall clock): walk %s; idle %s"
-                .. "\n  step lateness (dtime): walk %s; idle %s", #walk.user_ids, walk.walk_ms,
-                walk.users_per_s, #wall, STEP_MS, BUDGET_MS, LIMIT, decode_ms, hosts.CALLS, bulk_start_ms,
-                bounds.poll, bounds.step, bounds.worst, hosts.describe(cpu), hosts.describe(wall),
-                hosts.describe(walk.wall_late_ms), hosts.describe(idle.wall_late_ms),
-                hosts.describe(walk.dtime_late_ms), hosts.describe(idle.dtime_late_ms)))
+            hosts.report("luanti", "step", walk, idle, setup, keys)
             return walk
         end
-        local keys = { "wall_late_ms", "dtime_late_ms" }
         local walk = hosts.walk_not_holding_up(measure, idle, bounds, keys)
         hosts.check_steps_see_a_blocked_step(walk, idle, bounds, keys, 150)
     end)

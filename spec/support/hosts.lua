@@ -280,6 +280,31 @@ function M.check_steps_see_a_blocked_step(walk, idle, bounds, keys, blocked_ms)
     end
 end
 
+-- What each lateness key of a summary measures.
+local LATENESS = { wall_late_ms = "wall clock", dtime_late_ms = "dtime" }
+
+-- Prints what a measured walk did: its rate, the costs and bounds its
+-- checks use (`setup`: budget_ms, limit, decode_ms, bulk_start_ms, bounds),
+-- the library's time per step (`unit`: "step", "frame"), and the lateness
+-- named by `keys`, against the idle run's.
+function M.report(host, unit, walk, idle, setup, keys)
+    local b = setup.bounds
+    local lines = {
+        string.format("\n  %s: %d users in %.0f ms (%.0f users/s), %d %ss of %.1f ms, M = %d ms;"
+            .. " a %d-user page decodes in %.2f ms at worst, starting %d calls takes %.2f ms:"
+            .. " bounds %.2f (poll), %.2f (step), %.2f ms (worst)", host, #list(walk.user_ids),
+            walk.walk_ms, walk.users_per_s, #list(walk.library_ms), unit, walk.step_ms, setup.budget_ms,
+            setup.limit, setup.decode_ms, M.CALLS, setup.bulk_start_ms, b.poll, b.step, b.worst),
+        string.format("  library CPU per %s: %s", unit, M.describe(walk.library_cpu_ms)),
+        string.format("  library wall per %s: %s", unit, M.describe(walk.library_ms)),
+    }
+    for _, key in ipairs(keys) do
+        lines[#lines + 1] = string.format("  %s lateness (%s): walk %s; idle %s", unit, LATENESS[key],
+            M.describe(walk[key]), M.describe(idle[key]))
+    end
+    print(table.concat(lines, "\n"))
+end
+
 -- "median 1.2, p90 3.4, max 5.6 ms"
 function M.describe(values)
     return string.format("median %.2f, p90 %.2f, max %.2f ms over %d", M.percentile(values, 0.5),
